@@ -1,0 +1,2 @@
+//! altinn-aos — module map (filled in as modules land).
+pub mod simulator;

@@ -1,0 +1,1 @@
+//! Altinn simulator (placeholder).
