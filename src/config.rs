@@ -1,0 +1,404 @@
+//! Typed settings, parsed once at start.
+//!
+//! Names are the reference system's (`AltinnApplicationOwnerSystemSettings__…`,
+//! `QueueStorageSettings__…`) so existing Function App settings keep working. Each name is
+//! looked up as given (`__`), then with `:` as the separator, first in the environment and then
+//! in the `Values` of `local.settings.json` in the working directory. A missing or malformed
+//! required setting is a [`SettingsError`] that names the setting; `main` prints it as one line
+//! and exits, so it never surfaces later as a panic or a storm of 500s.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use url::Url;
+
+use crate::event::OrgName;
+
+const AOS: &str = "AltinnApplicationOwnerSystemSettings__";
+const QUEUES: &str = "QueueStorageSettings__";
+
+/// The event type archived by default: only completed instances are ready to archive.
+pub const DEFAULT_EVENT_TYPE: &str = "app.instance.process.completed";
+
+/// A setting that is missing or malformed; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("setting {name}: {problem}")]
+pub struct SettingsError {
+    pub name: String,
+    pub problem: String,
+}
+
+impl SettingsError {
+    fn new(name: &str, problem: impl Into<String>) -> Self {
+        SettingsError { name: name.to_string(), problem: problem.into() }
+    }
+}
+
+/// Where setting values come from: the environment, then `local.settings.json` `Values`.
+#[derive(Clone, Debug, Default)]
+pub struct SettingSource {
+    env: HashMap<String, String>,
+    file: HashMap<String, String>,
+}
+
+impl SettingSource {
+    /// The process environment plus `local.settings.json` in the working directory, if any.
+    pub fn from_process() -> Result<Self, SettingsError> {
+        let env = std::env::vars().collect();
+        let file = read_local_settings(Path::new("local.settings.json"))?;
+        Ok(SettingSource { env, file })
+    }
+
+    /// A source from explicit pairs (tests, tools).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let env = pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        SettingSource { env, file: HashMap::new() }
+    }
+
+    /// The value of `name` (written with `__`), also accepted with `:`; empty counts as unset.
+    pub fn get(&self, name: &str) -> Option<String> {
+        let colon = name.replace("__", ":");
+        [&self.env, &self.file]
+            .into_iter()
+            .flat_map(|map| [map.get(name), map.get(&colon)])
+            .flatten()
+            .map(|v| v.trim().to_string())
+            .find(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &str) -> Result<String, SettingsError> {
+        self.get(name).ok_or_else(|| SettingsError::new(name, "is required but not set"))
+    }
+}
+
+fn read_local_settings(path: &Path) -> Result<HashMap<String, String>, SettingsError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(HashMap::new());
+    };
+    #[derive(serde::Deserialize)]
+    struct LocalSettings {
+        #[serde(rename = "Values", default)]
+        values: HashMap<String, serde_json::Value>,
+    }
+    let parsed: LocalSettings = serde_json::from_str(&text)
+        .map_err(|e| SettingsError::new("local.settings.json", format!("is not valid JSON: {e}")))?;
+    Ok(parsed
+        .values
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect())
+}
+
+/// A base URL that is `https` (or `http` on a loopback address) and ends with exactly one `/`,
+/// so `{base}{path}` joins never produce `//` or drop a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseUrl(Url);
+
+impl BaseUrl {
+    pub fn parse(name: &str, value: &str) -> Result<Self, SettingsError> {
+        let mut url = Url::parse(value.trim())
+            .map_err(|e| SettingsError::new(name, format!("`{value}` is not a URL ({e})")))?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => {
+                return Err(SettingsError::new(
+                    name,
+                    format!("`{value}` must be https (http is accepted only for loopback addresses)"),
+                ));
+            }
+        }
+        if url.host().is_none() || url.query().is_some() || url.fragment().is_some() {
+            return Err(SettingsError::new(name, format!("`{value}` must be a plain base URL")));
+        }
+        let path = format!("{}/", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        Ok(BaseUrl(url))
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+
+    /// `self` joined with a relative path made of already-validated segments.
+    pub fn join(&self, relative: &str) -> Url {
+        let mut url = self.0.clone();
+        let path = format!("{}{}", url.path(), relative.trim_start_matches('/'));
+        url.set_path(&path);
+        url
+    }
+
+    /// Host and port as they must appear in URLs we trust (e.g. an event `source`).
+    pub fn same_origin(&self, other: &Url) -> bool {
+        other.scheme() == self.0.scheme()
+            && other.host() == self.0.host()
+            && other.port_or_known_default() == self.0.port_or_known_default()
+    }
+}
+
+impl std::fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How the archive storage account is reached.
+#[derive(Clone)]
+pub struct BlobSettings {
+    /// e.g. `https://acct.blob.core.windows.net/` or `http://127.0.0.1:10000/devstoreaccount1/`.
+    pub endpoint: BaseUrl,
+    /// Account name and key: when the key is set, requests carry a short-lived account SAS;
+    /// when absent, managed identity is used.
+    pub account: Option<(String, String)>,
+    /// Archive container, default `inbound`.
+    pub container: String,
+}
+
+impl std::fmt::Debug for BlobSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobSettings")
+            .field("endpoint", &self.endpoint.to_string())
+            .field("account", &self.account.as_ref().map(|(name, _)| name))
+            .field("container", &self.container)
+            .finish()
+    }
+}
+
+/// Queue names (and the connection string used by the standalone runtime and tools).
+#[derive(Clone)]
+pub struct QueueSettings {
+    pub connection_string: Option<String>,
+    pub inbound: String,
+    pub feedback: String,
+    pub confirmation: String,
+}
+
+impl std::fmt::Debug for QueueSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueSettings")
+            .field("connection_string", &self.connection_string.as_ref().map(|_| "<redacted>"))
+            .field("inbound", &self.inbound)
+            .field("feedback", &self.feedback)
+            .field("confirmation", &self.confirmation)
+            .finish()
+    }
+}
+
+/// Every setting the handler needs, parsed and checked.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub apps_base_url: BaseUrl,
+    pub platform_base_url: BaseUrl,
+    /// The org, for work that has no event to read it from (reconciliation).
+    pub org: Option<OrgName>,
+    pub blob: BlobSettings,
+    pub queues: QueueSettings,
+    /// CloudEvent types that are archived; others are answered 200 and dropped.
+    pub event_types: Vec<String>,
+    pub token: TokenSettings,
+}
+
+/// Where the Altinn token comes from.
+#[derive(Clone)]
+pub enum TokenSettings {
+    /// A fixed bearer token (`AltinnApplicationOwnerSystemSettings__AltinnToken`): for local
+    /// development against the simulator; the Maskinporten flow replaces it in production.
+    Static(String),
+}
+
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSettings::Static(_) => f.write_str("Static(<redacted>)"),
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_source(src: &SettingSource) -> Result<Self, SettingsError> {
+        let apps_name = format!("{AOS}AppsBaseUrl");
+        let apps_base_url = BaseUrl::parse(&apps_name, &src.required(&apps_name)?)?;
+        let platform_name = format!("{AOS}PlatformBaseUrl");
+        let platform_base_url = BaseUrl::parse(&platform_name, &src.required(&platform_name)?)?;
+
+        let org_name = format!("{AOS}Org");
+        let org = match src.get(&org_name) {
+            Some(value) => Some(
+                OrgName::parse(&value)
+                    .map_err(|e| SettingsError::new(&org_name, format!("`{value}`: {e}")))?,
+            ),
+            None => org_from_apps_host(&apps_base_url),
+        };
+
+        let endpoint_name = format!("{AOS}BlobEndpoint");
+        let endpoint = BaseUrl::parse(&endpoint_name, &src.required(&endpoint_name)?)?;
+        let account_name = src.get(&format!("{AOS}AccountName"));
+        let account_key = src.get(&format!("{AOS}AccountKey"));
+        let account = match (account_name, account_key) {
+            (Some(name), Some(key)) => {
+                use base64::Engine;
+                if base64::engine::general_purpose::STANDARD.decode(&key).is_err() {
+                    return Err(SettingsError::new(&format!("{AOS}AccountKey"), "is not base64"));
+                }
+                Some((name, key))
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError::new(
+                    &format!("{AOS}AccountName"),
+                    "is required when AccountKey is set",
+                ));
+            }
+            _ => None,
+        };
+        let container = src.get(&format!("{AOS}StorageContainer")).unwrap_or_else(|| "inbound".into());
+        check_container_name(&format!("{AOS}StorageContainer"), &container)?;
+
+        let queue = |key: &str, default: &str| -> Result<String, SettingsError> {
+            let name = format!("{QUEUES}{key}");
+            let value = src.get(&name).unwrap_or_else(|| default.to_string());
+            check_queue_name(&name, &value)?;
+            Ok(value)
+        };
+        let queues = QueueSettings {
+            connection_string: src.get(&format!("{QUEUES}ConnectionString")),
+            inbound: queue("InboundQueueName", "events-inbound")?,
+            feedback: queue("FeedbackQueueName", "events-feedback")?,
+            confirmation: queue("ConfirmationQueueName", "events-confirmation")?,
+        };
+
+        let event_types = src
+            .get(&format!("{AOS}EventTypes"))
+            .map(|v| v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
+            .unwrap_or_else(|| vec![DEFAULT_EVENT_TYPE.to_string()]);
+
+        let token_name = format!("{AOS}AltinnToken");
+        let token = TokenSettings::Static(src.required(&token_name)?);
+
+        Ok(Settings {
+            apps_base_url,
+            platform_base_url,
+            org,
+            blob: BlobSettings { endpoint, account, container },
+            queues,
+            event_types,
+            token,
+        })
+    }
+
+    pub fn processes_event_type(&self, event_type: &str) -> bool {
+        self.event_types.iter().any(|t| t == event_type)
+    }
+}
+
+/// `ttd` from `https://ttd.apps.tt02.altinn.no/`; `None` for plain hosts (tests, simulators).
+fn org_from_apps_host(base: &BaseUrl) -> Option<OrgName> {
+    let host = base.url().host_str()?;
+    let mut labels = host.split('.');
+    let first = labels.next()?;
+    (labels.next() == Some("apps")).then(|| OrgName::parse(first).ok()).flatten()
+}
+
+/// Azure container names: 3–63 chars of lower-case letters, digits and single hyphens.
+fn check_container_name(name: &str, value: &str) -> Result<(), SettingsError> {
+    check_storage_name(name, value, "container")
+}
+
+/// Azure queue names follow the same rule as container names.
+fn check_queue_name(name: &str, value: &str) -> Result<(), SettingsError> {
+    check_storage_name(name, value, "queue")
+}
+
+fn check_storage_name(name: &str, value: &str, what: &str) -> Result<(), SettingsError> {
+    let ok = (3..=63).contains(&value.len())
+        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+        && !value.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::new(name, format!("`{value}` is not a valid {what} name")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("AltinnApplicationOwnerSystemSettings__AppsBaseUrl", "https://ttd.apps.tt02.altinn.no"),
+            ("AltinnApplicationOwnerSystemSettings:PlatformBaseUrl", "https://platform.tt02.altinn.no/"),
+            ("AltinnApplicationOwnerSystemSettings__BlobEndpoint", "http://127.0.0.1:10000/devstoreaccount1"),
+            ("AltinnApplicationOwnerSystemSettings__AltinnToken", "t"),
+        ]
+    }
+
+    #[test]
+    fn parses_minimal_settings_with_defaults() {
+        let s = Settings::from_source(&SettingSource::from_pairs(minimal())).unwrap();
+        assert_eq!(s.apps_base_url.to_string(), "https://ttd.apps.tt02.altinn.no/");
+        assert_eq!(s.platform_base_url.to_string(), "https://platform.tt02.altinn.no/");
+        assert_eq!(s.blob.endpoint.to_string(), "http://127.0.0.1:10000/devstoreaccount1/");
+        assert_eq!(s.blob.container, "inbound");
+        assert_eq!(s.queues.inbound, "events-inbound");
+        assert_eq!(s.queues.confirmation, "events-confirmation");
+        assert_eq!(s.org.as_ref().map(|o| o.as_str()), Some("ttd"));
+        assert_eq!(s.event_types, vec![DEFAULT_EVENT_TYPE.to_string()]);
+    }
+
+    #[test]
+    fn missing_setting_is_named() {
+        let mut pairs = minimal();
+        pairs.remove(0);
+        let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
+        assert_eq!(err.name, "AltinnApplicationOwnerSystemSettings__AppsBaseUrl");
+        assert!(err.to_string().contains("is required"));
+    }
+
+    #[test]
+    fn http_is_refused_except_on_loopback() {
+        assert!(BaseUrl::parse("X", "http://platform.tt02.altinn.no/").is_err());
+        assert!(BaseUrl::parse("X", "http://127.0.0.1:1234").is_ok());
+        assert!(BaseUrl::parse("X", "http://localhost:1234/").is_ok());
+        assert!(BaseUrl::parse("X", "ftp://127.0.0.1/").is_err());
+        assert!(BaseUrl::parse("X", "not a url").is_err());
+    }
+
+    #[test]
+    fn org_is_not_required_from_plain_hosts() {
+        let mut pairs = minimal();
+        pairs[0].1 = "http://127.0.0.1:5000/";
+        let s = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap();
+        assert!(s.org.is_none());
+    }
+
+    #[test]
+    fn bad_queue_name_is_refused() {
+        let mut pairs = minimal();
+        pairs.push(("QueueStorageSettings__InboundQueueName", "Bad_Name"));
+        let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
+        assert_eq!(err.name, "QueueStorageSettings__InboundQueueName");
+    }
+
+    #[test]
+    fn base_url_join_keeps_one_slash() {
+        let b = BaseUrl::parse("X", "https://platform.tt02.altinn.no").unwrap();
+        assert_eq!(b.join("/storage/api/v1/x").as_str(), "https://platform.tt02.altinn.no/storage/api/v1/x");
+    }
+}
