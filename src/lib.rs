@@ -1,5 +1,57 @@
-//! altinn-aos — module map (filled in as modules land).
+//! # altinn-aos
+//!
+//! An Application Owner System for Altinn 3: receives Altinn Events webhooks, archives every
+//! completed instance (metadata and all data elements) into Azure Blob Storage, verifies the
+//! archive, and only then confirms completion back to Altinn. It runs as an Azure Functions
+//! custom handler (`aos serve`) and is a drop-in replacement for the reference C# system
+//! (same settings, queue names and blob layout).
+//!
+//! ## Module map
+//!
+//! Data flows one way: adapter → pipeline step → Altinn client / archive → outcome → adapter.
+//!
+//! - [`config`] — typed settings (reference names), parsed once at start; one clear error line.
+//! - [`event`] — the CloudEvent and [`event::InstanceRef`]: parse, don't validate; every URL and
+//!   blob path is built from an `InstanceRef`, never from raw event text.
+//! - [`pipeline`] — the domain steps: [`pipeline::receive`] (pure classification of a webhook
+//!   body), [`pipeline::process`] (archive an instance), [`pipeline::confirm`] (confirm only a
+//!   verified archive), [`pipeline::identity`] (reject anomalous instance metadata).
+//! - [`altinn`] — the Altinn HTTP client (Storage, app API) and the lenient JSON model.
+//! - [`auth`] — the token interface the Altinn client uses, and its simple fixed-token provider.
+//! - [`archive`] — the blob archive: layout, streamed block upload with size verification,
+//!   manifest.
+//! - [`storage`] — blob/queue clients with account-SAS or Entra ID credentials.
+//! - [`functions`] — the custom-handler adapter: payload codec and one route per function.
+//! - [`simulator`] — an in-process Altinn simulator for tests and local development.
+
+pub mod altinn;
+pub mod archive;
+pub mod auth;
 pub mod config;
 pub mod event;
+pub mod functions;
+pub mod pipeline;
 pub mod simulator;
 pub mod storage;
+
+/// Resolves on Ctrl-C or SIGTERM (what the Functions host and container platforms send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

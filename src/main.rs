@@ -1,1 +1,120 @@
-fn main() {}
+//! `aos` — the altinn-aos command line.
+//!
+//! - `aos serve` runs the Azure Functions custom handler (the default when the Functions host
+//!   starts it, i.e. when `FUNCTIONS_CUSTOMHANDLER_PORT` is set).
+//! - `aos simulator` runs the Altinn simulator for local development.
+//!
+//! Every command reads the same settings (environment, else `local.settings.json` `Values`) and
+//! exits with status 2 and one line naming the setting when a setting is missing or malformed.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use altinn_aos::config::{SettingSource, Settings};
+use altinn_aos::pipeline::Pipeline;
+
+#[derive(Parser)]
+#[command(name = "aos", version, about = "Altinn 3 Application Owner System: receive, archive, confirm")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Azure Functions custom handler on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT.
+    Serve {
+        /// Port to listen on (the Functions host passes it in the environment).
+        #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT")]
+        port: u16,
+    },
+    /// Run the Altinn simulator (Storage, app API, token exchange) for local development.
+    Simulator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:5101")]
+        listen: std::net::SocketAddr,
+        /// Bearer token the simulator accepts (matches `AltinnToken` in local.settings.json).
+        #[arg(long, default_value = "dev-token")]
+        token: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let command = match cli.command {
+        Some(command) => command,
+        None => match std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT").ok().and_then(|p| p.parse().ok()) {
+            Some(port) => Command::Serve { port },
+            None => {
+                eprintln!("aos: no command given and FUNCTIONS_CUSTOMHANDLER_PORT is not set; see `aos --help`");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("aos: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Serve { port } => {
+            let pipeline = match load_settings().and_then(|s| Pipeline::from_settings(s).map_err(|e| e.to_string())) {
+                Ok(pipeline) => pipeline,
+                Err(line) => {
+                    eprintln!("aos: {line}");
+                    return ExitCode::from(2);
+                }
+            };
+            match altinn_aos::functions::serve(pipeline, port).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("aos: cannot serve on 127.0.0.1:{port}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Simulator { listen, token } => {
+            let config = altinn_aos::simulator::SimulatorConfig { listen, token };
+            match altinn_aos::simulator::start(config).await {
+                Ok(handle) => {
+                    println!("Altinn simulator listening on {}", handle.base_url());
+                    altinn_aos::shutdown_signal().await;
+                    handle.shutdown();
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("aos: simulator: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn load_settings() -> Result<Settings, String> {
+    let source = SettingSource::from_process().map_err(|e| e.to_string())?;
+    Settings::from_source(&source).map_err(|e| e.to_string())
+}
+
+/// Logs go to stdout (the Functions host records stdout as Information and stderr as Error).
+/// JSON lines under the Functions host or with `AOS_LOG_FORMAT=json`; human lines otherwise.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("AOS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("AOS_LOG_FORMAT").map(|v| v == "json").unwrap_or(false)
+        || std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,6 @@
+//! Talking to Altinn: the HTTP client for Storage and the app API, and the JSON model.
+
+pub mod client;
+pub mod model;
+
+pub use client::{AltinnClient, AltinnError};

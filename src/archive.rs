@@ -1,0 +1,317 @@
+//! The blob archive: where each instance and its data elements are stored, and how.
+//!
+//! Layout (reference-compatible, in the archive container):
+//! - `{org}/{app}/{guid}/{guid}` — the instance JSON, byte-for-byte as Altinn returned it;
+//! - `{org}/{app}/{guid}/data/{dataId}` — each data element, with its content type and
+//!   metadata `filename` (percent-encoded if not ASCII), `datatype`, `size`, `instanceid`;
+//! - `{org}/{app}/{guid}/quarantine/{dataId}` — elements the virus scan found infected;
+//! - `{org}/{app}/{guid}/manifest.json` — written last, only after every element is stored
+//!   and verified; its presence means "archived".
+//!
+//! Elements are streamed in blocks ([`BLOCK_SIZE`]): memory stays bounded whatever the element
+//! size, and nothing becomes visible until the block list is committed — which happens only
+//! after the byte count matched the element's `size`. A truncated download therefore never
+//! leaves a blob that looks complete.
+
+use std::collections::HashMap;
+
+use azure_core::http::{RequestContent, StatusCode};
+use azure_storage_blob::models::{
+    BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions, BlockBlobClientCommitBlockListOptions,
+    BlockLookupList,
+};
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use crate::event::InstanceRef;
+use crate::storage::StorageEndpoint;
+
+/// Block size for streamed uploads: large enough for few round trips, small enough that a
+/// couple of dozen concurrent invocations stay well inside a Function instance's memory.
+pub const BLOCK_SIZE: usize = 4 * 1024 * 1024;
+
+/// Why an archive operation failed. All of these are worth a retry: storage hiccups pass, and
+/// a short or broken download is fetched again from the start.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("blob storage: {0}")]
+    Storage(#[from] azure_core::Error),
+    #[error("download of {blob} broke after {received} bytes: {detail}")]
+    Source { blob: String, received: u64, detail: String },
+    #[error("{blob}: expected {expected} bytes, received {received}")]
+    SizeMismatch { blob: String, expected: u64, received: u64 },
+    #[error("manifest {blob} is unreadable: {detail}")]
+    BadManifest { blob: String, detail: String },
+}
+
+/// Blob names for one instance, derived only from a validated [`InstanceRef`].
+#[derive(Clone, Debug)]
+pub struct InstancePaths {
+    folder: String,
+    guid: Uuid,
+}
+
+impl InstancePaths {
+    pub fn new(instance: &InstanceRef) -> Self {
+        InstancePaths {
+            folder: format!("{}/{}/{}", instance.org.as_str(), instance.app.as_str(), instance.instance_guid),
+            guid: instance.instance_guid,
+        }
+    }
+    pub fn instance_json(&self) -> String {
+        format!("{}/{}", self.folder, self.guid)
+    }
+    pub fn data(&self, data_id: Uuid) -> String {
+        format!("{}/data/{data_id}", self.folder)
+    }
+    pub fn quarantine(&self, data_id: Uuid) -> String {
+        format!("{}/quarantine/{data_id}", self.folder)
+    }
+    pub fn manifest(&self) -> String {
+        format!("{}/manifest.json", self.folder)
+    }
+}
+
+/// The record that an instance is archived: one entry per data element.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub instance_id: String,
+    pub app_id: String,
+    /// The instance's `lastChanged` when it was archived: a later change means re-archive.
+    pub last_changed: Option<String>,
+    pub archived_at: String,
+    pub instance_blob: String,
+    pub elements: Vec<ManifestElement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestElement {
+    pub id: Uuid,
+    pub data_type: String,
+    pub size: u64,
+    pub content_type: String,
+    pub blob_name: String,
+    /// The original file name (UTF-8; blob metadata holds it percent-encoded).
+    pub filename: Option<String>,
+    #[serde(default)]
+    pub quarantined: bool,
+    #[serde(default)]
+    pub hard_deleted: bool,
+}
+
+/// What to store with an element's bytes.
+#[derive(Clone, Debug)]
+pub struct BlobInfo {
+    pub content_type: String,
+    pub metadata: HashMap<String, String>,
+}
+
+/// The archive container.
+#[derive(Clone)]
+pub struct Archive {
+    storage: StorageEndpoint,
+    container: String,
+    created: std::sync::Arc<OnceCell<()>>,
+}
+
+impl Archive {
+    pub fn new(storage: StorageEndpoint, container: impl Into<String>) -> Self {
+        Archive { storage, container: container.into(), created: Default::default() }
+    }
+
+    pub fn container_name(&self) -> &str {
+        &self.container
+    }
+
+    /// Creates the container on first write if it does not exist (local development; the
+    /// infrastructure templates create it in Azure).
+    async fn ensure_container(&self) -> Result<(), ArchiveError> {
+        self.created
+            .get_or_try_init(|| async {
+                let container = self.storage.container(&self.container)?;
+                match container.create(None).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(()),
+                    Err(e) => Err(ArchiveError::Storage(e)),
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The size of a committed blob, or `None` when it does not exist.
+    pub async fn blob_size(&self, name: &str) -> Result<Option<u64>, ArchiveError> {
+        let blob = self.storage.blob(&self.container, name)?;
+        match blob.get_properties(None).await {
+            Ok(props) => Ok(Some(props.content_length()?.unwrap_or(0))),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads a small blob whole (the manifest), or `None` when it does not exist.
+    pub async fn read_small(&self, name: &str) -> Result<Option<Bytes>, ArchiveError> {
+        let blob = self.storage.blob(&self.container, name)?;
+        let options = azure_storage_blob::models::BlobClientDownloadOptions {
+            parallel: std::num::NonZero::new(1),
+            ..Default::default()
+        };
+        match blob.download(Some(options)).await {
+            Ok(result) => Ok(Some(result.body.collect().await?)),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes a blob in one request (instance JSON, manifest, small elements).
+    pub async fn put(&self, name: &str, content: Bytes, info: &BlobInfo) -> Result<(), ArchiveError> {
+        self.ensure_container().await?;
+        let blob = self.storage.blob(&self.container, name)?;
+        let options = BlobClientUploadOptions {
+            blob_content_type: Some(info.content_type.clone()),
+            metadata: Some(info.metadata.clone()),
+            ..Default::default()
+        };
+        blob.upload(content.into(), Some(options)).await?;
+        Ok(())
+    }
+
+    /// Streams `body` into blob `name`, committing only when exactly `expected` bytes arrived,
+    /// then checks the committed size. Returns the number of bytes stored.
+    pub async fn upload_stream<S, E>(&self, name: &str, body: S, expected: u64, info: &BlobInfo) -> Result<u64, ArchiveError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.ensure_container().await?;
+        let mut body = body;
+        let mut buffer = BytesMut::with_capacity(BLOCK_SIZE.min(expected as usize).max(1));
+        let mut received: u64 = 0;
+        let mut blocks: Vec<Vec<u8>> = Vec::new();
+        let block_blob = self.storage.blob(&self.container, name)?.block_blob_client();
+
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| ArchiveError::Source {
+                blob: name.to_string(),
+                received,
+                detail: e.to_string(),
+            })?;
+            received += chunk.len() as u64;
+            if received > expected {
+                return Err(ArchiveError::SizeMismatch { blob: name.to_string(), expected, received });
+            }
+            let mut chunk = chunk;
+            while !chunk.is_empty() {
+                let take = (BLOCK_SIZE - buffer.len()).min(chunk.len());
+                buffer.extend_from_slice(&chunk.split_to(take));
+                if buffer.len() == BLOCK_SIZE && received < expected {
+                    let id = block_id(blocks.len());
+                    let block = buffer.split().freeze();
+                    block_blob.stage_block(&id, block.len() as u64, block.into(), None).await?;
+                    blocks.push(id);
+                }
+            }
+        }
+        if received != expected {
+            return Err(ArchiveError::SizeMismatch { blob: name.to_string(), expected, received });
+        }
+
+        if blocks.is_empty() {
+            // Fits in one request: a single Put Blob is cheaper than stage + commit.
+            self.put(name, buffer.freeze(), info).await?;
+        } else {
+            if !buffer.is_empty() {
+                let id = block_id(blocks.len());
+                let block = buffer.split().freeze();
+                block_blob.stage_block(&id, block.len() as u64, block.into(), None).await?;
+                blocks.push(id);
+            }
+            let list = BlockLookupList { latest: Some(blocks), ..Default::default() };
+            let options = BlockBlobClientCommitBlockListOptions {
+                blob_content_type: Some(info.content_type.clone()),
+                metadata: Some(info.metadata.clone()),
+                ..Default::default()
+            };
+            let list = RequestContent::try_from(list)?;
+            block_blob.commit_block_list(list, Some(options)).await?;
+        }
+
+        match self.blob_size(name).await? {
+            Some(size) if size == expected => Ok(size),
+            other => Err(ArchiveError::SizeMismatch {
+                blob: name.to_string(),
+                expected,
+                received: other.unwrap_or(0),
+            }),
+        }
+    }
+
+    /// The manifest of an instance, if it has been archived.
+    pub async fn manifest(&self, paths: &InstancePaths) -> Result<Option<Manifest>, ArchiveError> {
+        let name = paths.manifest();
+        let Some(bytes) = self.read_small(&name).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ArchiveError::BadManifest { blob: name, detail: e.to_string() })
+    }
+
+    pub async fn write_manifest(&self, paths: &InstancePaths, manifest: &Manifest) -> Result<(), ArchiveError> {
+        let json = serde_json::to_vec_pretty(manifest).expect("a manifest always serialises");
+        let info = BlobInfo { content_type: "application/json".into(), metadata: HashMap::new() };
+        self.put(&paths.manifest(), Bytes::from(json), &info).await
+    }
+}
+
+/// Fixed-width block ids: Azure requires every id in a blob to have the same length.
+fn block_id(index: usize) -> Vec<u8> {
+    format!("block-{index:08}").into_bytes()
+}
+
+/// Blob metadata values must be ASCII: non-ASCII (and `%`) is percent-encoded as UTF-8.
+pub fn ascii_metadata_value(value: &str) -> String {
+    // `utf8_percent_encode` always encodes non-ASCII bytes; controls and `%` are added so the
+    // value stays a valid header and decodes back unambiguously.
+    const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+    percent_encoding::utf8_percent_encode(value, ENCODE).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_the_reference_layout() {
+        let apps = crate::config::BaseUrl::parse("x", "https://ttd.apps.tt02.altinn.no/").unwrap();
+        let r = InstanceRef::from_source(
+            "https://ttd.apps.tt02.altinn.no/ttd/my-app/instances/1337/bd9edd59-b18c-4726-aa9e-6b150eade814",
+            &apps,
+        )
+        .unwrap();
+        let p = InstancePaths::new(&r);
+        let d = Uuid::parse_str("8a8a01ae-9533-4aa9-b914-8ab0fae6ea0d").unwrap();
+        assert_eq!(p.instance_json(), "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/bd9edd59-b18c-4726-aa9e-6b150eade814");
+        assert_eq!(p.data(d), "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/data/8a8a01ae-9533-4aa9-b914-8ab0fae6ea0d");
+        assert_eq!(p.quarantine(d), "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/quarantine/8a8a01ae-9533-4aa9-b914-8ab0fae6ea0d");
+        assert_eq!(p.manifest(), "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/manifest.json");
+    }
+
+    #[test]
+    fn metadata_values_are_ascii() {
+        assert_eq!(ascii_metadata_value("report.pdf"), "report.pdf");
+        assert_eq!(ascii_metadata_value("søknad.pdf"), "s%C3%B8knad.pdf");
+        assert_eq!(ascii_metadata_value("100%.txt"), "100%25.txt");
+        assert!(ascii_metadata_value("日本.txt").is_ascii());
+    }
+
+    #[test]
+    fn block_ids_have_equal_length() {
+        assert_eq!(block_id(0).len(), block_id(99_999_999).len());
+    }
+}

@@ -1,0 +1,58 @@
+//! Confirm: tell Altinn the instance is archived — only when that is true.
+//!
+//! Before calling *complete*: the manifest must exist, the instance's process must have ended,
+//! and every data element the instance lists now must be in the manifest and stored with its
+//! size. Complete is idempotent in Altinn, so a repeated confirmation is harmless.
+
+use crate::archive::InstancePaths;
+use crate::event::{CloudEvent, InstanceRef};
+
+use super::identity::check_instance;
+use super::process::same_elements;
+use super::{Pipeline, StepError};
+
+#[derive(Debug, PartialEq)]
+pub enum ConfirmOutcome {
+    Confirmed { instance: InstanceRef },
+    /// The process has not ended (an event type other than completed was archived): nothing to
+    /// confirm yet.
+    NotEnded { instance: InstanceRef },
+    Skipped { reason: String },
+}
+
+impl Pipeline {
+    pub async fn confirm(&self, event: &CloudEvent) -> Result<ConfirmOutcome, StepError> {
+        if event.is_validation_ping() {
+            return Ok(ConfirmOutcome::Skipped { reason: "validation ping".into() });
+        }
+        let instance = event.instance(&self.settings.apps_base_url)?;
+        let paths = InstancePaths::new(&instance);
+        let Some(manifest) = self.archive.manifest(&paths).await? else {
+            return Err(StepError::Retry(format!("instance {instance} has no manifest yet; not confirming")));
+        };
+        let fetched = self.altinn.get_instance(&instance).await?;
+        let elements = check_instance(&instance, &fetched.instance, &self.settings.platform_base_url)
+            .map_err(|anomaly| StepError::Permanent(format!("instance {instance} is anomalous: {anomaly}")))?;
+        if !fetched.instance.process_ended() {
+            return Ok(ConfirmOutcome::NotEnded { instance });
+        }
+        if !same_elements(&manifest, &elements) {
+            return Err(StepError::Permanent(format!(
+                "instance {instance} changed after it was archived (manifest has {} elements, instance has {}); replay it to events-inbound to re-archive",
+                manifest.elements.len(),
+                elements.len()
+            )));
+        }
+        for element in &manifest.elements {
+            let stored = self.archive.blob_size(&element.blob_name).await?;
+            if stored != Some(element.size) {
+                return Err(StepError::Permanent(format!(
+                    "instance {instance}: {} is {stored:?} bytes in the archive, expected {}; replay to events-inbound to re-archive",
+                    element.blob_name, element.size
+                )));
+            }
+        }
+        self.altinn.complete(&instance).await?;
+        Ok(ConfirmOutcome::Confirmed { instance })
+    }
+}

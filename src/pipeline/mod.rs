@@ -1,0 +1,73 @@
+//! The domain steps: receive → process (archive) → confirm.
+//!
+//! Each step takes a [`CloudEvent`] and returns an outcome or a [`StepError`] that says whether
+//! a retry can help. The adapters (the Functions handler, later the standalone runtime) map
+//! outcomes to their own language: outputs and 2xx, or a non-2xx so the message is retried.
+
+pub mod confirm;
+pub mod identity;
+pub mod process;
+pub mod receive;
+
+use std::sync::Arc;
+
+use crate::altinn::{AltinnClient, AltinnError};
+use crate::archive::{Archive, ArchiveError};
+use crate::auth::{StaticToken, TokenProvider};
+use crate::config::{Settings, SettingsError, TokenSettings};
+use crate::event::EventError;
+use crate::storage::StorageEndpoint;
+
+/// A step failed. `Retry` means the same message may succeed later (Altinn or storage
+/// unavailable, truncated download, scan pending); `Permanent` means it never will (malformed
+/// message, anomalous instance), and the message should end in the poison queue for a human.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{0}")]
+    Retry(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl StepError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StepError::Retry(_))
+    }
+}
+
+impl From<AltinnError> for StepError {
+    fn from(e: AltinnError) -> Self {
+        if e.is_retryable() { StepError::Retry(e.to_string()) } else { StepError::Permanent(e.to_string()) }
+    }
+}
+
+impl From<ArchiveError> for StepError {
+    fn from(e: ArchiveError) -> Self {
+        StepError::Retry(e.to_string())
+    }
+}
+
+impl From<EventError> for StepError {
+    fn from(e: EventError) -> Self {
+        StepError::Permanent(e.to_string())
+    }
+}
+
+/// What every step needs: settings, the Altinn client and the archive. One per process.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub settings: Arc<Settings>,
+    pub altinn: AltinnClient,
+    pub archive: Archive,
+}
+
+impl Pipeline {
+    pub fn from_settings(settings: Settings) -> Result<Self, SettingsError> {
+        let tokens: Arc<dyn TokenProvider> = match &settings.token {
+            TokenSettings::Static(token) => Arc::new(StaticToken::new(token.as_str())),
+        };
+        let altinn = AltinnClient::new(settings.apps_base_url.clone(), settings.platform_base_url.clone(), tokens);
+        let archive = Archive::new(StorageEndpoint::for_blobs(&settings.blob)?, settings.blob.container.clone());
+        Ok(Pipeline { settings: Arc::new(settings), altinn, archive })
+    }
+}

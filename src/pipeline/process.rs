@@ -1,0 +1,127 @@
+//! Process: archive one instance — its JSON and every data element — then write the manifest.
+//!
+//! Resumable: an element already stored with the right size is not downloaded again, and an
+//! instance whose manifest matches its current `lastChanged` is recognised as done with one
+//! instance read and one manifest read. Elements are archived concurrently up to
+//! [`ELEMENT_CONCURRENCY`] per instance.
+
+use std::collections::HashMap;
+
+use futures::{StreamExt, TryStreamExt};
+use time::format_description::well_known::Rfc3339;
+
+use crate::archive::{BlobInfo, InstancePaths, Manifest, ManifestElement, ascii_metadata_value};
+use crate::event::{CloudEvent, InstanceRef};
+
+use super::identity::{CheckedElement, Scan, check_instance};
+use super::{Pipeline, StepError};
+
+/// Data elements of one instance downloaded at the same time.
+pub const ELEMENT_CONCURRENCY: usize = 4;
+
+#[derive(Debug, PartialEq)]
+pub enum ProcessOutcome {
+    /// Archived (or found archived): pass the event on to confirmation.
+    Archived { instance: InstanceRef, elements: usize, bytes_written: u64, already_archived: bool },
+    /// Nothing to do for this event (validation ping, type not processed).
+    Skipped { reason: String },
+}
+
+impl Pipeline {
+    pub async fn process(&self, event: &CloudEvent) -> Result<ProcessOutcome, StepError> {
+        if event.is_validation_ping() || !self.settings.processes_event_type(event.event_type()) {
+            return Ok(ProcessOutcome::Skipped { reason: format!("event type `{}` is not processed", event.event_type()) });
+        }
+        let instance = event.instance(&self.settings.apps_base_url)?;
+        let fetched = self.altinn.get_instance(&instance).await?;
+        let elements = check_instance(&instance, &fetched.instance, &self.settings.platform_base_url)
+            .map_err(|anomaly| StepError::Permanent(format!("instance {instance} is anomalous: {anomaly}")))?;
+        if let Some(pending) = elements.iter().find(|e| e.scan == Scan::Pending) {
+            return Err(StepError::Retry(format!("data element {} of {instance} is waiting for its virus scan", pending.id)));
+        }
+
+        let paths = InstancePaths::new(&instance);
+        let last_changed = fetched.instance.last_changed.clone();
+        if let Some(existing) = self.archive.manifest(&paths).await? {
+            if existing.last_changed == last_changed && same_elements(&existing, &elements) {
+                return Ok(ProcessOutcome::Archived { elements: elements.len(), instance, bytes_written: 0, already_archived: true });
+            }
+        }
+
+        let instance_id = instance.instance_id();
+        let uploads: Vec<_> = elements.iter().map(|element| self.archive_element(&instance, &paths, element, &instance_id)).collect();
+        let bytes_written: u64 = futures::stream::iter(uploads)
+            .buffer_unordered(ELEMENT_CONCURRENCY)
+            .try_fold(0u64, |total, written| async move { Ok(total + written) })
+            .await?;
+
+        let json_info = BlobInfo { content_type: "application/json".into(), metadata: HashMap::from([("instanceid".to_string(), instance_id.clone())]) };
+        self.archive.put(&paths.instance_json(), fetched.raw.clone(), &json_info).await?;
+
+        let manifest = Manifest {
+            instance_id,
+            app_id: instance.app_id(),
+            last_changed,
+            archived_at: time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+            instance_blob: paths.instance_json(),
+            elements: elements.iter().map(|e| manifest_element(&paths, e)).collect(),
+        };
+        self.archive.write_manifest(&paths, &manifest).await?;
+        Ok(ProcessOutcome::Archived { elements: elements.len(), instance, bytes_written, already_archived: false })
+    }
+
+    /// Stores one element unless it is already stored with the right size; returns bytes written.
+    async fn archive_element(&self, instance: &InstanceRef, paths: &InstancePaths, element: &CheckedElement, instance_id: &str) -> Result<u64, StepError> {
+        let blob_name = blob_name(paths, element);
+        if self.archive.blob_size(&blob_name).await? == Some(element.size) {
+            return Ok(0);
+        }
+        let response = self.altinn.open_data(instance, element.id).await?;
+        if let Some(length) = response.content_length() {
+            if length != element.size {
+                return Err(StepError::Retry(format!(
+                    "data element {} of {instance}: Altinn sent Content-Length {length}, the instance says size {}",
+                    element.id, element.size
+                )));
+            }
+        }
+        let mut metadata = HashMap::from([
+            ("datatype".to_string(), ascii_metadata_value(&element.data_type)),
+            ("size".to_string(), element.size.to_string()),
+            ("instanceid".to_string(), instance_id.to_string()),
+        ]);
+        if let Some(filename) = &element.filename {
+            metadata.insert("filename".to_string(), ascii_metadata_value(filename));
+        }
+        let info = BlobInfo { content_type: element.content_type.clone(), metadata };
+        let written = self.archive.upload_stream(&blob_name, response.bytes_stream(), element.size, &info).await?;
+        Ok(written)
+    }
+}
+
+/// Infected elements are kept apart, under `quarantine/`.
+fn blob_name(paths: &InstancePaths, element: &CheckedElement) -> String {
+    match element.scan {
+        Scan::Infected => paths.quarantine(element.id),
+        _ => paths.data(element.id),
+    }
+}
+
+fn manifest_element(paths: &InstancePaths, element: &CheckedElement) -> ManifestElement {
+    ManifestElement {
+        id: element.id,
+        data_type: element.data_type.clone(),
+        size: element.size,
+        content_type: element.content_type.clone(),
+        blob_name: blob_name(paths, element),
+        filename: element.filename.clone(),
+        quarantined: element.scan == Scan::Infected,
+        hard_deleted: element.hard_deleted,
+    }
+}
+
+/// Whether the manifest lists exactly these elements with these sizes.
+pub fn same_elements(manifest: &Manifest, elements: &[CheckedElement]) -> bool {
+    manifest.elements.len() == elements.len()
+        && elements.iter().all(|e| manifest.elements.iter().any(|m| m.id == e.id && m.size == e.size))
+}

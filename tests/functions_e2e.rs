@@ -1,0 +1,180 @@
+//! End to end under the Functions host protocol: the real `aos` binary, spawned and driven by
+//! the host harness (`support::host`), against Azurite and the Altinn simulator.
+//!
+//! Each test builds its own world ([`TestApp::spawn`]): fresh Azurite, simulator and handler
+//! on free ports, so tests run in parallel without sharing state.
+
+mod support;
+
+use std::time::Duration;
+
+use altinn_aos::simulator::{ElementSpec, Fault, FaultRule, InstanceSpec};
+use serde_json::{Value, json};
+use support::app::{TestApp, element, instance};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_flow_from_webhook_to_verified_archive_and_confirmation() {
+    let app = TestApp::spawn().await;
+    let mut created = Vec::new();
+    // 0 elements; one empty element; several small ones with a non-ASCII filename; a large one
+    // spanning several blocks with an odd size.
+    let shapes: Vec<Vec<ElementSpec>> = vec![
+        vec![],
+        vec![element(0, Some("empty.txt"))],
+        vec![element(10 * 1024, Some("skjema.xml")), element(3, None), element(64 * 1024 + 7, Some("søknad æøå.pdf"))],
+        vec![element(13 * 1024 * 1024 + 11, Some("big.bin"))],
+    ];
+    for (i, elements) in shapes.into_iter().enumerate() {
+        for party in 0..3u64 {
+            created.push(app.sim.add_instance(instance(50_000 + i as u64 * 10 + party, elements.clone())));
+        }
+    }
+    for inst in &created {
+        let response = app.post_event(&app.sim.completed_event(inst)).await;
+        assert_eq!(response.status, 200, "webhook answer: {}", response.body_text());
+    }
+
+    app.host.wait_until_idle(Duration::from_secs(120)).await.expect("pipeline drains");
+
+    for inst in &created {
+        app.assert_archived(inst).await;
+        assert!(app.confirmed(inst), "instance {} not confirmed", inst.instance_guid);
+    }
+    assert_eq!(app.sim.guard_violations(), Vec::<String>::new(), "a confirm came before its manifest");
+    app.assert_no_poison().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn validation_ping_and_other_types_are_answered_200_and_not_queued() {
+    let app = TestApp::spawn().await;
+    let ping = json!({
+        "id": "694caa35-8b25-4cd7-b800-f6eeb93c56ed",
+        "source": "https://platform.altinn.no/events/api/v1/subscriptions/1234",
+        "type": "platform.events.validatesubscription",
+        "specversion": "1.0"
+    });
+    let inst = app.sim.add_instance(instance(1, vec![]));
+    let mut created_event = app.sim.completed_event(&inst);
+    created_event["type"] = json!("app.instance.created");
+    for event in [ping, created_event] {
+        let response = app.post_event(&event).await;
+        assert_eq!(response.status, 200);
+        assert!(!response.queued(), "queued {event}");
+    }
+    app.host.wait_until_idle(Duration::from_secs(10)).await.unwrap();
+    assert!(app.sim.calls().iter().all(|c| !c.path.contains("/instances/")), "no instance was read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hopeless_requests_get_a_4xx_and_nothing_is_queued() {
+    let app = TestApp::spawn().await;
+    let inst = app.sim.add_instance(instance(7, vec![]));
+    let good = app.sim.completed_event(&inst);
+    let with = |key: &str, value: Value| {
+        let mut e = good.clone();
+        e[key] = value;
+        e
+    };
+    let without = |key: &str| {
+        let mut e = good.clone();
+        e.as_object_mut().unwrap().remove(key);
+        e
+    };
+    let source = good["source"].as_str().unwrap().to_string();
+    let cases: Vec<(&str, Vec<u8>, &str, u16)> = vec![
+        ("malformed JSON", b"{\"id\":".to_vec(), "application/json", 400),
+        ("missing id", without("id").to_string().into_bytes(), "application/json", 400),
+        ("missing type", without("type").to_string().into_bytes(), "application/json", 400),
+        ("missing source", without("source").to_string().into_bytes(), "application/json", 400),
+        ("foreign host", with("source", json!(source.replace("127.0.0.1", "evil.example"))).to_string().into_bytes(), "application/json", 400),
+        ("not an instance path", with("source", json!(format!("{}/data", source))).to_string().into_bytes(), "application/json", 400),
+        ("non-numeric party", with("source", json!(source.replace("/instances/7/", "/instances/x7/"))).to_string().into_bytes(), "application/json", 400),
+        ("wrong content type", good.to_string().into_bytes(), "text/plain", 415),
+        ("over 1 MiB", with("padding", json!("x".repeat(1024 * 1024))).to_string().into_bytes(), "application/json", 413),
+    ];
+    for (name, body, content_type, status) in cases {
+        let response = app.post_raw(body, content_type).await;
+        assert_eq!(response.status, status, "{name}: {}", response.body_text());
+        assert!(!response.queued(), "{name}: queued");
+    }
+    app.host.wait_until_idle(Duration::from_secs(10)).await.unwrap();
+    assert!(app.sim.calls().iter().all(|c| !c.path.contains("/instances/")), "nothing was processed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retryable_failures_are_retried_until_the_archive_is_complete() {
+    let app = TestApp::spawn().await;
+    let inst = app.sim.add_instance(instance(42, vec![element(6 * 1024 * 1024 + 5, Some("a.bin")), element(1000, Some("b.txt"))]));
+    let first = inst.elements[0].id.to_string();
+    let second = inst.elements[1].id.to_string();
+    // A 503 and a truncated body on the large element, a 429 on the instance read, a 500 on
+    // the confirm: each costs one attempt, all within the host's five.
+    app.sim.inject(FaultRule { path_contains: format!("/data/{first}"), fault: Fault::Truncate { after_bytes: 5 * 1024 * 1024 }, times: 1 });
+    app.sim.inject(FaultRule { path_contains: format!("/data/{second}"), fault: Fault::Status(503), times: 1 });
+    app.sim.inject(FaultRule { path_contains: "/complete".into(), fault: Fault::Status(500), times: 1 });
+
+    let response = app.post_event(&app.sim.completed_event(&inst)).await;
+    assert_eq!(response.status, 200);
+    app.host.wait_until_idle(Duration::from_secs(60)).await.unwrap();
+
+    app.assert_archived(&inst).await;
+    assert!(app.confirmed(&inst));
+    assert_eq!(app.sim.guard_violations(), Vec::<String>::new());
+    app.assert_no_poison().await;
+    let attempts: Vec<u32> = app
+        .host
+        .invocations()
+        .iter()
+        .filter(|i| i.function == "EventsProcessor")
+        .filter_map(|i| i.dequeue_count)
+        .collect();
+    assert!(attempts.len() >= 2 && attempts.contains(&2), "processor was retried: {attempts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_does_not_download_elements_already_stored() {
+    let app = TestApp::spawn().await;
+    let inst = app.sim.add_instance(instance(43, vec![element(2 * 1024 * 1024, Some("kept.bin")), element(100, Some("late.txt"))]));
+    let kept = inst.elements[0].id.to_string();
+    let late = inst.elements[1].id.to_string();
+    // The second element fails often enough that the first is surely stored before a retry.
+    app.sim.inject(FaultRule { path_contains: format!("/data/{late}"), fault: Fault::Status(503), times: 2 });
+    app.post_event(&app.sim.completed_event(&inst)).await;
+    app.host.wait_until_idle(Duration::from_secs(60)).await.unwrap();
+
+    app.assert_archived(&inst).await;
+    let downloads = app.sim.calls().iter().filter(|c| c.path.ends_with(&kept) && c.method == "GET").count();
+    assert_eq!(downloads, 1, "the stored element was downloaded again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_whose_process_has_not_ended_is_archived_but_not_confirmed() {
+    let app = TestApp::spawn().await;
+    let mut spec = instance(44, vec![element(10, None)]);
+    spec.process_ended = false;
+    let inst = app.sim.add_instance(spec);
+    app.post_event(&app.sim.completed_event(&inst)).await;
+    app.host.wait_until_idle(Duration::from_secs(30)).await.unwrap();
+    app.assert_archived(&inst).await;
+    assert!(!app.confirmed(&inst), "confirmed an instance whose process has not ended");
+    assert!(app.sim.calls().iter().all(|c| !c.path.ends_with("/complete")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unknown_instance_ends_in_the_poison_queue_after_five_attempts() {
+    let app = TestApp::spawn().await;
+    let inst = app.sim.add_instance(instance(45, vec![]));
+    let mut event = app.sim.completed_event(&inst);
+    let missing = uuid::Uuid::new_v4();
+    event["source"] = json!(event["source"].as_str().unwrap().replace(&inst.instance_guid.to_string(), &missing.to_string()));
+    assert_eq!(app.post_event(&event).await.status, 200);
+    app.host.wait_until_idle(Duration::from_secs(30)).await.unwrap();
+
+    let poisoned = app.host.poison_texts("events-inbound").await.unwrap();
+    assert_eq!(poisoned.len(), 1, "poison: {poisoned:?}");
+    let message: Value = serde_json::from_str(&poisoned[0]).unwrap();
+    assert_eq!(message["id"], event["id"], "the poison message is the event as received");
+    let attempts = app.host.invocations().iter().filter(|i| i.function == "EventsProcessor").count();
+    assert_eq!(attempts, 5);
+    assert!(app.sim.confirmations().is_empty());
+}
