@@ -52,7 +52,7 @@ pub fn fill_content(seed: u64, offset: u64, buf: &mut [u8]) {
     let mut i = 0;
 
     // Unaligned head: bytes until `pos` reaches a word boundary.
-    while i < buf.len() && pos % 8 != 0 {
+    while i < buf.len() && !pos.is_multiple_of(8) {
         buf[i] = word(key, pos / 8)[(pos % 8) as usize];
         i += 1;
         pos = pos.wrapping_add(1);

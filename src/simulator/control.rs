@@ -26,14 +26,16 @@ pub(crate) fn router() -> Router<Arc<SimState>> {
 /// plain, non-empty segments.
 fn valid_segment(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 /// `201 {"instance": <instance JSON>, "event": <CloudEvent>}`; the event is
 /// what a dev would push to the AOS webhook to make it archive the instance.
-async fn create_instance(State(state): State<Arc<SimState>>, Json(spec): Json<InstanceSpec>) -> Response {
+async fn create_instance(
+    State(state): State<Arc<SimState>>,
+    Json(spec): Json<InstanceSpec>,
+) -> Response {
     if !valid_segment(&spec.org) || !valid_segment(&spec.app) {
         return (
             StatusCode::BAD_REQUEST,

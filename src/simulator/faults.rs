@@ -91,7 +91,11 @@ pub(crate) async fn apply_faults(
         None => next.run(req).await,
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, format!("simulated fault: status {}", status.as_u16())).into_response()
+            (
+                status,
+                format!("simulated fault: status {}", status.as_u16()),
+            )
+                .into_response()
         }
         Some(Fault::RetryAfter(seconds)) => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -120,10 +124,12 @@ fn truncate(resp: Response, after_bytes: u64) -> Response {
     let (mut parts, body) = resp.into_parts();
     // Buffered bodies (JSON) carry their length only as a size hint, which the
     // stream wrapper loses; pin it as a header so the client expects it all.
-    if !parts.headers.contains_key(header::CONTENT_LENGTH) {
-        if let Some(len) = body.size_hint().exact() {
-            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        }
+    if !parts.headers.contains_key(header::CONTENT_LENGTH)
+        && let Some(len) = body.size_hint().exact()
+    {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     let stream = truncating(body.into_data_stream(), after_bytes);
     Response::from_parts(parts, Body::from_stream(stream))
@@ -167,7 +173,13 @@ where
                         let part = chunk.slice(..remaining as usize);
                         Some((Ok(part), Cut::Fail))
                     } else {
-                        Some((Ok(chunk), Cut::Forwarding { inner, sent: sent + len }))
+                        Some((
+                            Ok(chunk),
+                            Cut::Forwarding {
+                                inner,
+                                sent: sent + len,
+                            },
+                        ))
                     }
                 }
             },

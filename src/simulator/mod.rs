@@ -25,6 +25,9 @@ mod routes;
 mod spec;
 mod state;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -101,7 +104,10 @@ pub async fn start(config: SimulatorConfig) -> anyhow::Result<SimulatorHandle> {
 
     tracing::info!(%addr, "altinn simulator listening");
     Ok(SimulatorHandle {
-        inner: Arc::new(HandleInner { state, stop: stop_tx }),
+        inner: Arc::new(HandleInner {
+            state,
+            stop: stop_tx,
+        }),
     })
 }
 

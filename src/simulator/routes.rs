@@ -77,13 +77,17 @@ async fn record(State(state): Sim, req: Request, next: Next) -> Response {
     resp
 }
 
-fn error(status: StatusCode, msg: &'static str) -> Response {
-    (status, msg).into_response()
+/// An early answer from a handler: status plus a short text body. Small and
+/// `IntoResponse`, so handlers can use `?` on parsing and lookups.
+type Rejection = (StatusCode, &'static str);
+
+fn error(status: StatusCode, msg: &'static str) -> Rejection {
+    (status, msg)
 }
 
 /// Parses `{partyId}/{instanceGuid}`; Storage answers 400 for a party id of 0,
 /// and a non-numeric one or a non-GUID cannot be routed to an instance.
-fn parse_ids(party: &str, guid: &str) -> Result<(u64, Uuid), Response> {
+fn parse_ids(party: &str, guid: &str) -> Result<(u64, Uuid), Rejection> {
     let party = party
         .parse::<u64>()
         .ok()
@@ -94,54 +98,68 @@ fn parse_ids(party: &str, guid: &str) -> Result<(u64, Uuid), Response> {
     Ok((party, guid))
 }
 
-fn parse_data_id(data: &str) -> Result<Uuid, Response> {
+fn parse_data_id(data: &str) -> Result<Uuid, Rejection> {
     Uuid::try_parse(data).map_err(|_| error(StatusCode::BAD_REQUEST, "invalid dataGuid"))
 }
 
-fn same_app(stored: &StoredInstance, org: &str, app: &str) -> bool {
-    stored.created.org == org && stored.created.app == app
+/// What the Storage/App handlers return: an answer or an early rejection.
+type Answer = Result<Response, Rejection>;
+
+/// Finds an instance by ids and, for App API paths, org/app; any mismatch is
+/// answered with `missing` (404 for reads, 403 for complete).
+fn find_instance(
+    state: &SimState,
+    app: Option<(&str, &str)>,
+    party: &str,
+    guid: &str,
+    missing: Rejection,
+) -> Result<StoredInstance, Rejection> {
+    let (party, guid) = parse_ids(party, guid)?;
+    state
+        .instance(party, guid)
+        .filter(|s| app.is_none_or(|(org, app)| s.created.org == org && s.created.app == app))
+        .ok_or(missing)
 }
+
+const INSTANCE_NOT_FOUND: Rejection = (StatusCode::NOT_FOUND, "instance not found");
 
 fn instance_response(state: &SimState, stored: &StoredInstance) -> Response {
     Json(instance_json(&state.base, stored)).into_response()
 }
 
-async fn storage_instance(State(state): Sim, Path((party, guid)): Path<(String, String)>) -> Response {
-    let (party, guid) = match parse_ids(&party, &guid) {
-        Ok(ids) => ids,
-        Err(resp) => return resp,
-    };
-    match state.instance(party, guid) {
-        Some(stored) => instance_response(&state, &stored),
-        None => error(StatusCode::NOT_FOUND, "instance not found"),
-    }
+async fn storage_instance(
+    State(state): Sim,
+    Path((party, guid)): Path<(String, String)>,
+) -> Answer {
+    let stored = find_instance(&state, None, &party, &guid, INSTANCE_NOT_FOUND)?;
+    Ok(instance_response(&state, &stored))
 }
 
 async fn app_instance(
     State(state): Sim,
     Path((org, app, party, guid)): Path<(String, String, String, String)>,
-) -> Response {
-    let (party, guid) = match parse_ids(&party, &guid) {
-        Ok(ids) => ids,
-        Err(resp) => return resp,
-    };
-    match state.instance(party, guid) {
-        Some(stored) if same_app(&stored, &org, &app) => instance_response(&state, &stored),
-        _ => error(StatusCode::NOT_FOUND, "instance not found"),
-    }
+) -> Answer {
+    let stored = find_instance(
+        &state,
+        Some((&org, &app)),
+        &party,
+        &guid,
+        INSTANCE_NOT_FOUND,
+    )?;
+    Ok(instance_response(&state, &stored))
 }
 
 async fn storage_data(
     State(state): Sim,
     Path((party, guid, data)): Path<(String, String, String)>,
-) -> Response {
+) -> Answer {
     data_response(&state, None, &party, &guid, &data)
 }
 
 async fn app_data(
     State(state): Sim,
     Path((org, app, party, guid, data)): Path<(String, String, String, String, String)>,
-) -> Response {
+) -> Answer {
     data_response(&state, Some((&org, &app)), &party, &guid, &data)
 }
 
@@ -153,22 +171,15 @@ fn data_response(
     party: &str,
     guid: &str,
     data: &str,
-) -> Response {
-    let (party, guid) = match parse_ids(party, guid) {
-        Ok(ids) => ids,
-        Err(resp) => return resp,
-    };
-    let data = match parse_data_id(data) {
-        Ok(id) => id,
-        Err(resp) => return resp,
-    };
-    let stored = match state.instance(party, guid) {
-        Some(s) if app.is_none_or(|(org, app)| same_app(&s, org, app)) => s,
-        _ => return error(StatusCode::NOT_FOUND, "instance not found"),
-    };
-    let Some(element) = stored.created.elements.iter().find(|e| e.id == data) else {
-        return error(StatusCode::NOT_FOUND, "data element not found");
-    };
+) -> Answer {
+    let stored = find_instance(state, app, party, guid, INSTANCE_NOT_FOUND)?;
+    let data = parse_data_id(data)?;
+    let element = stored
+        .created
+        .elements
+        .iter()
+        .find(|e| e.id == data)
+        .ok_or(error(StatusCode::NOT_FOUND, "data element not found"))?;
 
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -183,7 +194,7 @@ fn data_response(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     let body = Body::from_stream(content_stream(element.seed, element.size));
-    (StatusCode::OK, headers, body).into_response()
+    Ok((StatusCode::OK, headers, body).into_response())
 }
 
 /// RFC 6266 `attr-char`s stay literal in `filename*`; everything else is
@@ -239,43 +250,33 @@ fn content_disposition(name: &str) -> Option<HeaderValue> {
 async fn storage_complete(
     State(state): Sim,
     Path((party, guid)): Path<(String, String)>,
-) -> Response {
+) -> Answer {
     complete(&state, None, &party, &guid).await
 }
 
 async fn app_complete(
     State(state): Sim,
     Path((org, app, party, guid)): Path<(String, String, String, String)>,
-) -> Response {
+) -> Answer {
     complete(&state, Some((&org, &app)), &party, &guid).await
 }
 
 /// Complete confirmation (spec §3.5): guard first (observe only), then an
 /// idempotent append of the owner org's confirmation. Unknown instances get
 /// 403 because Altinn authorises before it looks the instance up.
-async fn complete(
-    state: &SimState,
-    app: Option<(&str, &str)>,
-    party: &str,
-    guid: &str,
-) -> Response {
-    let (party, guid) = match parse_ids(party, guid) {
-        Ok(ids) => ids,
-        Err(resp) => return resp,
-    };
-    let stored = match state.instance(party, guid) {
-        Some(s) if app.is_none_or(|(org, app)| same_app(&s, org, app)) => s,
-        _ => return error(StatusCode::FORBIDDEN, "not authorized for this instance"),
-    };
-    if let Some(guard) = state.guard() {
-        if let Err(msg) = guard(stored.created.clone()).await {
-            state.add_violation(msg);
-        }
+async fn complete(state: &SimState, app: Option<(&str, &str)>, party: &str, guid: &str) -> Answer {
+    const FORBIDDEN: Rejection = (StatusCode::FORBIDDEN, "not authorized for this instance");
+    let stored = find_instance(state, app, party, guid, FORBIDDEN)?;
+    let created = stored.created;
+    if let Some(guard) = state.guard()
+        && let Err(msg) = guard(created.clone()).await
+    {
+        state.add_violation(msg);
     }
-    match state.confirm(party, guid, &stored.created.org) {
-        Some(updated) => instance_response(state, &updated),
-        None => error(StatusCode::FORBIDDEN, "not authorized for this instance"),
-    }
+    let updated = state
+        .confirm(created.party_id, created.instance_guid, &created.org)
+        .ok_or(FORBIDDEN)?;
+    Ok(instance_response(state, &updated))
 }
 
 /// Token exchange stub: any bearer token buys the configured Altinn token,
@@ -283,11 +284,21 @@ async fn complete(
 async fn exchange(State(state): Sim, headers: HeaderMap) -> Response {
     if auth::bearer(&headers).is_some() {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
             state.token.clone(),
         )
             .into_response()
     } else {
         auth::unauthorized()
     }
+}
+
+#[cfg(test)]
+pub(crate) fn content_disposition_for_test(name: &str) -> String {
+    content_disposition(name)
+        .and_then(|v| v.to_str().ok().map(str::to_owned))
+        .unwrap_or_default()
 }

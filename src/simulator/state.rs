@@ -168,7 +168,8 @@ impl SimState {
                 .any(|(who, _)| who == stakeholder)
             {
                 let at = now();
-                inst.complete_confirmations.push((stakeholder.to_owned(), at));
+                inst.complete_confirmations
+                    .push((stakeholder.to_owned(), at));
                 inst.last_changed = at;
             }
             inst.clone()
