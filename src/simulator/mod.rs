@@ -1,1 +1,196 @@
-//! Altinn simulator (placeholder).
+//! In-process Altinn simulator for integration tests and local development.
+//!
+//! It serves, on one listener, the slice of Altinn 3 the archiver talks to
+//! (docs: `shared/specs/altinn.md` §3.1–3.5): Storage and App instance GETs,
+//! streamed data element downloads, complete confirmation and a token
+//! exchange stub. Both the platform and the app base URL are `base_url()`.
+//!
+//! Tests drive it through [`SimulatorHandle`]: create instances, build the
+//! CloudEvent that would announce them, inject faults, then assert on the
+//! recorded calls and confirmations. Element content is generated from a seed
+//! ([`fill_content`]) so multi-GiB elements cost no memory and their expected
+//! digest ([`content_sha256`]) is computable without downloading.
+//!
+//! Module map: `spec` (test-facing instance descriptions), `state` (instances
+//! and recordings), `model` (Altinn JSON), `content` (generator), `routes`
+//! (Altinn endpoints + request recording), `auth`, `faults`, `control`
+//! (`/_sim/` API for the dev command).
+
+mod auth;
+mod content;
+mod control;
+mod faults;
+mod model;
+mod routes;
+mod spec;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use url::Url;
+
+pub use content::{content_sha256, fill_content};
+pub use faults::{Fault, FaultRule};
+pub use spec::{CreatedElement, CreatedInstance, ElementSpec, InstanceSpec};
+pub use state::{ConfirmGuard, Confirmation, RecordedCall};
+
+use state::SimState;
+
+/// How to run a simulator.
+#[derive(Clone, Debug)]
+pub struct SimulatorConfig {
+    /// Address to listen on; port 0 picks a free port (the default, so
+    /// parallel tests never collide).
+    pub listen: SocketAddr,
+    /// Bearer token the Storage/App endpoints require, and the token the
+    /// exchange endpoint hands out.
+    pub token: String,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            token: "altinn-simulator-token".to_owned(),
+        }
+    }
+}
+
+/// Namespace for [`Simulator::start`]; the free function [`start`] is the same.
+pub struct Simulator;
+
+impl Simulator {
+    pub async fn start(config: SimulatorConfig) -> anyhow::Result<SimulatorHandle> {
+        start(config).await
+    }
+}
+
+/// Binds the listener and serves in a background task on the current Tokio
+/// runtime. The simulator stops on [`SimulatorHandle::shutdown`] or when the
+/// runtime ends (e.g. at the end of a `#[tokio::test]`).
+pub async fn start(config: SimulatorConfig) -> anyhow::Result<SimulatorHandle> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding Altinn simulator to {}", config.listen))?;
+    let addr = listener.local_addr().context("reading simulator address")?;
+    let base = base_url_for(addr)?;
+
+    let state = Arc::new(SimState::new(config.token, base));
+    let app = routes::router(state.clone());
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+
+    tokio::spawn(async move {
+        let stopped = async move {
+            // Err means every sender is gone: no one can ask us to stop any
+            // more, so keep serving until the runtime ends.
+            if stop_rx.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!(error = %e, "altinn simulator stopped with an error");
+        }
+    });
+
+    tracing::info!(%addr, "altinn simulator listening");
+    Ok(SimulatorHandle {
+        inner: Arc::new(HandleInner {
+            state,
+            stop: stop_tx,
+        }),
+    })
+}
+
+/// A URL clients can connect to: an unspecified listen address (0.0.0.0/::)
+/// is reachable through loopback.
+fn base_url_for(addr: SocketAddr) -> anyhow::Result<Url> {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let url = format!("http://{}/", SocketAddr::new(ip, addr.port()));
+    Url::parse(&url).with_context(|| format!("building base URL {url}"))
+}
+
+struct HandleInner {
+    state: Arc<SimState>,
+    stop: watch::Sender<bool>,
+}
+
+/// Control and inspection handle for a running simulator. Cheap to clone;
+/// all clones refer to the same simulator.
+#[derive(Clone)]
+pub struct SimulatorHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl SimulatorHandle {
+    fn state(&self) -> &SimState {
+        &self.inner.state
+    }
+
+    /// `http://127.0.0.1:PORT/` (with trailing slash): base for both the
+    /// platform (Storage) and the app URLs.
+    pub fn base_url(&self) -> Url {
+        self.state().base.clone()
+    }
+
+    /// The bearer token the simulator requires.
+    pub fn token(&self) -> String {
+        self.state().token.clone()
+    }
+
+    /// Creates an instance (fresh random ids) that the endpoints serve at once.
+    pub fn add_instance(&self, spec: InstanceSpec) -> CreatedInstance {
+        self.state().add_instance(spec)
+    }
+
+    /// An `app.instance.process.completed` CloudEvent for `inst`, as Altinn
+    /// Events would push it (new event id on every call).
+    pub fn completed_event(&self, inst: &CreatedInstance) -> serde_json::Value {
+        model::completed_event(&self.state().base, inst)
+    }
+
+    /// Every request served so far, in order of completion.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.state().calls()
+    }
+
+    /// Every successful complete call so far, in order (repeats included).
+    pub fn confirmations(&self) -> Vec<Confirmation> {
+        self.state().confirmations()
+    }
+
+    /// Sets (replaces) the guard run on each complete call.
+    pub fn set_confirm_guard(&self, guard: ConfirmGuard) {
+        self.state().set_guard(guard)
+    }
+
+    /// Messages returned by the confirm guard as `Err`, in order.
+    pub fn guard_violations(&self) -> Vec<String> {
+        self.state().violations()
+    }
+
+    /// Adds a fault rule (a rule with `times == 0` never fires).
+    pub fn inject(&self, rule: FaultRule) {
+        self.state().faults.add(rule)
+    }
+
+    /// Stops accepting connections and lets in-flight requests finish.
+    /// Returns at once; the listener closes shortly after.
+    pub fn shutdown(&self) {
+        // send_replace works even if the server task already ended.
+        self.inner.stop.send_replace(true);
+    }
+}
