@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use altinn_aos::simulator::{ElementSpec, Fault, FaultRule, InstanceSpec};
 use serde_json::{Value, json};
-use support::app::{TestApp, element, instance};
+use support::world::{TestApp, element, instance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_flow_from_webhook_to_verified_archive_and_confirmation() {
