@@ -211,6 +211,25 @@ pub struct Settings {
     /// CloudEvent types that are archived; others are answered 200 and dropped.
     pub event_types: Vec<String>,
     pub token: TokenSettings,
+    /// The `?code=` secret the standalone webhook requires (`aos run`); unused under Functions,
+    /// where the function key plays this role.
+    pub webhook_secret: Option<Secret>,
+}
+
+/// A secret setting value: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 /// Where the Altinn token comes from.
@@ -297,6 +316,7 @@ impl Settings {
             queues,
             event_types,
             token,
+            webhook_secret: src.get(&format!("{AOS}WebhookSecret")).map(Secret),
         })
     }
 

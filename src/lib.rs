@@ -31,7 +31,9 @@ pub mod config;
 pub mod event;
 pub mod functions;
 pub mod pipeline;
+pub mod queue;
 pub mod simulator;
+pub mod standalone;
 pub mod storage;
 
 /// Resolves on Ctrl-C or SIGTERM (what the Functions host and container platforms send).

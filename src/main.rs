@@ -2,6 +2,7 @@
 //!
 //! - `aos serve` runs the Azure Functions custom handler (the default when the Functions host
 //!   starts it, i.e. when `FUNCTIONS_CUSTOMHANDLER_PORT` is set).
+//! - `aos run` runs the same steps without Azure Functions (webhook + queue workers).
 //! - `aos simulator` runs the Altinn simulator for local development.
 //!
 //! Every command reads the same settings (environment, else `local.settings.json` `Values`) and
@@ -13,6 +14,9 @@ use clap::{Parser, Subcommand};
 
 use altinn_aos::config::{SettingSource, Settings};
 use altinn_aos::pipeline::Pipeline;
+use altinn_aos::standalone::RunOptions;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "aos", version, about = "Altinn 3 Application Owner System: receive, archive, confirm")]
@@ -28,6 +32,22 @@ enum Command {
         /// Port to listen on (the Functions host passes it in the environment).
         #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT")]
         port: u16,
+    },
+    /// Run without Azure Functions: the webhook at /api/EventsReceiver (secured by
+    /// `?code=<WebhookSecret>`) and workers on the storage queues.
+    Run {
+        /// Address the webhook listens on.
+        #[arg(long, default_value = "127.0.0.1:7071")]
+        listen: std::net::SocketAddr,
+        /// Messages worked on at once, per queue.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Seconds a failed message waits before its next attempt.
+        #[arg(long, default_value_t = 30)]
+        retry_delay_secs: u64,
+        /// Seconds a received message stays hidden (renewed while it is worked on).
+        #[arg(long, default_value_t = 60)]
+        lease_secs: u64,
     },
     /// Run the Altinn simulator (Storage, app API, token exchange) for local development.
     Simulator {
@@ -81,6 +101,33 @@ async fn run(command: Command) -> ExitCode {
                 }
             }
         }
+        Command::Run { listen, concurrency, retry_delay_secs, lease_secs } => {
+            let pipeline = match load_settings().and_then(|s| Pipeline::from_settings(s).map_err(|e| e.to_string())) {
+                Ok(pipeline) => pipeline,
+                Err(line) => {
+                    eprintln!("aos: {line}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut options = RunOptions { listen, ..RunOptions::default() };
+            options.worker.concurrency = concurrency;
+            options.worker.retry_delay = Duration::from_secs(retry_delay_secs);
+            options.worker.lease = Duration::from_secs(lease_secs.max(3));
+            let shutdown = CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                altinn_aos::shutdown_signal().await;
+                tracing::info!("shutting down: finishing in-flight messages");
+                trigger.cancel();
+            });
+            match altinn_aos::standalone::run(pipeline, options, shutdown).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("aos: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Simulator { listen, token } => {
             let config = altinn_aos::simulator::SimulatorConfig { listen, token };
             match altinn_aos::simulator::start(config).await {
@@ -108,7 +155,7 @@ fn load_settings() -> Result<Settings, String> {
 /// JSON lines under the Functions host or with `AOS_LOG_FORMAT=json`; human lines otherwise.
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("AOS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("AOS_LOG").unwrap_or_else(|_| EnvFilter::new("info,typespec_client_core=warn,azure_core=warn,azure_identity=warn"));
     let json = std::env::var("AOS_LOG_FORMAT").map(|v| v == "json").unwrap_or(false)
         || std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);

@@ -10,8 +10,7 @@ use serde_json::json;
 use super::bindings::*;
 use super::invocation::{InvocationRequest, InvocationResponse};
 use crate::event::CloudEvent;
-use crate::pipeline::confirm::ConfirmOutcome;
-use crate::pipeline::process::ProcessOutcome;
+use crate::pipeline::messages::{QueueStep, describe, parse_message};
 use crate::pipeline::receive::{ReceiveOutcome, receive};
 use crate::pipeline::{Pipeline, StepError};
 
@@ -42,24 +41,16 @@ pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> R
         Err(e) => return failed(function, "decode", &e, false),
     };
     let outcome = receive(&request.body, request.header("content-type"), &pipeline.settings);
-    let response = InvocationResponse::default();
-    let response = match outcome {
-        ReceiveOutcome::Queue(event) => {
-            tracing::info!(function, event_id = event.id(), source = event.source(), "event queued");
-            let line = format!("queued event {} for {}", event.id(), event.source());
-            response.http(RESPONSE, 200, &json!({ "status": "queued", "id": event.id() })).queue(INBOUND_OUTPUT, event.to_json()).log(line)
-        }
-        ReceiveOutcome::ValidationPing => response.http(RESPONSE, 200, &json!({ "status": "validated" })).log("answered subscription validation"),
-        ReceiveOutcome::Ignored { event_type } => {
-            let line = format!("ignored event of type {event_type} (not configured for processing)");
-            response.http(RESPONSE, 200, &json!({ "status": "ignored", "type": event_type })).log(line)
-        }
-        ReceiveOutcome::Rejected { status, reason } => {
-            tracing::warn!(function, status, reason = %reason, "webhook request rejected");
-            let line = format!("rejected with {status}: {reason}");
-            response.http(RESPONSE, status, &json!({ "error": reason })).log(line)
-        }
-    };
+    match &outcome {
+        ReceiveOutcome::Queue(event) => tracing::info!(function, event_id = event.id(), source = event.source(), "event queued"),
+        ReceiveOutcome::Rejected { status, reason } => tracing::warn!(function, status, reason = %reason, "webhook request rejected"),
+        _ => {}
+    }
+    let (status, body) = outcome.answer();
+    let mut response = InvocationResponse::default().http(RESPONSE, status, &body).log(outcome.log_line());
+    if let ReceiveOutcome::Queue(event) = outcome {
+        response = response.queue(INBOUND_OUTPUT, event.to_json());
+    }
     ok(response)
 }
 
@@ -67,51 +58,37 @@ pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> R
 fn queue_event(body: &[u8]) -> Result<(CloudEvent, Option<u32>), StepError> {
     let request = InvocationRequest::parse(body).map_err(|e| StepError::Permanent(e.to_string()))?;
     let text = request.queue_message(TRIGGER_EVENT).map_err(|e| StepError::Permanent(e.to_string()))?;
-    let event = CloudEvent::parse(text.as_bytes()).map_err(|e| StepError::Permanent(format!("queue message: {e}")))?;
-    Ok((event, request.dequeue_count()))
+    Ok((parse_message(&text)?, request.dequeue_count()))
+}
+
+/// Runs a queue step and maps its report to the host's language; `output` is the queue
+/// binding the forwarded event goes to.
+async fn queue_step(function: &str, pipeline: &Pipeline, step: QueueStep, body: &[u8], output: Option<&str>) -> Response {
+    let (event, attempt) = match queue_event(body) {
+        Ok(decoded) => decoded,
+        Err(e) => return failed(function, "decode", &e, false),
+    };
+    match pipeline.run_step(step, &event).await {
+        Ok(report) => {
+            let mut response = InvocationResponse::default().log(report.line);
+            if let (Some(binding), Some(next)) = (output, report.forward) {
+                response = response.queue(binding, next.to_json());
+            }
+            ok(response)
+        }
+        Err(e) => {
+            let context = format!("{} attempt {}", describe(&event), attempt.unwrap_or(1));
+            failed(function, &context, &e, e.is_retryable())
+        }
+    }
 }
 
 /// `EventsProcessor`: archive the instance, then pass the event on to `events-confirmation`.
 pub async fn events_processor(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
-    let function = super::EVENTS_PROCESSOR;
-    let (event, attempt) = match queue_event(&body) {
-        Ok(decoded) => decoded,
-        Err(e) => return failed(function, "decode", &e, false),
-    };
-    let context = format!("event {} source {} attempt {}", event.id(), event.source(), attempt.unwrap_or(1));
-    match pipeline.process(&event).await {
-        Ok(ProcessOutcome::Archived { instance, elements, bytes_written, already_archived }) => {
-            let line = if already_archived {
-                format!("instance {instance} was already archived; passing on to confirmation ({context})")
-            } else {
-                format!("archived instance {instance}: {elements} elements, {bytes_written} bytes written ({context})")
-            };
-            tracing::info!(function, event_id = event.id(), instance = %instance, elements, bytes_written, already_archived, "instance archived");
-            ok(InvocationResponse::default().queue(CONFIRMATION_OUTPUT, event.to_json()).log(line))
-        }
-        Ok(ProcessOutcome::Skipped { reason }) => ok(InvocationResponse::default().log(format!("skipped: {reason} ({context})"))),
-        Err(e) => failed(function, &context, &e, e.is_retryable()),
-    }
+    queue_step(super::EVENTS_PROCESSOR, &pipeline, QueueStep::Process, &body, Some(CONFIRMATION_OUTPUT)).await
 }
 
 /// `EventsConfirmation`: confirm the instance once its archive is complete and verified.
 pub async fn events_confirmation(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
-    let function = super::EVENTS_CONFIRMATION;
-    let (event, attempt) = match queue_event(&body) {
-        Ok(decoded) => decoded,
-        Err(e) => return failed(function, "decode", &e, false),
-    };
-    let context = format!("event {} source {} attempt {}", event.id(), event.source(), attempt.unwrap_or(1));
-    match pipeline.confirm(&event).await {
-        Ok(ConfirmOutcome::Confirmed { instance }) => {
-            tracing::info!(function, event_id = event.id(), instance = %instance, "instance confirmed");
-            ok(InvocationResponse::default().log(format!("confirmed instance {instance} ({context})")))
-        }
-        Ok(ConfirmOutcome::NotEnded { instance }) => {
-            tracing::info!(function, event_id = event.id(), instance = %instance, "process not ended; not confirmed");
-            ok(InvocationResponse::default().log(format!("instance {instance}: process has not ended; not confirmed ({context})")))
-        }
-        Ok(ConfirmOutcome::Skipped { reason }) => ok(InvocationResponse::default().log(format!("skipped: {reason} ({context})"))),
-        Err(e) => failed(function, &context, &e, e.is_retryable()),
-    }
+    queue_step(super::EVENTS_CONFIRMATION, &pipeline, QueueStep::Confirm, &body, None).await
 }

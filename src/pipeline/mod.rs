@@ -6,6 +6,7 @@
 
 pub mod confirm;
 pub mod identity;
+pub mod messages;
 pub mod process;
 pub mod receive;
 

@@ -22,6 +22,30 @@ pub enum ReceiveOutcome {
     Rejected { status: u16, reason: String },
 }
 
+impl ReceiveOutcome {
+    /// The HTTP status and JSON body to answer the webhook caller with. For `Queue` this is the
+    /// answer *after* the message was stored; an adapter that could not store it answers 503.
+    pub fn answer(&self) -> (u16, serde_json::Value) {
+        use serde_json::json;
+        match self {
+            ReceiveOutcome::Queue(event) => (200, json!({ "status": "queued", "id": event.id() })),
+            ReceiveOutcome::ValidationPing => (200, json!({ "status": "validated" })),
+            ReceiveOutcome::Ignored { event_type } => (200, json!({ "status": "ignored", "type": event_type })),
+            ReceiveOutcome::Rejected { status, reason } => (*status, json!({ "error": reason })),
+        }
+    }
+
+    /// A line for the invocation log.
+    pub fn log_line(&self) -> String {
+        match self {
+            ReceiveOutcome::Queue(event) => format!("queued event {} for {}", event.id(), event.source()),
+            ReceiveOutcome::ValidationPing => "answered subscription validation".into(),
+            ReceiveOutcome::Ignored { event_type } => format!("ignored event of type {event_type} (not configured for processing)"),
+            ReceiveOutcome::Rejected { status, reason } => format!("rejected with {status}: {reason}"),
+        }
+    }
+}
+
 /// Classifies one webhook request body.
 pub fn receive(body: &[u8], content_type: Option<&str>, settings: &Settings) -> ReceiveOutcome {
     let reject = |status: u16, reason: String| ReceiveOutcome::Rejected { status, reason };

@@ -1,0 +1,78 @@
+//! Queue steps as adapters run them: message text in, a report (and maybe a message for the
+//! next queue) out. The Functions routes and the standalone workers both call these, so the
+//! two runtimes treat a message identically.
+
+use crate::event::CloudEvent;
+
+use super::confirm::ConfirmOutcome;
+use super::process::ProcessOutcome;
+use super::{Pipeline, StepError};
+
+/// The result of one successful step: a log line, and the event to pass on, if any.
+#[derive(Debug)]
+pub struct StepReport {
+    pub line: String,
+    pub forward: Option<CloudEvent>,
+}
+
+/// A queue message that is not a CloudEvent can never succeed.
+pub fn parse_message(text: &str) -> Result<CloudEvent, StepError> {
+    CloudEvent::parse(text.as_bytes()).map_err(|e| StepError::Permanent(format!("queue message: {e}")))
+}
+
+/// Who and what a log line is about: event id and source.
+pub fn describe(event: &CloudEvent) -> String {
+    format!("event {} source {}", event.id(), event.source())
+}
+
+/// The queue-triggered steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueStep {
+    /// `events-inbound` → archive → `events-confirmation`.
+    Process,
+    /// `events-confirmation` → complete.
+    Confirm,
+}
+
+impl Pipeline {
+    pub async fn run_step(&self, step: QueueStep, event: &CloudEvent) -> Result<StepReport, StepError> {
+        match step {
+            QueueStep::Process => self.process_message(event).await,
+            QueueStep::Confirm => self.confirm_message(event).await,
+        }
+    }
+
+    /// `events-inbound`: archive, then forward the event to confirmation.
+    pub async fn process_message(&self, event: &CloudEvent) -> Result<StepReport, StepError> {
+        let context = describe(event);
+        Ok(match self.process(event).await? {
+            ProcessOutcome::Archived { instance, elements, bytes_written, already_archived } => {
+                tracing::info!(event_id = event.id(), instance = %instance, elements, bytes_written, already_archived, "instance archived");
+                let line = if already_archived {
+                    format!("instance {instance} was already archived; passing on to confirmation ({context})")
+                } else {
+                    format!("archived instance {instance}: {elements} elements, {bytes_written} bytes written ({context})")
+                };
+                StepReport { line, forward: Some(event.clone()) }
+            }
+            ProcessOutcome::Skipped { reason } => StepReport { line: format!("skipped: {reason} ({context})"), forward: None },
+        })
+    }
+
+    /// `events-confirmation`: confirm when the archive is complete and the process has ended.
+    pub async fn confirm_message(&self, event: &CloudEvent) -> Result<StepReport, StepError> {
+        let context = describe(event);
+        let line = match self.confirm(event).await? {
+            ConfirmOutcome::Confirmed { instance } => {
+                tracing::info!(event_id = event.id(), instance = %instance, "instance confirmed");
+                format!("confirmed instance {instance} ({context})")
+            }
+            ConfirmOutcome::NotEnded { instance } => {
+                tracing::info!(event_id = event.id(), instance = %instance, "process not ended; not confirmed");
+                format!("instance {instance}: process has not ended; not confirmed ({context})")
+            }
+            ConfirmOutcome::Skipped { reason } => format!("skipped: {reason} ({context})"),
+        };
+        Ok(StepReport { line, forward: None })
+    }
+}

@@ -1,0 +1,129 @@
+//! Storage queues the way the Functions host uses them, for the standalone runtime and tools.
+//!
+//! Message text is stored base64-encoded (the host's default `messageEncoding`), so a message
+//! put by `aos run` is read by the Functions host and vice versa. A message whose text is not
+//! valid base64 cannot have come from either; readers treat it as poison.
+
+use std::sync::Arc;
+
+use azure_core::http::{RequestContent, StatusCode};
+use azure_storage_queue::QueueClient;
+use azure_storage_queue::models::{QueueClientReceiveMessagesOptions, QueueMessage};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::storage::StorageEndpoint;
+
+/// The queue a failed message ends in after its last attempt (the host's naming rule).
+pub fn poison_queue_name(queue: &str) -> String {
+    format!("{queue}-poison")
+}
+
+/// A received message, leased until its visibility timeout runs out.
+#[derive(Clone, Debug)]
+pub struct Leased {
+    pub id: String,
+    pub pop_receipt: String,
+    pub dequeue_count: u32,
+    /// The decoded text, or `None` when the stored text was not base64.
+    pub text: Option<String>,
+    /// The stored (encoded) text, for moving an undecodable message to poison unchanged.
+    pub raw: String,
+}
+
+/// One named queue.
+#[derive(Clone)]
+pub struct Queue {
+    client: Arc<QueueClient>,
+    name: String,
+}
+
+impl Queue {
+    pub fn new(storage: &StorageEndpoint, name: &str) -> azure_core::Result<Self> {
+        Ok(Queue { client: Arc::new(storage.queue(name)?), name: name.to_string() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Creates the queue if it does not exist.
+    pub async fn ensure_exists(&self) -> azure_core::Result<()> {
+        match self.client.create(None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `text` base64-encoded; returns only once the service stored it.
+    pub async fn send(&self, text: &str) -> azure_core::Result<()> {
+        self.send_raw(BASE64.encode(text)).await
+    }
+
+    async fn send_raw(&self, stored: String) -> azure_core::Result<()> {
+        let message = QueueMessage { message_text: Some(stored) };
+        self.client.send_message(RequestContent::try_from(message)?, None).await?;
+        Ok(())
+    }
+
+    /// Receives up to `max` messages and hides them for `visibility_secs`.
+    pub async fn receive(&self, max: u8, visibility_secs: u32) -> azure_core::Result<Vec<Leased>> {
+        let options = QueueClientReceiveMessagesOptions {
+            number_of_messages: Some(i32::from(max.clamp(1, 32))),
+            visibility_timeout: Some(visibility_secs as i32),
+            ..Default::default()
+        };
+        let received = self.client.receive_messages(Some(options)).await?.into_model()?;
+        Ok(received
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let raw = m.message_text.unwrap_or_default();
+                let text = BASE64.decode(raw.trim()).ok().and_then(|bytes| String::from_utf8(bytes).ok());
+                Some(Leased {
+                    id: m.message_id?,
+                    pop_receipt: m.pop_receipt?,
+                    dequeue_count: m.dequeue_count.unwrap_or(1).clamp(0, i64::from(u32::MAX)) as u32,
+                    text,
+                    raw,
+                })
+            })
+            .collect())
+    }
+
+    /// Extends (or, with 0, ends) the lease; the pop receipt changes on every update.
+    pub async fn set_visibility(&self, message: &mut Leased, visibility_secs: u32) -> azure_core::Result<()> {
+        let response = self.client.update_message(&message.id, &message.pop_receipt, visibility_secs as i32, None).await?;
+        if let Some(receipt) = response.headers().get_optional_str(&azure_core::http::headers::HeaderName::from_static("x-ms-popreceipt")) {
+            message.pop_receipt = receipt.to_string();
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, message: &Leased) -> azure_core::Result<()> {
+        match self.client.delete_message(&message.id, &message.pop_receipt, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Copies the message's stored text to `poison` unchanged, then deletes it here.
+    pub async fn move_to(&self, message: &Leased, poison: &Queue) -> azure_core::Result<()> {
+        poison.ensure_exists().await?;
+        poison.send_raw(message.raw.clone()).await?;
+        self.delete(message).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poison_queue_follows_the_host_rule() {
+        assert_eq!(poison_queue_name("events-inbound"), "events-inbound-poison");
+    }
+}

@@ -1,0 +1,106 @@
+//! The standalone runtime (`aos run`): the same steps without the Functions host.
+//!
+//! A webhook ([`webhook`]) at the same path as under Functions, `/api/EventsReceiver`, secured
+//! by `?code=` = `AltinnApplicationOwnerSystemSettings__WebhookSecret`, and queue workers
+//! ([`worker`]) that drive the pipeline from Azure Storage queues with the host's semantics:
+//! base64 message text, a renewed visibility lease while a message is worked on, the dequeue
+//! count, `<queue>-poison` after the last attempt. Messages are interchangeable with the
+//! Functions host's, so a deployment can move between the two with messages in flight.
+
+pub mod webhook;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::SettingsError;
+use crate::pipeline::Pipeline;
+use crate::pipeline::messages::QueueStep;
+use crate::queue::{Queue, poison_queue_name};
+use crate::storage::StorageEndpoint;
+
+pub use worker::WorkerConfig;
+
+/// How `aos run` runs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub listen: SocketAddr,
+    pub worker: WorkerConfig,
+}
+
+/// Runs the webhook and the workers until `shutdown` is cancelled, then stops taking work,
+/// lets in-flight messages finish (or releases them) and returns.
+pub async fn run(pipeline: Pipeline, options: RunOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = pipeline.settings.clone();
+    let secret = settings.webhook_secret.clone().ok_or_else(|| SettingsError {
+        name: "AltinnApplicationOwnerSystemSettings__WebhookSecret".into(),
+        problem: "is required by `aos run` (the webhook's ?code= secret)".into(),
+    })?;
+    let connection = settings.queues.connection_string.clone().ok_or_else(|| SettingsError {
+        name: "QueueStorageSettings__ConnectionString".into(),
+        problem: "is required by `aos run`".into(),
+    })?;
+    let storage = StorageEndpoint::for_queues(&connection)?;
+    let open = |name: &str| -> anyhow::Result<Queue> { Ok(Queue::new(&storage, name)?) };
+    let inbound = open(&settings.queues.inbound)?;
+    let confirmation = open(&settings.queues.confirmation)?;
+    let inbound_poison = open(&poison_queue_name(&settings.queues.inbound))?;
+    let confirmation_poison = open(&poison_queue_name(&settings.queues.confirmation))?;
+    for queue in [&inbound, &confirmation, &inbound_poison, &confirmation_poison] {
+        queue.ensure_exists().await.map_err(|e| anyhow::anyhow!("queue {}: {e}", queue.name()))?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "webhook listening on /api/EventsReceiver");
+    let app = webhook::router(webhook::WebhookState::new(settings.clone(), secret, inbound.clone()));
+    let server_stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { server_stop.cancelled().await }).await
+    });
+
+    let processor = tokio::spawn(worker::run_worker(
+        pipeline.clone(),
+        QueueStep::Process,
+        inbound,
+        inbound_poison,
+        Some(confirmation.clone()),
+        options.worker.clone(),
+        shutdown.clone(),
+    ));
+    let confirmer = tokio::spawn(worker::run_worker(
+        pipeline,
+        QueueStep::Confirm,
+        confirmation,
+        confirmation_poison,
+        None,
+        options.worker.clone(),
+        shutdown.clone(),
+    ));
+    let (server, processor, confirmer) = tokio::join!(server, processor, confirmer);
+    server??;
+    processor?;
+    confirmer?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { listen: SocketAddr::from(([127, 0, 0, 1], 7071)), worker: WorkerConfig::default() }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 16,
+            lease: Duration::from_secs(60),
+            retry_delay: Duration::from_secs(30),
+            max_dequeue_count: 5,
+            max_idle_poll: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
