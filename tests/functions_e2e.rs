@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use altinn_aos::simulator::{ElementSpec, Fault, FaultRule, InstanceSpec};
+use altinn_aos::simulator::{ElementSpec, Fault, FaultRule};
 use serde_json::{Value, json};
 use support::world::{TestApp, element, instance};
 

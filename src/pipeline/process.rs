@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::{BlobInfo, InstancePaths, Manifest, ManifestElement, ascii_metadata_value};
@@ -49,11 +49,14 @@ impl Pipeline {
         }
 
         let instance_id = instance.instance_id();
+        // Every element runs to its end even when another fails, so whatever could be stored is
+        // stored and a retry downloads only what is missing; then the first error is reported.
         let uploads: Vec<_> = elements.iter().map(|element| self.archive_element(&instance, &paths, element, &instance_id)).collect();
-        let bytes_written: u64 = futures::stream::iter(uploads)
-            .buffer_unordered(ELEMENT_CONCURRENCY)
-            .try_fold(0u64, |total, written| async move { Ok(total + written) })
-            .await?;
+        let results: Vec<Result<u64, StepError>> = futures::stream::iter(uploads).buffer_unordered(ELEMENT_CONCURRENCY).collect().await;
+        let mut bytes_written = 0u64;
+        for result in results {
+            bytes_written += result?;
+        }
 
         let json_info = BlobInfo { content_type: "application/json".into(), metadata: HashMap::from([("instanceid".to_string(), instance_id.clone())]) };
         self.archive.put(&paths.instance_json(), fetched.raw.clone(), &json_info).await?;
