@@ -190,55 +190,49 @@ impl Archive {
     {
         self.ensure_container().await?;
         let mut body = body;
-        let mut buffer = BytesMut::with_capacity(BLOCK_SIZE.min(expected as usize).max(1));
+        let mut blocks = BlockSplitter::new(BLOCK_SIZE, expected);
         let mut received: u64 = 0;
-        let mut blocks: Vec<Vec<u8>> = Vec::new();
+        let mut staged: Vec<Vec<u8>> = Vec::new();
         let block_blob = self.storage.blob(&self.container, name)?.block_blob_client();
+        let stage = |block: Bytes, index: usize| {
+            let block_blob = &block_blob;
+            async move {
+                let id = block_id(index);
+                block_blob.stage_block(&id, block.len() as u64, block.into(), None).await?;
+                Ok::<_, ArchiveError>(id)
+            }
+        };
 
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ArchiveError::Source {
-                blob: name.to_string(),
-                received,
-                detail: e.to_string(),
-            })?;
+            let chunk = chunk.map_err(|e| ArchiveError::Source { blob: name.to_string(), received, detail: e.to_string() })?;
             received += chunk.len() as u64;
             if received > expected {
                 return Err(ArchiveError::SizeMismatch { blob: name.to_string(), expected, received });
             }
-            let mut chunk = chunk;
-            while !chunk.is_empty() {
-                let take = (BLOCK_SIZE - buffer.len()).min(chunk.len());
-                buffer.extend_from_slice(&chunk.split_to(take));
-                if buffer.len() == BLOCK_SIZE && received < expected {
-                    let id = block_id(blocks.len());
-                    let block = buffer.split().freeze();
-                    block_blob.stage_block(&id, block.len() as u64, block.into(), None).await?;
-                    blocks.push(id);
-                }
+            for block in blocks.push(chunk) {
+                let id = stage(block, staged.len()).await?;
+                staged.push(id);
             }
         }
         if received != expected {
             return Err(ArchiveError::SizeMismatch { blob: name.to_string(), expected, received });
         }
-
-        if blocks.is_empty() {
+        let rest = blocks.finish();
+        if staged.is_empty() {
             // Fits in one request: a single Put Blob is cheaper than stage + commit.
-            self.put(name, buffer.freeze(), info).await?;
+            self.put(name, rest, info).await?;
         } else {
-            if !buffer.is_empty() {
-                let id = block_id(blocks.len());
-                let block = buffer.split().freeze();
-                block_blob.stage_block(&id, block.len() as u64, block.into(), None).await?;
-                blocks.push(id);
+            if !rest.is_empty() {
+                let id = stage(rest, staged.len()).await?;
+                staged.push(id);
             }
-            let list = BlockLookupList { latest: Some(blocks), ..Default::default() };
+            let list = BlockLookupList { latest: Some(staged), ..Default::default() };
             let options = BlockBlobClientCommitBlockListOptions {
                 blob_content_type: Some(info.content_type.clone()),
                 metadata: Some(info.metadata.clone()),
                 ..Default::default()
             };
-            let list = RequestContent::try_from(list)?;
-            block_blob.commit_block_list(list, Some(options)).await?;
+            block_blob.commit_block_list(RequestContent::try_from(list)?, Some(options)).await?;
         }
 
         match self.blob_size(name).await? {
@@ -266,6 +260,37 @@ impl Archive {
         let json = serde_json::to_vec_pretty(manifest).expect("a manifest always serialises");
         let info = BlobInfo { content_type: "application/json".into(), metadata: HashMap::new() };
         self.put(&paths.manifest(), Bytes::from(json), &info).await
+    }
+}
+
+/// Cuts a stream of arbitrary chunks into blocks of exactly `size` bytes (the last one
+/// shorter), holding at most one block in memory.
+struct BlockSplitter {
+    size: usize,
+    buffer: BytesMut,
+}
+
+impl BlockSplitter {
+    fn new(size: usize, expected: u64) -> Self {
+        BlockSplitter { size, buffer: BytesMut::with_capacity(size.min(expected as usize).max(1)) }
+    }
+
+    /// Takes a chunk; returns the blocks it completed.
+    fn push(&mut self, mut chunk: Bytes) -> Vec<Bytes> {
+        let mut full = Vec::new();
+        while !chunk.is_empty() {
+            let take = (self.size - self.buffer.len()).min(chunk.len());
+            self.buffer.extend_from_slice(&chunk.split_to(take));
+            if self.buffer.len() == self.size {
+                full.push(self.buffer.split().freeze());
+            }
+        }
+        full
+    }
+
+    /// The bytes after the last full block.
+    fn finish(self) -> Bytes {
+        self.buffer.freeze()
     }
 }
 
@@ -308,6 +333,23 @@ mod tests {
         assert_eq!(ascii_metadata_value("søknad.pdf"), "s%C3%B8knad.pdf");
         assert_eq!(ascii_metadata_value("100%.txt"), "100%25.txt");
         assert!(ascii_metadata_value("日本.txt").is_ascii());
+    }
+
+    #[test]
+    fn blocks_are_exact_whatever_the_chunking() {
+        for (total, chunk) in [(0usize, 7usize), (10, 3), (16, 4), (17, 16), (33, 5), (32, 32), (100, 1), (64, 100)] {
+            let data: Vec<u8> = (0..total).map(|i| i as u8).collect();
+            let mut splitter = BlockSplitter::new(16, total as u64);
+            let mut out: Vec<Bytes> = Vec::new();
+            for piece in data.chunks(chunk.max(1)) {
+                out.extend(splitter.push(Bytes::copy_from_slice(piece)));
+            }
+            assert!(out.iter().all(|b| b.len() == 16), "full blocks only: total {total} chunk {chunk}");
+            let rest = splitter.finish();
+            assert!(rest.len() < 16);
+            let joined: Vec<u8> = out.iter().flat_map(|b| b.to_vec()).chain(rest.to_vec()).collect();
+            assert_eq!(joined, data, "total {total} chunk {chunk}");
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ impl Pipeline {
             return Err(StepError::Retry(format!("data element {} of {instance} is waiting for its virus scan", pending.id)));
         }
 
+        tracing::debug!(instance = %instance, elements = elements.len(), "instance read");
         let paths = InstancePaths::new(&instance);
         let last_changed = fetched.instance.last_changed.clone();
         if let Some(existing) = self.archive.manifest(&paths).await? {
@@ -77,8 +78,10 @@ impl Pipeline {
     async fn archive_element(&self, instance: &InstanceRef, paths: &InstancePaths, element: &CheckedElement, instance_id: &str) -> Result<u64, StepError> {
         let blob_name = blob_name(paths, element);
         if self.archive.blob_size(&blob_name).await? == Some(element.size) {
+            tracing::debug!(instance = %instance, element = %element.id, "element already stored");
             return Ok(0);
         }
+        tracing::debug!(instance = %instance, element = %element.id, size = element.size, "downloading element");
         let response = self.altinn.open_data(instance, element.id).await?;
         if let Some(length) = response.content_length() {
             if length != element.size {

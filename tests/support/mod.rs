@@ -13,6 +13,7 @@ pub mod host;
 pub mod invocation;
 pub mod process;
 pub mod queue;
+pub mod standalone;
 pub mod world;
 
 use std::future::Future;

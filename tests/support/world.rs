@@ -20,12 +20,25 @@ pub const TOKEN: &str = "test-altinn-token";
 pub const ARCHIVE_CONTAINER: &str = "inbound";
 pub const QUEUES: [&str; 2] = ["events-inbound", "events-confirmation"];
 
-pub struct TestApp {
+/// Azurite and the Altinn simulator, with the checks every end-to-end test makes on them.
+pub struct Backends {
     pub azurite: Azurite,
     pub sim: SimulatorHandle,
-    pub host: FunctionsHost,
     pub archive: Archive,
     pub blobs: StorageEndpoint,
+}
+
+/// The backends plus the real `aos` binary under the Functions host harness.
+pub struct TestApp {
+    pub backends: Backends,
+    pub host: FunctionsHost,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Backends;
+    fn deref(&self) -> &Backends {
+        &self.backends
+    }
 }
 
 /// An element of `size` bytes with an optional file name.
@@ -55,46 +68,39 @@ impl WebhookResponse {
     }
 }
 
-impl TestApp {
-    pub async fn spawn() -> TestApp {
+impl Backends {
+    /// Fresh Azurite and simulator; every complete call is checked against the archive.
+    pub async fn start() -> Backends {
         let azurite = Azurite::start().await.expect("Azurite starts (run `npm ci` first)");
         let sim = simulator::start(SimulatorConfig { token: TOKEN.into(), ..Default::default() })
             .await
             .expect("simulator starts");
-        let base = sim.base_url().to_string();
-        let connection_string = azurite.connection_string();
-        let blob_endpoint = azurite.blob_endpoint();
-        let env: Vec<(String, String)> = [
-            ("AltinnApplicationOwnerSystemSettings__AppsBaseUrl", base.as_str()),
-            ("AltinnApplicationOwnerSystemSettings__PlatformBaseUrl", base.as_str()),
-            ("AltinnApplicationOwnerSystemSettings__BlobEndpoint", blob_endpoint.as_str()),
-            ("AltinnApplicationOwnerSystemSettings__AccountName", AZURITE_ACCOUNT),
-            ("AltinnApplicationOwnerSystemSettings__AccountKey", AZURITE_KEY),
-            ("AltinnApplicationOwnerSystemSettings__AltinnToken", TOKEN),
-            ("QueueStorageSettings__ConnectionString", connection_string.as_str()),
-            ("AOS_LOG_FORMAT", "text"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let host = FunctionsHost::start(HostConfig {
-            app_root: env!("CARGO_MANIFEST_DIR").into(),
-            binary: env!("CARGO_BIN_EXE_aos").into(),
-            env,
-            connection_string: connection_string.clone(),
-            visibility_timeout: Some(Duration::from_millis(200)),
-        })
-        .await
-        .expect("the handler starts under the host harness");
-
-        let blobs = StorageEndpoint::blobs_from_connection_string(&connection_string).expect("connection string");
+        let blobs = StorageEndpoint::blobs_from_connection_string(&azurite.connection_string()).expect("connection string");
         let archive = Archive::new(blobs.clone(), ARCHIVE_CONTAINER);
-        let app = TestApp { azurite, sim, host, archive, blobs };
-        app.guard_confirms_with_the_manifest();
-        app
+        let backends = Backends { azurite, sim, archive, blobs };
+        backends.guard_confirms_with_the_manifest();
+        backends
     }
 
-    fn apps_base(&self) -> BaseUrl {
+    /// The settings a user would give `aos` to use these backends.
+    pub fn settings_env(&self) -> Vec<(String, String)> {
+        let base = self.sim.base_url().to_string();
+        [
+            ("AltinnApplicationOwnerSystemSettings__AppsBaseUrl", base.clone()),
+            ("AltinnApplicationOwnerSystemSettings__PlatformBaseUrl", base),
+            ("AltinnApplicationOwnerSystemSettings__BlobEndpoint", self.azurite.blob_endpoint()),
+            ("AltinnApplicationOwnerSystemSettings__AccountName", AZURITE_ACCOUNT.to_string()),
+            ("AltinnApplicationOwnerSystemSettings__AccountKey", AZURITE_KEY.to_string()),
+            ("AltinnApplicationOwnerSystemSettings__AltinnToken", TOKEN.to_string()),
+            ("QueueStorageSettings__ConnectionString", self.azurite.connection_string()),
+            ("AOS_LOG_FORMAT", "text".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    pub fn apps_base(&self) -> BaseUrl {
         BaseUrl::parse("apps", self.sim.base_url().as_str()).expect("simulator URL")
     }
 
@@ -113,27 +119,6 @@ impl TestApp {
                 }
             })
         }));
-    }
-
-    /// POSTs a CloudEvent to the webhook as Altinn does (`application/json; charset=utf-8`).
-    pub async fn post_event(&self, event: &Value) -> WebhookResponse {
-        self.post_raw(event.to_string().into_bytes(), "application/json; charset=utf-8").await
-    }
-
-    pub async fn post_raw(&self, body: Vec<u8>, content_type: &str) -> WebhookResponse {
-        let call = HttpCall {
-            method: "POST".into(),
-            query: vec![("code".into(), "test-function-key".into())],
-            headers: vec![("Content-Type".into(), content_type.into())],
-            body,
-        };
-        let outcome = self.host.invoke_http("EventsReceiver", call).await.expect("the host reaches the handler");
-        let queued_messages = match outcome.outputs.get("inbound") {
-            None | Some(Value::Null) => 0,
-            Some(Value::Array(items)) => items.len(),
-            Some(_) => 1,
-        };
-        WebhookResponse { status: outcome.status, body: outcome.body, queued_messages }
     }
 
     pub fn confirmed(&self, inst: &CreatedInstance) -> bool {
@@ -194,10 +179,48 @@ impl TestApp {
 
     pub async fn assert_no_poison(&self) {
         for queue in QUEUES {
-            let poisoned = self.host.poison_texts(queue).await.unwrap();
+            let poisoned = self.azurite.queue_texts(&format!("{queue}-poison")).await.unwrap();
             assert!(poisoned.is_empty(), "{queue}-poison holds {poisoned:?}");
         }
     }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let backends = Backends::start().await;
+        let host = FunctionsHost::start(HostConfig {
+            app_root: env!("CARGO_MANIFEST_DIR").into(),
+            binary: env!("CARGO_BIN_EXE_aos").into(),
+            env: backends.settings_env(),
+            connection_string: backends.azurite.connection_string(),
+            visibility_timeout: Some(Duration::from_millis(200)),
+        })
+        .await
+        .expect("the handler starts under the host harness");
+        TestApp { backends, host }
+    }
+
+    /// POSTs a CloudEvent to the webhook as Altinn does (`application/json; charset=utf-8`).
+    pub async fn post_event(&self, event: &Value) -> WebhookResponse {
+        self.post_raw(event.to_string().into_bytes(), "application/json; charset=utf-8").await
+    }
+
+    pub async fn post_raw(&self, body: Vec<u8>, content_type: &str) -> WebhookResponse {
+        let call = HttpCall {
+            method: "POST".into(),
+            query: vec![("code".into(), "test-function-key".into())],
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body,
+        };
+        let outcome = self.host.invoke_http("EventsReceiver", call).await.expect("the host reaches the handler");
+        let queued_messages = match outcome.outputs.get("inbound") {
+            None | Some(Value::Null) => 0,
+            Some(Value::Array(items)) => items.len(),
+            Some(_) => 1,
+        };
+        WebhookResponse { status: outcome.status, body: outcome.body, queued_messages }
+    }
+
 }
 
 fn instance_ref(apps: &BaseUrl, inst: &CreatedInstance) -> InstanceRef {
