@@ -10,7 +10,9 @@
 use std::sync::{Arc, Mutex};
 
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Url};
+use azure_core::http::{
+    ClientOptions, ExponentialRetryOptions, HttpClientOptions, RetryOptions, Transport, Url, new_http_client,
+};
 use azure_storage_blob::{BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions};
 use azure_storage_queue::{QueueClient, QueueClientOptions};
 use time::{Duration, OffsetDateTime};
@@ -45,6 +47,9 @@ pub struct StorageEndpoint {
     auth: Auth,
     sas: Arc<Mutex<Option<(String, OffsetDateTime)>>>,
     retry: RetryOptions,
+    /// One HTTP transport for every client made from this endpoint: connections are reused,
+    /// and the TLS roots are loaded once instead of per blob operation.
+    transport: Transport,
 }
 
 impl StorageEndpoint {
@@ -73,7 +78,9 @@ impl StorageEndpoint {
     }
 
     fn new(endpoint: BaseUrl, auth: Auth) -> Self {
-        StorageEndpoint { endpoint, auth, sas: Arc::new(Mutex::new(None)), retry: default_retry() }
+        // Storage clients need automatic decompression off (ranged downloads of compressed blobs).
+        let http = new_http_client(Some(HttpClientOptions { automatic_decompression: false, ..Default::default() }));
+        StorageEndpoint { endpoint, auth, sas: Arc::new(Mutex::new(None)), retry: default_retry(), transport: Transport::new(http) }
     }
 
     /// Overrides the SDK's retry policy (tests use a short one so a stopped Azurite fails fast).
@@ -87,7 +94,7 @@ impl StorageEndpoint {
     }
 
     fn client_options(&self) -> ClientOptions {
-        ClientOptions { retry: self.retry.clone(), ..Default::default() }
+        ClientOptions { retry: self.retry.clone(), transport: Some(self.transport.clone()), ..Default::default() }
     }
 
     /// `{endpoint}{path}` with the SAS appended when one is used.
