@@ -1,15 +1,18 @@
 //! Control API under `/_sim/` for the local dev command: create instances and
 //! read confirmations over HTTP when the simulator runs in another process.
 //! It needs no token (it is not part of Altinn) and is never faulted.
+//! `POST /_sim/instances?publish=true` also publishes the instance's completed
+//! event to matching Events subscriptions, as the app would.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::model::{completed_event, instance_json};
@@ -24,16 +27,26 @@ pub(crate) fn router() -> Router<Arc<SimState>> {
 
 /// Org and app become URL path segments and blob path parts, so they must be
 /// plain, non-empty segments.
-fn valid_segment(s: &str) -> bool {
+pub(crate) fn valid_segment(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
+/// Query of `POST /_sim/instances`.
+#[derive(Deserialize)]
+struct CreateQuery {
+    /// Also push the returned event to matching subscriptions.
+    #[serde(default)]
+    publish: bool,
+}
+
 /// `201 {"instance": <instance JSON>, "event": <CloudEvent>}`; the event is
-/// what a dev would push to the AOS webhook to make it archive the instance.
+/// what a dev would push to the AOS webhook to make it archive the instance
+/// (or, with `?publish=true`, what the simulator pushes itself).
 async fn create_instance(
     State(state): State<Arc<SimState>>,
+    Query(query): Query<CreateQuery>,
     Json(spec): Json<InstanceSpec>,
 ) -> Response {
     if !valid_segment(&spec.org) || !valid_segment(&spec.app) {
@@ -50,9 +63,13 @@ async fn create_instance(
     let Some(stored) = state.instance(created.party_id, created.instance_guid) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "instance vanished").into_response();
     };
+    let event = completed_event(&state.base, &created);
+    if query.publish {
+        state.events.publish(&event);
+    }
     let body = json!({
         "instance": instance_json(&state.base, &stored),
-        "event": completed_event(&state.base, &created),
+        "event": event,
     });
     (StatusCode::CREATED, Json(body)).into_response()
 }

@@ -14,16 +14,22 @@
 //! Module map: `spec` (test-facing instance descriptions), `state` (instances
 //! and recordings), `model` (Altinn JSON), `content` (generator), `routes`
 //! (Altinn endpoints + request recording), `auth`, `faults`, `control`
-//! (`/_sim/` API for the dev command).
+//! (`/_sim/` API for the dev command); Altinn Events: `events` (registry,
+//! publishing), `subscription` (rules), `events_routes`, `push`, `events_handle`.
 
 mod auth;
 mod content;
 mod control;
+mod events;
+mod events_handle;
+mod events_routes;
 mod faults;
 mod model;
+mod push;
 mod routes;
 mod spec;
 mod state;
+mod subscription;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +44,7 @@ use url::Url;
 
 pub use content::{content_sha256, fill_content};
 pub use faults::{Fault, FaultRule};
+pub use push::{Delivery, altinn_retry_schedule};
 pub use spec::{CreatedElement, CreatedInstance, ElementSpec, InstanceSpec};
 pub use state::{ConfirmGuard, Confirmation, RecordedCall};
 

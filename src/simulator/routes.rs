@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::auth::{self, EXCHANGE_PATH};
 use super::content::content_stream;
 use super::control;
+use super::events_routes;
 use super::faults;
 use super::model::instance_json;
 use super::state::{RecordedCall, SimState, StoredInstance};
@@ -50,6 +51,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .route("/", get(|| async { "altinn simulator" }))
         .route(EXCHANGE_PATH, get(exchange))
         .merge(protected)
+        .merge(events_routes::router(state.clone()))
         .merge(control::router())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(

@@ -15,6 +15,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::content::seed_for;
+use super::events::Events;
 use super::faults::FaultTable;
 use super::spec::{CreatedElement, CreatedInstance, InstanceSpec};
 
@@ -67,6 +68,7 @@ pub(crate) struct SimState {
     /// `http://host:port/`, always with a trailing slash.
     pub base: Url,
     pub faults: FaultTable,
+    pub events: Events,
     instances: Mutex<HashMap<Uuid, StoredInstance>>,
     calls: Mutex<Vec<RecordedCall>>,
     confirmations: Mutex<Vec<Confirmation>>,
@@ -92,6 +94,8 @@ impl SimState {
     pub(crate) fn new(token: String, base: Url) -> Self {
         Self {
             token,
+            // Before `base`, which moves: the events need the base URL too.
+            events: Events::new(base.clone()),
             base,
             faults: FaultTable::default(),
             instances: Mutex::new(HashMap::new()),
