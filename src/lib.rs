@@ -28,6 +28,7 @@ pub mod altinn;
 pub mod archive;
 pub mod auth;
 pub mod config;
+pub mod dev;
 pub mod event;
 pub mod functions;
 pub mod pipeline;

@@ -3,6 +3,7 @@
 //! - `aos serve` runs the Azure Functions custom handler (the default when the Functions host
 //!   starts it, i.e. when `FUNCTIONS_CUSTOMHANDLER_PORT` is set).
 //! - `aos run` runs the same steps without Azure Functions (webhook + queue workers).
+//! - `aos dev` runs the whole system locally with a demo batch (Azurite, simulator, `aos run`).
 //! - `aos simulator` runs the Altinn simulator for local development.
 //!
 //! Every command reads the same settings (environment, else `local.settings.json` `Values`) and
@@ -49,6 +50,22 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         lease_secs: u64,
     },
+    /// The local demo: Azurite, the Altinn simulator and `aos run`, a subscription, a batch of
+    /// sample instances archived and confirmed; then keeps running until Ctrl-C.
+    Dev {
+        /// Where the webhook listens.
+        #[arg(long, default_value = "127.0.0.1:7071")]
+        listen: std::net::SocketAddr,
+        /// Where the Altinn simulator listens.
+        #[arg(long, default_value = "127.0.0.1:5101")]
+        simulator: std::net::SocketAddr,
+        /// Sample instances to complete.
+        #[arg(long, default_value_t = 20)]
+        instances: usize,
+        /// Exit after the summary instead of waiting for Ctrl-C.
+        #[arg(long)]
+        exit_after_summary: bool,
+    },
     /// Run the Altinn simulator (Storage, app API, token exchange) for local development.
     Simulator {
         /// Address to listen on.
@@ -62,7 +79,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The demo shows its own progress; step logs would drown it (AOS_LOG brings them back).
+    let quiet = matches!(cli.command, Some(Command::Dev { .. }));
+    init_tracing(if quiet { "warn" } else { "info" });
     let command = match cli.command {
         Some(command) => command,
         None => match std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT").ok().and_then(|p| p.parse().ok()) {
@@ -128,6 +147,17 @@ async fn run(command: Command) -> ExitCode {
                 }
             }
         }
+        Command::Dev { listen, simulator, instances, exit_after_summary } => {
+            let options = altinn_aos::dev::DevOptions { listen, simulator, instances, exit_after_summary };
+            match altinn_aos::dev::run(options).await {
+                Ok(summary) if summary.confirmed == summary.instances => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("aos dev: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Simulator { listen, token } => {
             let config = altinn_aos::simulator::SimulatorConfig { listen, token };
             match altinn_aos::simulator::start(config).await {
@@ -153,9 +183,10 @@ fn load_settings() -> Result<Settings, String> {
 
 /// Logs go to stdout (the Functions host records stdout as Information and stderr as Error).
 /// JSON lines under the Functions host or with `AOS_LOG_FORMAT=json`; human lines otherwise.
-fn init_tracing() {
+fn init_tracing(level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("AOS_LOG").unwrap_or_else(|_| EnvFilter::new("info,typespec_client_core=warn,azure_core=warn,azure_identity=warn"));
+    let default = format!("{level},typespec_client_core=warn,azure_core=warn,azure_identity=warn");
+    let filter = EnvFilter::try_from_env("AOS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let json = std::env::var("AOS_LOG_FORMAT").map(|v| v == "json").unwrap_or(false)
         || std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);

@@ -125,3 +125,40 @@ async fn a_message_queued_the_functions_host_way_is_processed_by_aos_run() {
     until_confirmed(&backends, &[inst.instance_id()], Duration::from_secs(30)).await;
     backends.assert_archived(&inst).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushed_events_survive_a_storage_outage_through_altinn_retries() {
+    let mut backends = Backends::start().await;
+    let runtime = Standalone::start(&backends).await;
+    backends.sim.set_push_retry_schedule([300, 500, 1000, 2000, 3000, 5000, 5000].map(Duration::from_millis).to_vec());
+    let source_filter = format!("{}ttd/test-app", backends.sim.base_url());
+    let subscription = backends
+        .sim
+        .add_subscription(&runtime.webhook_url(Some(WEBHOOK_SECRET)), &source_filter, Some("app.instance.process.completed"))
+        .unwrap();
+    poll_until("the endpoint to validate the subscription", Duration::from_secs(10), Duration::from_millis(50), || async {
+        let subscriptions = backends.sim.subscriptions();
+        Ok(subscriptions.iter().any(|s| s["id"].as_u64() == Some(subscription) && s["validated"] == true).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // Storage goes away: the webhook cannot queue, so it must not answer 2xx.
+    backends.azurite.stop().await.unwrap();
+    let inst = backends.sim.complete_instance(instance(65_000, vec![element(2048, Some("a.pdf"))]));
+    poll_until("a failed push", Duration::from_secs(20), Duration::from_millis(50), || async {
+        Ok(backends.sim.deliveries().iter().any(|d| d.event_type == "app.instance.process.completed" && !d.delivered()).then_some(()))
+    })
+    .await
+    .unwrap();
+    backends.azurite.restart().await.unwrap();
+
+    until_confirmed(&backends, &[inst.instance_id()], Duration::from_secs(60)).await;
+    backends.assert_archived(&inst).await;
+    let attempts: Vec<_> = backends.sim.deliveries().into_iter().filter(|d| d.event_type == "app.instance.process.completed").collect();
+    assert!(attempts.iter().any(|d| d.status.is_some_and(|s| s >= 500)), "the webhook answered 5xx while storage was down: {attempts:?}");
+    assert!(attempts.last().is_some_and(|d| d.delivered()), "{attempts:?}");
+    assert!(attempts.windows(2).all(|w| w[0].event_id == w[1].event_id), "retries carry the same event");
+    assert!(backends.sim.dead_letters().is_empty());
+    drop(runtime);
+}

@@ -69,7 +69,10 @@ pub async fn run(options: DevOptions) -> anyhow::Result<DevSummary> {
     println!("Altinn simulator on {base}; webhook on http://{}/api/EventsReceiver", options.listen);
     let source_filter = format!("{base}{DEMO_ORG}/{DEMO_APP}");
     let subscription = sim.add_subscription(&webhook, &source_filter, Some("app.instance.process.completed"))?;
-    wait_until("the subscription to be validated", Duration::from_secs(30), || sim.subscription_validated(subscription)).await?;
+    let validated = || {
+        sim.subscriptions().iter().any(|s| s["id"].as_u64() == Some(subscription) && s["validated"].as_bool() == Some(true))
+    };
+    wait_until("the subscription to be validated", Duration::from_secs(30), validated).await?;
     println!("Subscribed {source_filter} (subscription {subscription}, validated by the endpoint)");
 
     let started = Instant::now();
