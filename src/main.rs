@@ -66,6 +66,11 @@ enum Command {
         #[arg(long)]
         exit_after_summary: bool,
     },
+    /// Inspect or replay the poison queues (`events-inbound-poison`, `events-confirmation-poison`).
+    Poison {
+        #[command(subcommand)]
+        action: PoisonAction,
+    },
     /// Run the Altinn simulator (Storage, app API, token exchange) for local development.
     Simulator {
         /// Address to listen on.
@@ -74,6 +79,21 @@ enum Command {
         /// Bearer token the simulator accepts (matches `AltinnToken` in local.settings.json).
         #[arg(long, default_value = "dev-token")]
         token: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PoisonAction {
+    /// Show poisoned messages: event, instance and the last recorded error.
+    List,
+    /// Move poisoned messages back to their queue (after fixing the cause).
+    Replay {
+        /// Which queue's poison to replay: inbound, confirmation or all.
+        #[arg(long, default_value = "all")]
+        queue: String,
+        /// Replay only these event ids (repeatable); default: every message.
+        #[arg(long = "event-id")]
+        event_ids: Vec<String>,
     },
 }
 
@@ -158,6 +178,13 @@ async fn run(command: Command) -> ExitCode {
                 }
             }
         }
+        Command::Poison { action } => match poison(action).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("aos poison: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Simulator { listen, token } => {
             let config = altinn_aos::simulator::SimulatorConfig { listen, token };
             match altinn_aos::simulator::start(config).await {
@@ -195,4 +222,42 @@ fn init_tracing(level: &str) {
     } else {
         builder.init();
     }
+}
+
+async fn poison(action: PoisonAction) -> anyhow::Result<()> {
+    use altinn_aos::archive::Archive;
+    use altinn_aos::failures::{Failures, STATE_CONTAINER};
+    use altinn_aos::queue::Queue;
+    use altinn_aos::storage::StorageEndpoint;
+
+    let settings = load_settings().map_err(anyhow::Error::msg)?;
+    let connection = settings.queues.connection_string.clone().ok_or_else(|| {
+        anyhow::anyhow!("setting QueueStorageSettings__ConnectionString: is required by `aos poison`")
+    })?;
+    let storage = StorageEndpoint::for_queues(&connection)?;
+    let inbound = Queue::new(&storage, &settings.queues.inbound)?;
+    let confirmation = Queue::new(&storage, &settings.queues.confirmation)?;
+    match action {
+        PoisonAction::List => {
+            let failures = Failures::new(Archive::new(StorageEndpoint::for_blobs(&settings.blob)?, STATE_CONTAINER));
+            let entries = altinn_aos::poison::list(&[inbound, confirmation], &failures).await?;
+            for entry in &entries {
+                println!("{entry}\n");
+            }
+            println!("{} poisoned message(s)", entries.len());
+        }
+        PoisonAction::Replay { queue, event_ids } => {
+            let queues = match queue.as_str() {
+                "inbound" => vec![inbound],
+                "confirmation" => vec![confirmation],
+                "all" => vec![inbound, confirmation],
+                other => anyhow::bail!("--queue must be inbound, confirmation or all, not `{other}`"),
+            };
+            for queue in &queues {
+                let moved = altinn_aos::poison::replay(queue, &event_ids).await?;
+                println!("moved {moved} message(s) from {}-poison back to {}", queue.name(), queue.name());
+            }
+        }
+    }
+    Ok(())
 }

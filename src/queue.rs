@@ -31,16 +31,31 @@ pub struct Leased {
     pub raw: String,
 }
 
+/// A message seen by [`Queue::peek`].
+#[derive(Clone, Debug)]
+pub struct Peeked {
+    pub id: String,
+    pub inserted: Option<time::OffsetDateTime>,
+    pub text: Option<String>,
+    pub raw: String,
+}
+
 /// One named queue.
 #[derive(Clone)]
 pub struct Queue {
     client: Arc<QueueClient>,
     name: String,
+    storage: StorageEndpoint,
 }
 
 impl Queue {
     pub fn new(storage: &StorageEndpoint, name: &str) -> azure_core::Result<Self> {
-        Ok(Queue { client: Arc::new(storage.queue(name)?), name: name.to_string() })
+        Ok(Queue { client: Arc::new(storage.queue(name)?), name: name.to_string(), storage: storage.clone() })
+    }
+
+    /// Another queue on the same account (e.g. the poison queue).
+    pub fn sibling(&self, name: &str) -> azure_core::Result<Self> {
+        Queue::new(&self.storage, name)
     }
 
     pub fn name(&self) -> &str {
@@ -93,6 +108,33 @@ impl Queue {
             .collect())
     }
 
+    /// Looks at up to 32 messages without leasing them (a missing queue has none).
+    pub async fn peek(&self, max: u8) -> azure_core::Result<Vec<Peeked>> {
+        let options = azure_storage_queue::models::QueueClientPeekMessagesOptions {
+            number_of_messages: Some(i32::from(max.clamp(1, 32))),
+            ..Default::default()
+        };
+        let peeked = match self.client.peek_messages(Some(options)).await {
+            Ok(response) => response.into_model()?,
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(peeked
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let raw = m.message_text.unwrap_or_default();
+                Peeked {
+                    id: m.message_id.unwrap_or_default(),
+                    inserted: m.insertion_time,
+                    text: BASE64.decode(raw.trim()).ok().and_then(|b| String::from_utf8(b).ok()),
+                    raw,
+                }
+            })
+            .collect())
+    }
+
     /// Extends (or, with 0, ends) the lease; the pop receipt changes on every update.
     pub async fn set_visibility(&self, message: &mut Leased, visibility_secs: u32) -> azure_core::Result<()> {
         let response = self.client.update_message(&message.id, &message.pop_receipt, visibility_secs as i32, None).await?;
@@ -111,9 +153,9 @@ impl Queue {
     }
 
     /// Copies the message's stored text to `poison` unchanged, then deletes it here.
-    pub async fn move_to(&self, message: &Leased, poison: &Queue) -> azure_core::Result<()> {
-        poison.ensure_exists().await?;
-        poison.send_raw(message.raw.clone()).await?;
+    pub async fn move_to(&self, message: &Leased, target: &Queue) -> azure_core::Result<()> {
+        target.ensure_exists().await?;
+        target.send_raw(message.raw.clone()).await?;
         self.delete(message).await
     }
 }

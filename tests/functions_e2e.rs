@@ -178,3 +178,37 @@ async fn an_unknown_instance_ends_in_the_poison_queue_after_five_attempts() {
     assert_eq!(attempts, 5);
     assert!(app.sim.confirmations().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exhausted_retries_land_in_poison_with_context_and_replay_to_success() {
+    let app = TestApp::spawn().await;
+    let inst = app.sim.add_instance(instance(46, vec![element(777, Some("r.txt"))]));
+    // Storage fails every one of the host's five attempts.
+    app.sim.inject(FaultRule { path_contains: format!("/instances/{}", inst.instance_id()), fault: Fault::Status(503), times: 5 });
+    let event = app.sim.completed_event(&inst);
+    assert_eq!(app.post_event(&event).await.status, 200);
+    app.host.wait_until_idle(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(app.host.poison_texts("events-inbound").await.unwrap().len(), 1);
+
+    let aos = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_aos"))
+            .args(args)
+            .current_dir(tempfile::tempdir().unwrap().path())
+            .envs(app.settings_env())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "aos {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let listing = aos(&["poison", "list"]);
+    assert!(listing.contains(event["id"].as_str().unwrap()), "{listing}");
+    assert!(listing.contains(&inst.instance_id()), "{listing}");
+    assert!(listing.contains("attempt 5") && listing.contains("503"), "the last error is shown: {listing}");
+
+    let replay = aos(&["poison", "replay", "--queue", "inbound"]);
+    assert!(replay.contains("moved 1 message"), "{replay}");
+    app.host.wait_until_idle(Duration::from_secs(30)).await.unwrap();
+    app.assert_archived(&inst).await;
+    assert!(app.confirmed(&inst));
+    app.assert_no_poison().await;
+}

@@ -68,7 +68,7 @@ async fn queue_step(function: &str, pipeline: &Pipeline, step: QueueStep, body: 
         Ok(decoded) => decoded,
         Err(e) => return failed(function, "decode", &e, false),
     };
-    match pipeline.run_step(step, &event).await {
+    match pipeline.run_step_recorded(step, &event, attempt.unwrap_or(1)).await {
         Ok(report) => {
             let mut response = InvocationResponse::default().log(report.line);
             if let (Some(binding), Some(next)) = (output, report.forward) {

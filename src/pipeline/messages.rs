@@ -35,6 +35,23 @@ pub enum QueueStep {
 }
 
 impl Pipeline {
+    /// The queue a step reads from.
+    pub fn queue_of(&self, step: QueueStep) -> &str {
+        match step {
+            QueueStep::Process => &self.settings.queues.inbound,
+            QueueStep::Confirm => &self.settings.queues.confirmation,
+        }
+    }
+
+    /// Runs `step` and, if it fails, records the failure for `aos poison list`.
+    pub async fn run_step_recorded(&self, step: QueueStep, event: &CloudEvent, attempt: u32) -> Result<StepReport, StepError> {
+        let result = self.run_step(step, event).await;
+        if let Err(e) = &result {
+            self.failures.record(self.queue_of(step), event, attempt, e).await;
+        }
+        result
+    }
+
     pub async fn run_step(&self, step: QueueStep, event: &CloudEvent) -> Result<StepReport, StepError> {
         match step {
             QueueStep::Process => self.process_message(event).await,

@@ -17,6 +17,7 @@ use crate::archive::{Archive, ArchiveError};
 use crate::auth::{StaticToken, TokenProvider};
 use crate::config::{Settings, SettingsError, TokenSettings};
 use crate::event::EventError;
+use crate::failures::{Failures, STATE_CONTAINER};
 use crate::storage::StorageEndpoint;
 
 /// A step failed. `Retry` means the same message may succeed later (Altinn or storage
@@ -60,6 +61,8 @@ pub struct Pipeline {
     pub settings: Arc<Settings>,
     pub altinn: AltinnClient,
     pub archive: Archive,
+    /// Last-failure records in `aos-state`, for `aos poison list`.
+    pub failures: Failures,
 }
 
 impl Pipeline {
@@ -68,7 +71,9 @@ impl Pipeline {
             TokenSettings::Static(token) => Arc::new(StaticToken::new(token.as_str())),
         };
         let altinn = AltinnClient::new(settings.apps_base_url.clone(), settings.platform_base_url.clone(), tokens);
-        let archive = Archive::new(StorageEndpoint::for_blobs(&settings.blob)?, settings.blob.container.clone());
-        Ok(Pipeline { settings: Arc::new(settings), altinn, archive })
+        let blobs = StorageEndpoint::for_blobs(&settings.blob)?;
+        let archive = Archive::new(blobs.clone(), settings.blob.container.clone());
+        let failures = Failures::new(Archive::new(blobs, STATE_CONTAINER));
+        Ok(Pipeline { settings: Arc::new(settings), altinn, archive, failures })
     }
 }

@@ -119,9 +119,10 @@ async fn handle(pipeline: &Pipeline, step: QueueStep, settle: &Settle, mut messa
     }
     let lease_secs = config.lease.as_secs().max(1) as u32;
     let outcome = {
+        let attempt = message.dequeue_count;
         let work = async {
             let event = parse_message(&text)?;
-            let report = pipeline.run_step(step, &event).await?;
+            let report = pipeline.run_step_recorded(step, &event, attempt).await?;
             Ok::<_, crate::pipeline::StepError>((event, report))
         };
         tokio::pin!(work);

@@ -1,0 +1,90 @@
+//! The last failure of each message, kept in the `aos-state` container.
+//!
+//! When a message fails for the last time the Functions host moves it to `<queue>-poison`
+//! unchanged — the CloudEvent as received, without the reason. So every failed attempt writes
+//! a small record, `failures/{queue}/{event}.json` in `aos-state`, and `aos poison list` shows
+//! it next to the poisoned message. The archive container holds nothing but archives.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::archive::{Archive, BlobInfo};
+use crate::event::{CloudEvent, parse_guid};
+use crate::pipeline::StepError;
+
+/// The container for the system's own state.
+pub const STATE_CONTAINER: &str = "aos-state";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureRecord {
+    pub queue: String,
+    pub event_id: String,
+    pub source: String,
+    pub attempt: u32,
+    pub kind: String,
+    pub error: String,
+    pub at: String,
+}
+
+/// Where failure records live.
+#[derive(Clone)]
+pub struct Failures {
+    state: Archive,
+}
+
+impl Failures {
+    pub fn new(state: Archive) -> Self {
+        Failures { state }
+    }
+
+    /// Records a failed attempt. Best effort: a storage problem here must not hide the
+    /// original failure, so it is only logged.
+    pub async fn record(&self, queue: &str, event: &CloudEvent, attempt: u32, error: &StepError) {
+        let record = FailureRecord {
+            queue: queue.to_string(),
+            event_id: event.id().to_string(),
+            source: event.source().to_string(),
+            attempt,
+            kind: if error.is_retryable() { "retryable" } else { "permanent" }.to_string(),
+            error: error.to_string(),
+            at: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        };
+        let json = serde_json::to_vec(&record).expect("a failure record serialises");
+        let info = BlobInfo { content_type: "application/json".into(), metadata: HashMap::new() };
+        if let Err(e) = self.state.put(&blob_name(queue, event.id()), Bytes::from(json), &info).await {
+            tracing::warn!(queue, event_id = event.id(), error = %e, "could not record the failure in aos-state");
+        }
+    }
+
+    /// The last recorded failure of `event_id` on `queue`.
+    pub async fn last(&self, queue: &str, event_id: &str) -> Option<FailureRecord> {
+        let bytes = self.state.read_small(&blob_name(queue, event_id)).await.ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// Event ids are GUIDs in Altinn, but a message can carry anything: non-GUIDs are hashed so
+/// the blob name stays a plain, safe segment.
+fn blob_name(queue: &str, event_id: &str) -> String {
+    let key = match parse_guid(event_id) {
+        Ok(guid) => guid.to_string(),
+        Err(_) => format!("{:x}", Sha256::digest(event_id.as_bytes())),
+    };
+    format!("failures/{queue}/{key}.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_names_are_safe_for_any_event_id() {
+        assert_eq!(blob_name("events-inbound", "b4d1d548-1280-464c-a8da-dee9840909de"), "failures/events-inbound/b4d1d548-1280-464c-a8da-dee9840909de.json");
+        let hostile = blob_name("events-inbound", "../../x?y");
+        assert!(hostile.starts_with("failures/events-inbound/") && !hostile.contains(".."), "{hostile}");
+    }
+}
