@@ -112,6 +112,7 @@ async fn retryable_failures_are_retried_until_the_archive_is_complete() {
     app.sim.inject(FaultRule { path_contains: format!("/data/{first}"), fault: Fault::Truncate { after_bytes: 5 * 1024 * 1024 }, times: 1 });
     app.sim.inject(FaultRule { path_contains: format!("/data/{second}"), fault: Fault::Status(503), times: 1 });
     app.sim.inject(FaultRule { path_contains: "/complete".into(), fault: Fault::Status(500), times: 1 });
+    app.sim.inject(FaultRule { path_contains: format!("/instances/{}", inst.instance_id()), fault: Fault::RetryAfter(1), times: 1 });
 
     let response = app.post_event(&app.sim.completed_event(&inst)).await;
     assert_eq!(response.status, 200);
@@ -129,6 +130,9 @@ async fn retryable_failures_are_retried_until_the_archive_is_complete() {
         .filter_map(|i| i.dequeue_count)
         .collect();
     assert!(attempts.len() >= 2 && attempts.contains(&2), "processor was retried: {attempts:?}");
+    let reads: Vec<_> = app.sim.calls().into_iter().filter(|c| c.path.ends_with(&inst.instance_id())).collect();
+    assert_eq!(reads[0].status, 429);
+    assert!(reads[1].at - reads[0].at >= Duration::from_secs(1), "Retry-After was honoured: {:?}", reads[1].at - reads[0].at);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -137,8 +141,8 @@ async fn a_retry_does_not_download_elements_already_stored() {
     let inst = app.sim.add_instance(instance(43, vec![element(2 * 1024 * 1024, Some("kept.bin")), element(100, Some("late.txt"))]));
     let kept = inst.elements[0].id.to_string();
     let late = inst.elements[1].id.to_string();
-    // The second element fails often enough that the first is surely stored before a retry.
-    app.sim.inject(FaultRule { path_contains: format!("/data/{late}"), fault: Fault::Status(503), times: 2 });
+    // The second element's body breaks off, which fails the attempt after the first is stored.
+    app.sim.inject(FaultRule { path_contains: format!("/data/{late}"), fault: Fault::Truncate { after_bytes: 10 }, times: 1 });
     app.post_event(&app.sim.completed_event(&inst)).await;
     app.host.wait_until_idle(Duration::from_secs(60)).await.unwrap();
 
@@ -183,8 +187,9 @@ async fn an_unknown_instance_ends_in_the_poison_queue_after_five_attempts() {
 async fn exhausted_retries_land_in_poison_with_context_and_replay_to_success() {
     let app = TestApp::spawn().await;
     let inst = app.sim.add_instance(instance(46, vec![element(777, Some("r.txt"))]));
-    // Storage fails every one of the host's five attempts.
-    app.sim.inject(FaultRule { path_contains: format!("/instances/{}", inst.instance_id()), fault: Fault::Status(503), times: 5 });
+    // Storage fails every try of each of the host's five attempts (three tries per attempt).
+    let tries = 5 * altinn_aos::altinn::client::ATTEMPTS;
+    app.sim.inject(FaultRule { path_contains: format!("/instances/{}", inst.instance_id()), fault: Fault::Status(503), times: tries });
     let event = app.sim.completed_event(&inst);
     assert_eq!(app.post_event(&event).await.status, 200);
     app.host.wait_until_idle(Duration::from_secs(30)).await.unwrap();

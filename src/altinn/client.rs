@@ -115,35 +115,89 @@ impl AltinnClient {
         self.send(Method::POST, url, &what, Duration::from_secs(30)).await.map(drop)
     }
 
-    /// Sends with the bearer token; on 401 invalidates it and tries once more.
+    /// Sends with the bearer token. A 401 invalidates the token and tries once more with a
+    /// fresh one. 5xx, 408, 429 and connection errors are retried in place up to
+    /// [`ATTEMPTS`] times with exponential backoff and jitter, honouring a `Retry-After` of up to
+    /// [`MAX_RETRY_AFTER`]; a longer wait is left to the queue (the error is retryable).
     async fn send(&self, method: Method, url: url::Url, what: &str, timeout: Duration) -> Result<reqwest::Response, AltinnError> {
         let mut refreshed = false;
+        let mut attempt = 1;
         loop {
             let token = self.tokens.token().await?;
             let mut request = self.http.request(method.clone(), url.clone()).bearer_auth(token.secret()).timeout(timeout);
             if method == Method::POST {
                 request = request.header(reqwest::header::CONTENT_LENGTH, 0);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|source| AltinnError::Transport { what: what.to_string(), source })?;
-            let status = response.status();
-            if status.is_success() {
-                return Ok(response);
+            let error = match request.send().await {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !refreshed => {
+                    self.tokens.invalidate(&token);
+                    refreshed = true;
+                    continue;
+                }
+                Ok(response) => AltinnError::Status {
+                    what: what.to_string(),
+                    status: response.status().as_u16(),
+                    retry_after: retry_after(&response),
+                },
+                Err(source) => AltinnError::Transport { what: what.to_string(), source },
+            };
+            let wait = match &error {
+                AltinnError::Status { retry_after: Some(wait), .. } if *wait > MAX_RETRY_AFTER => return Err(error),
+                AltinnError::Status { retry_after: Some(wait), .. } => *wait,
+                _ => backoff(attempt),
+            };
+            if !error.is_retryable() || attempt >= ATTEMPTS {
+                return Err(error);
             }
-            if status == StatusCode::UNAUTHORIZED && !refreshed {
-                self.tokens.invalidate(&token);
-                refreshed = true;
-                continue;
-            }
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            return Err(AltinnError::Status { what: what.to_string(), status: status.as_u16(), retry_after });
+            tracing::debug!(what, attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// Tries per call before the error goes back to the queue (which retries again, later).
+pub const ATTEMPTS: u32 = 3;
+/// The longest `Retry-After` waited for in place; a longer one fails the attempt instead of
+/// holding the invocation.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// 200 ms, 400 ms, 800 ms … plus up to 100% jitter, so many instances retrying together spread
+/// out instead of hammering Altinn in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(200) * 2u32.saturating_pow(attempt.saturating_sub(1).min(6));
+    base + base.mul_f64(rand::random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_jittered() {
+        for attempt in 1..=4 {
+            let base = Duration::from_millis(200) * 2u32.pow(attempt - 1);
+            let wait = backoff(attempt);
+            assert!(wait >= base && wait <= base * 2, "attempt {attempt}: {wait:?}");
+        }
+        let samples: std::collections::HashSet<u128> = (0..20).map(|_| backoff(2).as_micros()).collect();
+        assert!(samples.len() > 1, "jitter varies the wait");
+    }
+
+    #[test]
+    fn classification() {
+        let status = |status| AltinnError::Status { what: String::new(), status, retry_after: None };
+        for s in [500, 502, 503, 504, 429, 408, 401] {
+            assert!(status(s).is_retryable(), "{s}");
+        }
+        for s in [400, 403, 404, 409, 410] {
+            assert!(!status(s).is_retryable(), "{s}");
         }
     }
 }
