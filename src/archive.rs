@@ -81,7 +81,8 @@ impl InstancePaths {
 pub struct Manifest {
     pub instance_id: String,
     pub app_id: String,
-    /// The instance's `lastChanged` when it was archived: a later change means re-archive.
+    /// The instance's `lastChanged` when it was archived (information: later metadata-only
+    /// changes, such as the confirmation itself, do not make the archive stale).
     pub last_changed: Option<String>,
     pub archived_at: String,
     pub instance_blob: String,

@@ -217,3 +217,32 @@ async fn exhausted_retries_land_in_poison_with_context_and_replay_to_success() {
     assert!(app.confirmed(&inst));
     app.assert_no_poison().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicates_make_one_archive_and_a_late_duplicate_is_cheap() {
+    let app = TestApp::spawn().await;
+    let inst = app.sim.add_instance(instance(47, vec![element(300_000, Some("a.pdf")), element(20, None)]));
+    let event = app.sim.completed_event(&inst);
+    // At-least-once: the same event several times, and a second event for the same instance.
+    for _ in 0..4 {
+        assert_eq!(app.post_event(&event).await.status, 200);
+    }
+    assert_eq!(app.post_event(&app.sim.completed_event(&inst)).await.status, 200);
+    app.host.wait_until_idle(Duration::from_secs(60)).await.unwrap();
+    app.assert_archived(&inst).await;
+    assert!(app.confirmed(&inst));
+    assert_eq!(app.sim.guard_violations(), Vec::<String>::new());
+    app.assert_no_poison().await;
+    for element in &inst.elements {
+        let downloads = app.sim.calls().iter().filter(|c| c.path.ends_with(&element.id.to_string())).count();
+        assert!(downloads <= 5, "at most one download per delivery: {downloads}");
+    }
+
+    // A duplicate after the instance is archived and confirmed: one instance read, nothing else.
+    let before = app.sim.calls().len();
+    assert_eq!(app.post_event(&event).await.status, 200);
+    app.host.wait_until_idle(Duration::from_secs(30)).await.unwrap();
+    let calls: Vec<String> = app.sim.calls()[before..].iter().map(|c| format!("{} {}", c.method, c.path)).collect();
+    assert_eq!(calls, vec![format!("GET /storage/api/v1/instances/{}", inst.instance_id())], "a late duplicate costs one read");
+    assert!(app.host.invocations_of("EventsConfirmation").len() <= 5, "the late duplicate was not passed on");
+}

@@ -18,9 +18,22 @@ pub struct Instance {
     pub process: Option<ProcessState>,
     #[serde(deserialize_with = "null_as_default")]
     pub data: Vec<DataElement>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub complete_confirmations: Vec<CompleteConfirmation>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CompleteConfirmation {
+    pub stakeholder_id: Option<String>,
 }
 
 impl Instance {
+    /// Whether `org` has already confirmed the instance complete.
+    pub fn confirmed_by(&self, org: &str) -> bool {
+        self.complete_confirmations.iter().any(|c| c.stakeholder_id.as_deref() == Some(org))
+    }
+
     /// Altinn's rule: the process is complete exactly when `process.ended` is set.
     pub fn process_ended(&self) -> bool {
         self.process.as_ref().and_then(|p| p.ended.as_deref()).is_some_and(|e| !e.is_empty())

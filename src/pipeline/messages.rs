@@ -72,6 +72,9 @@ impl Pipeline {
                 };
                 StepReport { line, forward: Some(event.clone()) }
             }
+            ProcessOutcome::AlreadyDone { instance } => {
+                StepReport { line: format!("instance {instance} is already archived and confirmed; nothing to do ({context})"), forward: None }
+            }
             ProcessOutcome::Skipped { reason } => StepReport { line: format!("skipped: {reason} ({context})"), forward: None },
         })
     }

@@ -1,8 +1,9 @@
 //! Process: archive one instance — its JSON and every data element — then write the manifest.
 //!
 //! Resumable: an element already stored with the right size is not downloaded again, and an
-//! instance whose manifest matches its current `lastChanged` is recognised as done with one
-//! instance read and one manifest read. Elements are archived concurrently up to
+//! instance whose manifest lists exactly its current elements is recognised as archived with
+//! one instance read and one manifest read — and, when this org has already confirmed it, as
+//! done, without passing anything on. Elements are archived concurrently up to
 //! [`ELEMENT_CONCURRENCY`] per instance.
 
 use std::collections::HashMap;
@@ -23,6 +24,9 @@ pub const ELEMENT_CONCURRENCY: usize = 4;
 pub enum ProcessOutcome {
     /// Archived (or found archived): pass the event on to confirmation.
     Archived { instance: InstanceRef, elements: usize, bytes_written: u64, already_archived: bool },
+    /// Archived and confirmed before: a duplicate event, recognised with one instance read and
+    /// one manifest read; nothing is passed on.
+    AlreadyDone { instance: InstanceRef },
     /// Nothing to do for this event (validation ping, type not processed).
     Skipped { reason: String },
 }
@@ -44,7 +48,12 @@ impl Pipeline {
         let paths = InstancePaths::new(&instance);
         let last_changed = fetched.instance.last_changed.clone();
         if let Some(existing) = self.archive.manifest(&paths).await? {
-            if existing.last_changed == last_changed && same_elements(&existing, &elements) {
+            // Elements decide: Altinn changes `lastChanged` on later metadata updates (the
+            // confirmation itself, substatus), which do not call for a new archive.
+            if same_elements(&existing, &elements) {
+                if fetched.instance.confirmed_by(instance.org.as_str()) {
+                    return Ok(ProcessOutcome::AlreadyDone { instance });
+                }
                 return Ok(ProcessOutcome::Archived { elements: elements.len(), instance, bytes_written: 0, already_archived: true });
             }
         }
