@@ -189,6 +189,13 @@ impl SimulatorHandle {
         self.state().violations()
     }
 
+    /// Replaces a field of the instance JSON the simulator serves for `instance_guid`
+    /// (`pointer` is a JSON pointer such as `/data/0/blobStoragePath`), to test how anomalous
+    /// metadata is handled. Returns false for an unknown instance.
+    pub fn tamper(&self, instance_guid: uuid::Uuid, pointer: &str, value: serde_json::Value) -> bool {
+        self.state().tamper(instance_guid, pointer, value)
+    }
+
     /// Adds a fault rule (a rule with `times == 0` never fires).
     pub fn inject(&self, rule: FaultRule) {
         self.state().faults.add(rule)

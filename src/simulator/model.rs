@@ -222,7 +222,23 @@ pub(crate) fn instance_json(base: &Url, stored: &StoredInstance) -> Value {
         last_changed_by: creator,
     };
     // Serialising these plain structs cannot fail; Null is a harmless fallback.
-    serde_json::to_value(json).unwrap_or_default()
+    let mut value = serde_json::to_value(json).unwrap_or_default();
+    for (pointer, replacement) in &stored.overrides {
+        set_pointer(&mut value, pointer, replacement.clone());
+    }
+    value
+}
+
+/// Sets the value at a JSON pointer, creating the last key if its parent object exists.
+fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
+    if let Some(slot) = root.pointer_mut(pointer) {
+        *slot = value;
+        return;
+    }
+    let Some((parent, key)) = pointer.rsplit_once('/') else { return };
+    if let Some(Value::Object(map)) = root.pointer_mut(parent) {
+        map.insert(key.replace("~1", "/").replace("~0", "~"), value);
+    }
 }
 
 /// The `app.instance.process.completed` CloudEvent Altinn Events would push

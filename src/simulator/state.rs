@@ -61,6 +61,9 @@ pub(crate) struct StoredInstance {
     pub last_changed: OffsetDateTime,
     /// `(stakeholderId, confirmedOn)`, at most one per stakeholder.
     pub complete_confirmations: Vec<(String, OffsetDateTime)>,
+    /// Fields of the served JSON replaced by tests (`(JSON pointer, value)`), to simulate
+    /// anomalous metadata.
+    pub overrides: Vec<(String, serde_json::Value)>,
 }
 
 pub(crate) struct SimState {
@@ -138,9 +141,21 @@ impl SimState {
             created_at: at,
             last_changed: at,
             complete_confirmations: Vec::new(),
+            overrides: Vec::new(),
         };
         lock(&self.instances).insert(created.instance_guid, stored);
         created
+    }
+
+    /// Makes the served instance JSON carry `value` at `pointer` (e.g. `/data/0/blobStoragePath`).
+    pub(crate) fn tamper(&self, guid: Uuid, pointer: &str, value: serde_json::Value) -> bool {
+        match lock(&self.instances).get_mut(&guid) {
+            Some(inst) => {
+                inst.overrides.push((pointer.to_string(), value));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Looks up an instance by owner party and guid; a guid under another
