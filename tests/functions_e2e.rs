@@ -89,6 +89,13 @@ async fn hopeless_requests_get_a_4xx_and_nothing_is_queued() {
         ("foreign host", with("source", json!(source.replace("127.0.0.1", "evil.example"))).to_string().into_bytes(), "application/json", 400),
         ("not an instance path", with("source", json!(format!("{}/data", source))).to_string().into_bytes(), "application/json", 400),
         ("non-numeric party", with("source", json!(source.replace("/instances/7/", "/instances/x7/"))).to_string().into_bytes(), "application/json", 400),
+        ("non-GUID instance", with("source", json!(format!("{}/x", source.rsplit_once('/').unwrap().0))).to_string().into_bytes(), "application/json", 400),
+        ("org breaking Altinn's rules", with("source", json!(source.replace("/ttd/", "/t_d/"))).to_string().into_bytes(), "application/json", 400),
+        ("app breaking Altinn's rules", with("source", json!(source.replace("/test-app/", "/Test-App-/"))).to_string().into_bytes(), "application/json", 400),
+        ("id of the wrong type", with("id", json!(12)).to_string().into_bytes(), "application/json", 400),
+        ("source of the wrong type", with("source", json!({"url": source})).to_string().into_bytes(), "application/json", 400),
+        ("not an object", b"[1,2,3]".to_vec(), "application/json", 400),
+        ("deeply nested", format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(), "application/json", 400),
         ("wrong content type", good.to_string().into_bytes(), "text/plain", 415),
         ("over 1 MiB", with("padding", json!("x".repeat(1024 * 1024))).to_string().into_bytes(), "application/json", 413),
     ];
@@ -245,4 +252,43 @@ async fn duplicates_make_one_archive_and_a_late_duplicate_is_cheap() {
     let calls: Vec<String> = app.sim.calls()[before..].iter().map(|c| format!("{} {}", c.method, c.path)).collect();
     assert_eq!(calls, vec![format!("GET /storage/api/v1/instances/{}", inst.instance_id())], "a late duplicate costs one read");
     assert!(app.host.invocations_of("EventsConfirmation").len() <= 5, "the late duplicate was not passed on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn infected_elements_are_quarantined_and_pending_scans_wait() {
+    let app = TestApp::spawn_with_retry_delay(Duration::from_secs(1)).await;
+    let infected = app.sim.add_instance(instance(48, vec![element(4000, Some("virus.exe")), element(10, Some("ok.txt"))]));
+    app.sim.tamper(infected.instance_guid, "/data/0/fileScanResult", json!("Infected"));
+    let pending = app.sim.add_instance(instance(49, vec![element(5000, Some("scan.pdf"))]));
+    app.sim.tamper(pending.instance_guid, "/data/0/fileScanResult", json!("Pending"));
+    for inst in [&infected, &pending] {
+        assert_eq!(app.post_event(&app.sim.completed_event(inst)).await.status, 200);
+    }
+    // The pending element is not archived as final: the attempt fails and is retried.
+    support::poll_until("a failed attempt on the pending instance", Duration::from_secs(20), Duration::from_millis(50), || async {
+        Ok(app.host.invocations_of("EventsProcessor").iter().any(|i| !i.succeeded).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(!app.confirmed(&pending));
+    app.sim.tamper(pending.instance_guid, "/data/0/fileScanResult", json!("Clean"));
+    app.host.wait_until_idle(Duration::from_secs(60)).await.unwrap();
+
+    app.assert_archived(&pending).await;
+    assert!(app.confirmed(&pending) && app.confirmed(&infected));
+    let reference = altinn_aos::event::InstanceRef::from_source(
+        &format!("{}ttd/test-app/instances/{}", app.apps_base(), infected.instance_id()),
+        &app.apps_base(),
+    )
+    .unwrap();
+    let paths = altinn_aos::archive::InstancePaths::new(&reference);
+    let manifest = app.archive.manifest(&paths).await.unwrap().unwrap();
+    let virus = &manifest.elements.iter().find(|e| e.id == infected.elements[0].id).unwrap();
+    assert!(virus.quarantined);
+    assert_eq!(virus.blob_name, paths.quarantine(infected.elements[0].id));
+    assert_eq!(app.archive.blob_size(&paths.quarantine(infected.elements[0].id)).await.unwrap(), Some(4000));
+    assert_eq!(app.archive.blob_size(&paths.data(infected.elements[0].id)).await.unwrap(), None, "kept apart");
+    let clean = &manifest.elements.iter().find(|e| e.id == infected.elements[1].id).unwrap();
+    assert!(!clean.quarantined && clean.blob_name == paths.data(infected.elements[1].id));
+    app.assert_no_poison().await;
 }

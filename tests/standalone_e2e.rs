@@ -162,3 +162,26 @@ async fn pushed_events_survive_a_storage_outage_through_altinn_retries() {
     assert!(backends.sim.dead_letters().is_empty());
     drop(runtime);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_webhook_input_gets_a_clear_4xx() {
+    let backends = Backends::start().await;
+    let runtime = Standalone::start(&backends).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let post = |body: Vec<u8>, content_type: &'static str| {
+        let request = client.post(runtime.webhook_url(Some(WEBHOOK_SECRET))).header("content-type", content_type).body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+    };
+    let (status, body) = post(b"{\"id\":\"\xff\xfe\"}".to_vec(), "application/json").await;
+    assert_eq!(status, 400, "invalid UTF-8: {body}");
+    assert!(body.contains("error"), "{body}");
+    assert_eq!(post(vec![b'x'; 2 * 1024 * 1024], "application/json").await.0, 413, "huge body");
+    assert_eq!(post(b"{}".to_vec(), "text/xml").await.0, 415, "wrong content type");
+    assert_eq!(post(b"{\"id\":\"1\"}".to_vec(), "application/json").await.0, 400, "missing attributes");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(backends.azurite.queue_texts("events-inbound").await.unwrap().is_empty());
+}

@@ -187,13 +187,19 @@ impl Backends {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with_retry_delay(Duration::from_millis(200)).await
+    }
+
+    /// With the host's `visibilityTimeout` (the pause between attempts) set to `delay`
+    /// (whole seconds; less is an immediate retry).
+    pub async fn spawn_with_retry_delay(delay: Duration) -> TestApp {
         let backends = Backends::start().await;
         let host = FunctionsHost::start(HostConfig {
             app_root: env!("CARGO_MANIFEST_DIR").into(),
             binary: env!("CARGO_BIN_EXE_aos").into(),
             env: backends.settings_env(),
             connection_string: backends.azurite.connection_string(),
-            visibility_timeout: Some(Duration::from_millis(200)),
+            visibility_timeout: Some(delay),
         })
         .await
         .expect("the handler starts under the host harness");
