@@ -1,0 +1,62 @@
+//! Chaos: hundreds of instances through the Functions host harness while the simulator injects
+//! 503s, 429s with Retry-After, truncated bodies, slow answers and failed confirms, and Azurite
+//! is stopped and restarted once. Faults are sized to recover within the retry budget; the end
+//! state must be exactly as without them.
+
+mod support;
+
+use std::time::Duration;
+
+use altinn_aos::simulator::{ElementSpec, Fault, FaultRule};
+use rand::{Rng, SeedableRng};
+use support::world::{TestApp, element, instance};
+
+const INSTANCES: u64 = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_instance_is_archived_and_confirmed_despite_faults_and_a_storage_outage() {
+    let mut app = TestApp::spawn_with_retry_delay(Duration::from_secs(1)).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261128);
+    let mut created = Vec::new();
+    let mut faults = 0;
+    for n in 0..INSTANCES {
+        let elements: Vec<ElementSpec> = (0..rng.random_range(0..4u64))
+            .map(|i| element(if n % 25 == 0 && i == 0 { 1_500_000 } else { rng.random_range(0..60_000) }, Some("vedlegg.bin")))
+            .collect();
+        let inst = app.sim.add_instance(instance(80_000 + n, elements));
+        let instance_path = format!("/instances/{}", inst.instance_id());
+        let data_path = inst.elements.first().map(|e| format!("/data/{}", e.id));
+        let fault = match (rng.random_range(0..8), &data_path) {
+            (0, _) => Some((instance_path.clone(), Fault::Status(503), 2)),
+            (1, Some(data)) => Some((data.clone(), Fault::RetryAfter(1), 1)),
+            (2, Some(data)) if inst.elements[0].size > 10 => Some((data.clone(), Fault::Truncate { after_bytes: inst.elements[0].size / 2 }, 1)),
+            (3, _) => Some((instance_path.clone(), Fault::Delay(Duration::from_millis(700)), 1)),
+            (4, _) => Some((format!("{instance_path}/complete"), Fault::Status(500), 1)),
+            _ => None,
+        };
+        if let Some((path_contains, fault, times)) = fault {
+            app.sim.inject(FaultRule { path_contains, fault, times });
+            faults += 1;
+        }
+        created.push(inst);
+    }
+    assert!(faults > INSTANCES / 3, "enough faults: {faults}");
+
+    for inst in &created {
+        let response = app.post_event(&app.sim.completed_event(inst)).await;
+        assert_eq!(response.status, 200, "{}", response.body_text());
+    }
+    // Storage disappears for a while in the middle of the work.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.backends.azurite.stop().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.backends.azurite.restart().await.unwrap();
+
+    app.host.wait_until_idle(Duration::from_secs(400)).await.expect("the pipeline drains");
+    for inst in &created {
+        app.assert_archived(inst).await;
+        assert!(app.confirmed(inst), "{} not confirmed", inst.instance_id());
+    }
+    assert_eq!(app.sim.guard_violations(), Vec::<String>::new(), "a confirm came before its manifest");
+    app.assert_no_poison().await;
+}
