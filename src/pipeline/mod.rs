@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use crate::altinn::{AltinnClient, AltinnError};
 use crate::archive::{Archive, ArchiveError};
-use crate::auth::{StaticToken, TokenProvider};
-use crate::config::{Settings, SettingsError, TokenSettings};
+use crate::config::{Settings, SettingsError};
 use crate::event::EventError;
 use crate::storage::StorageEndpoint;
 
@@ -62,10 +61,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn from_settings(settings: Settings) -> Result<Self, SettingsError> {
-        let tokens: Arc<dyn TokenProvider> = match &settings.token {
-            TokenSettings::Static(token) => Arc::new(StaticToken::new(token.as_str())),
-        };
+    /// Builds the clients. Async because the Maskinporten key may come from Key Vault; a key
+    /// that cannot be loaded is a [`SettingsError`] naming the setting, so the process stops at
+    /// start with one clear line.
+    pub async fn from_settings(settings: Settings) -> Result<Self, SettingsError> {
+        let tokens = crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url).await?;
         let altinn = AltinnClient::new(settings.apps_base_url.clone(), settings.platform_base_url.clone(), tokens);
         let archive = Archive::new(StorageEndpoint::for_blobs(&settings.blob)?, settings.blob.container.clone());
         Ok(Pipeline { settings: Arc::new(settings), altinn, archive })

@@ -14,8 +14,10 @@ use time::OffsetDateTime;
 use url::Url;
 use uuid::Uuid;
 
+use super::altinn_token::AltinnTokens;
 use super::content::seed_for;
 use super::faults::FaultTable;
+use super::maskinporten::MaskinportenState;
 use super::spec::{CreatedElement, CreatedInstance, InstanceSpec};
 
 /// One HTTP request as the simulator saw it, recorded after its handler
@@ -26,7 +28,8 @@ pub struct RecordedCall {
     /// Request path without query string.
     pub path: String,
     /// Whether the request carried credentials its endpoint accepts: the
-    /// configured bearer token, or for the token exchange any bearer token.
+    /// configured bearer token or a live Altinn JWT from the exchange, or for
+    /// the exchange a live Maskinporten token issued here.
     /// Computed for every request, also for endpoints that need none.
     pub authorized: bool,
     pub status: u16,
@@ -64,6 +67,8 @@ pub(crate) struct StoredInstance {
 
 pub(crate) struct SimState {
     pub token: String,
+    pub maskinporten: MaskinportenState,
+    pub altinn_tokens: AltinnTokens,
     /// `http://host:port/`, always with a trailing slash.
     pub base: Url,
     pub faults: FaultTable,
@@ -92,6 +97,8 @@ impl SimState {
     pub(crate) fn new(token: String, base: Url) -> Self {
         Self {
             token,
+            maskinporten: MaskinportenState::default(),
+            altinn_tokens: AltinnTokens::default(),
             base,
             faults: FaultTable::default(),
             instances: Mutex::new(HashMap::new()),

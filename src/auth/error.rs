@@ -1,0 +1,117 @@
+//! Why no token could be had, classified once.
+//!
+//! Errors are `Clone` because one failed refresh is shared by every caller that waited for it
+//! (single-flight): a thousand requests queued behind a refused grant all get that one answer
+//! instead of each sending their own grant. For the same reason they hold text, not the
+//! `reqwest::Error` itself.
+
+/// The Maskinporten key material is unusable. Never retryable: the deployment must change.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read {path}: {detail}")]
+    Read { path: String, detail: String },
+    #[error("wrong password for the PKCS#12 file (its integrity check failed)")]
+    WrongPassword,
+    #[error("not a usable PKCS#12 file: {0}")]
+    Pkcs12(String),
+    #[error("not a usable PEM file: {0}")]
+    Pem(String),
+    #[error("not a usable JWK: {0}")]
+    Jwk(String),
+    /// The key or certificate is readable but cannot be used (not RSA, too short, the key does
+    /// not belong to the certificate, …).
+    #[error("{0}")]
+    Unusable(String),
+    #[error("Key Vault: {0}")]
+    KeyVault(String),
+}
+
+/// A Maskinporten grant or an Altinn exchange failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("Maskinporten key: {0}")]
+    Key(#[from] KeyError),
+    /// Maskinporten answered with an OAuth error body (`error`, `error_description`).
+    #[error("Maskinporten refused the grant (HTTP {status}): {error}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Refused {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
+    /// An HTTP error status without a usable error body.
+    #[error("{what}: HTTP {status}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    Status {
+        what: &'static str,
+        status: u16,
+        detail: String,
+    },
+    /// The request never got an answer (connection refused, TLS, timeout).
+    #[error("{what}: {detail}")]
+    Transport { what: &'static str, detail: String },
+    /// An answer that is not what the protocol promises.
+    #[error("{what}: unreadable response: {detail}")]
+    Decode { what: &'static str, detail: String },
+}
+
+impl TokenError {
+    /// Network errors, 5xx, 408 and 429 may go away by themselves; a bad key, a refused grant
+    /// (4xx) or an unreadable answer will not until someone changes the configuration.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TokenError::Transport { .. } => true,
+            TokenError::Status { status, .. } | TokenError::Refused { status, .. } => {
+                *status >= 500 || matches!(*status, 408 | 429)
+            }
+            TokenError::Key(_) | TokenError::Decode { .. } => false,
+        }
+    }
+
+    pub(crate) fn transport(what: &'static str, e: &reqwest::Error) -> Self {
+        // `reqwest::Error`'s Display omits the cause chain ("error sending request"); the cause
+        // (connection refused, certificate unknown) is what an operator needs.
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        TokenError::Transport { what, detail }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let status = |status| TokenError::Status {
+            what: "x",
+            status,
+            detail: String::new(),
+        };
+        assert!(status(503).is_retryable());
+        assert!(status(429).is_retryable());
+        assert!(!status(400).is_retryable());
+        assert!(!status(401).is_retryable());
+        assert!(
+            TokenError::Transport {
+                what: "x",
+                detail: "refused".into()
+            }
+            .is_retryable()
+        );
+        assert!(!TokenError::Key(KeyError::WrongPassword).is_retryable());
+        let refused = TokenError::Refused {
+            status: 400,
+            error: "invalid_grant".into(),
+            description: Some("bad aud".into()),
+        };
+        assert!(!refused.is_retryable());
+        assert_eq!(
+            refused.to_string(),
+            "Maskinporten refused the grant (HTTP 400): invalid_grant: bad aud"
+        );
+    }
+}
