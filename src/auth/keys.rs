@@ -447,8 +447,14 @@ impl RsaKey {
     }
 
     fn from_pkcs1(der: &[u8]) -> Result<Self, KeyError> {
-        let pair = aws_lc_rs::signature::RsaKeyPair::from_der(der)
-            .map_err(|e| KeyError::Unusable(format!("not a valid RSA private key ({e})")))?;
+        let pair = aws_lc_rs::signature::RsaKeyPair::from_der(der).map_err(|e| {
+            match e.description_() {
+                "TooSmall" => KeyError::Unusable(format!(
+                    "the RSA key is too short; Maskinporten needs at least {MIN_RSA_BITS} bits"
+                )),
+                _ => KeyError::Unusable(format!("not a valid RSA private key ({e})")),
+            }
+        })?;
         let bits = pair.public_modulus_len() * 8;
         if bits < MIN_RSA_BITS {
             return Err(KeyError::Unusable(format!(

@@ -1,4 +1,4 @@
-"""Makes the test-only PKCS#12 fixtures in this directory (no real keys; never use them).
+"""Makes the test-only key fixtures in this directory (no real keys; never use them).
 
 Run from this directory with Python's `cryptography` package (tested with 48.0):
     python3 make_pkcs12_fixtures.py
@@ -23,8 +23,8 @@ from cryptography.x509.oid import NameOID
 PASSWORD = b"test-only-password"
 
 
-def self_signed(cn):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def self_signed(cn, key_size=2048):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
     name = x509.Name([
         x509.NameAttribute(NameOID.COUNTRY_NAME, "NO"),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "altinn-aos test fixture"),
@@ -76,6 +76,24 @@ key, cert = self_signed("test-only no password")
 write(
     "test-only-no-password.p12",
     pkcs12.serialize_key_and_certificates(b"test-only", key, cert, None, serialization.NoEncryption()),
+)
+
+# PEM bundle with an encrypted PKCS#8 key (PBES2), which needs the certificate password.
+key, cert = self_signed("test-only encrypted pem")
+write(
+    "test-only-encrypted-key.pem",
+    cert.public_bytes(serialization.Encoding.PEM)
+    + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(PASSWORD)
+    ),
+)
+
+# A 1024-bit key, which Maskinporten refuses (PKCS#1 "RSA PRIVATE KEY" PEM).
+key, cert = self_signed("test-only rsa1024", key_size=1024)
+write(
+    "test-only-rsa1024.pem",
+    key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    + cert.public_bytes(serialization.Encoding.PEM),
 )
 
 # Input for the openssl -legacy (RC2-40 + 3DES) file; the key file is deleted afterwards.
