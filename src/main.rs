@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use altinn_aos::auth::check::CheckError;
 use altinn_aos::config::{SettingSource, Settings};
 use altinn_aos::pipeline::Pipeline;
 
@@ -117,7 +118,11 @@ async fn run(command: Command) -> ExitCode {
             let mut stdout = std::io::stdout();
             match altinn_aos::auth::check::check_config(&settings, &mut stdout).await {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(line) => {
+                Err(CheckError::Settings(e)) => {
+                    eprintln!("aos: {e}");
+                    ExitCode::from(2)
+                }
+                Err(CheckError::Failed(line)) => {
                     eprintln!("aos: check-config: {line}");
                     ExitCode::FAILURE
                 }

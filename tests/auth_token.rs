@@ -49,6 +49,18 @@ fn client(settings: &Settings, tokens: Arc<dyn TokenProvider>) -> AltinnClient {
     )
 }
 
+/// `exp` of a JWT, seconds since the epoch.
+fn jwt_exp(token: &AccessToken) -> f64 {
+    use base64::Engine as _;
+    let payload = token.secret().split('.').nth(1).expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice::<serde_json::Value>(&bytes).expect("JSON")["exp"]
+        .as_f64()
+        .expect("exp")
+}
+
 fn storage_statuses(sim: &SimulatorHandle) -> Vec<u16> {
     sim.calls()
         .iter()
@@ -169,6 +181,13 @@ async fn token_is_refreshed_once_shortly_before_it_expires() {
             .expect("every read succeeds");
         let current = tokens.token().await.expect("token");
         if seen.last() != Some(&current) {
+            let old_exp = jwt_exp(seen.last().expect("a token"));
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
+            assert!(
+                now < old_exp - 0.1,
+                "refreshed {:.2} s before exp: not early enough",
+                old_exp - now
+            );
             seen.push(current);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -10,11 +10,21 @@ use std::io::Write;
 use time::OffsetDateTime;
 
 use super::keys::{Expiry, rfc3339};
-use crate::config::{Settings, TokenSettings};
+use crate::config::{Settings, SettingsError, TokenSettings};
+
+/// Why the check failed: a setting to fix (the key material is a setting too), or a step that
+/// the configured services refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// Runs the checks, writing one line per finding to `out`. The error is the one line to print
 /// on failure.
-pub async fn check_config(settings: &Settings, out: &mut dyn Write) -> Result<(), String> {
+pub async fn check_config(settings: &Settings, out: &mut dyn Write) -> Result<(), CheckError> {
     let mut say = |line: String| {
         // A closed stdout must not turn a good check into a failure.
         let _ = writeln!(out, "{line}");
@@ -33,9 +43,7 @@ pub async fn check_config(settings: &Settings, out: &mut dyn Write) -> Result<()
     say(format!("scopes: {}", m.scopes));
     say(format!("key source: {}", m.key.setting()));
 
-    let provider = super::altinn_provider(m, &settings.platform_base_url)
-        .await
-        .map_err(|e| e.to_string())?;
+    let provider = super::altinn_provider(m, &settings.platform_base_url).await?;
     let key = provider.maskinporten().key();
     match key.certificate() {
         Some(cert) => {
@@ -60,10 +68,10 @@ pub async fn check_config(settings: &Settings, out: &mut dyn Write) -> Result<()
     }
 
     let mp = provider.maskinporten().fetch_token().await.map_err(|e| {
-        format!(
+        CheckError::Failed(format!(
             "grant to {} failed: {e}",
             provider.maskinporten().token_endpoint()
-        )
+        ))
     })?;
     let lifetime = mp
         .expires_in
@@ -74,14 +82,16 @@ pub async fn check_config(settings: &Settings, out: &mut dyn Write) -> Result<()
         mp.scope.as_deref().unwrap_or("not stated")
     ));
 
-    let altinn = provider
-        .exchange(&mp.access_token)
-        .await
-        .map_err(|e| format!("exchange at {} failed: {e}", provider.exchange_url()))?;
+    let altinn = provider.exchange(&mp.access_token).await.map_err(|e| {
+        CheckError::Failed(format!(
+            "exchange at {} failed: {e}",
+            provider.exchange_url()
+        ))
+    })?;
     say(format!(
         "altinn: token exchanged; it expires {} (in {} s)",
         rfc3339(altinn.expires_at),
-        altinn.lifetime.as_secs()
+        altinn.lifetime.as_secs_f64().round()
     ));
     say("ok".into());
     Ok(())
