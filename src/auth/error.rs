@@ -67,17 +67,28 @@ impl TokenError {
     }
 
     pub(crate) fn transport(what: &'static str, e: &reqwest::Error) -> Self {
-        // `reqwest::Error`'s Display omits the cause chain ("error sending request"); the cause
-        // (connection refused, certificate unknown) is what an operator needs.
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(cause) = source {
-            detail.push_str(": ");
-            detail.push_str(&cause.to_string());
-            source = cause.source();
+        TokenError::Transport {
+            what,
+            detail: with_causes(e),
         }
-        TokenError::Transport { what, detail }
     }
+}
+
+/// An error and its causes on one line. HTTP client errors say only "error sending request"
+/// or "retry policy expired"; the cause (connection refused, unknown certificate issuer) is
+/// what an operator needs.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
 }
 
 #[cfg(test)]
