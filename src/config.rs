@@ -238,8 +238,9 @@ pub enum TokenSettings {
     /// A fixed bearer token (`AltinnApplicationOwnerSystemSettings__AltinnToken`): for local
     /// development against the simulator. Chosen whenever that setting is present.
     Static(String),
-    /// The production flow: Maskinporten JWT grant, then Altinn token exchange.
-    Maskinporten(MaskinportenSettings),
+    /// The production flow: Maskinporten JWT grant, then Altinn token exchange. (Boxed: it is
+    /// much larger than `Static`.)
+    Maskinporten(Box<MaskinportenSettings>),
 }
 
 impl std::fmt::Debug for TokenSettings {
@@ -460,13 +461,15 @@ fn token_settings(src: &SettingSource) -> Result<TokenSettings, SettingsError> {
     };
 
     let key = key_source(src)?;
-    Ok(TokenSettings::Maskinporten(MaskinportenSettings {
-        issuer,
-        client_id,
-        scopes,
-        key,
-        test_mode,
-    }))
+    Ok(TokenSettings::Maskinporten(Box::new(
+        MaskinportenSettings {
+            issuer,
+            client_id,
+            scopes,
+            key,
+            test_mode,
+        },
+    )))
 }
 
 /// A local file wins over Key Vault (as in the reference system); a certificate file and a JWK

@@ -4,6 +4,13 @@
 //! (single-flight): a thousand requests queued behind a refused grant all get that one answer
 //! instead of each sending their own grant. For the same reason they hold text, not the
 //! `reqwest::Error` itself.
+//!
+//! [`TokenError::is_retryable`] says whether waiting can help (network, 5xx, 429) or the
+//! deployment must change (bad key, 4xx from Maskinporten or the exchange); `aos check-config`
+//! and the logs use it. The pipeline still retries every token error
+//! (`AltinnError::is_retryable`): a refused grant says nothing about the message being
+//! processed, and poisoning every message while a certificate is renewed would be worse than
+//! letting the queue retry them.
 
 /// The Maskinporten key material is unusable. Never retryable: the deployment must change.
 #[derive(Clone, Debug, thiserror::Error)]
