@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use url::Url;
 
@@ -30,8 +30,11 @@ pub struct SettingsError {
 }
 
 impl SettingsError {
-    fn new(name: &str, problem: impl Into<String>) -> Self {
-        SettingsError { name: name.to_string(), problem: problem.into() }
+    pub fn new(name: &str, problem: impl Into<String>) -> Self {
+        SettingsError {
+            name: name.to_string(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -57,8 +60,14 @@ impl SettingSource {
         K: Into<String>,
         V: Into<String>,
     {
-        let env = pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        SettingSource { env, file: HashMap::new() }
+        let env = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        SettingSource {
+            env,
+            file: HashMap::new(),
+        }
     }
 
     /// The value of `name` (written with `__`), also accepted with `:`; empty counts as unset.
@@ -73,7 +82,8 @@ impl SettingSource {
     }
 
     fn required(&self, name: &str) -> Result<String, SettingsError> {
-        self.get(name).ok_or_else(|| SettingsError::new(name, "is required but not set"))
+        self.get(name)
+            .ok_or_else(|| SettingsError::new(name, "is required but not set"))
     }
 }
 
@@ -86,8 +96,9 @@ fn read_local_settings(path: &Path) -> Result<HashMap<String, String>, SettingsE
         #[serde(rename = "Values", default)]
         values: HashMap<String, serde_json::Value>,
     }
-    let parsed: LocalSettings = serde_json::from_str(&text)
-        .map_err(|e| SettingsError::new("local.settings.json", format!("is not valid JSON: {e}")))?;
+    let parsed: LocalSettings = serde_json::from_str(&text).map_err(|e| {
+        SettingsError::new("local.settings.json", format!("is not valid JSON: {e}"))
+    })?;
     Ok(parsed
         .values
         .into_iter()
@@ -119,12 +130,17 @@ impl BaseUrl {
             _ => {
                 return Err(SettingsError::new(
                     name,
-                    format!("`{value}` must be https (http is accepted only for loopback addresses)"),
+                    format!(
+                        "`{value}` must be https (http is accepted only for loopback addresses)"
+                    ),
                 ));
             }
         }
         if url.host().is_none() || url.query().is_some() || url.fragment().is_some() {
-            return Err(SettingsError::new(name, format!("`{value}` must be a plain base URL")));
+            return Err(SettingsError::new(
+                name,
+                format!("`{value}` must be a plain base URL"),
+            ));
         }
         let path = format!("{}/", url.path().trim_end_matches('/'));
         url.set_path(&path);
@@ -191,7 +207,10 @@ pub struct QueueSettings {
 impl std::fmt::Debug for QueueSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueueSettings")
-            .field("connection_string", &self.connection_string.as_ref().map(|_| "<redacted>"))
+            .field(
+                "connection_string",
+                &self.connection_string.as_ref().map(|_| "<redacted>"),
+            )
             .field("inbound", &self.inbound)
             .field("feedback", &self.feedback)
             .field("confirmation", &self.confirmation)
@@ -236,14 +255,98 @@ impl std::fmt::Debug for Secret {
 #[derive(Clone)]
 pub enum TokenSettings {
     /// A fixed bearer token (`AltinnApplicationOwnerSystemSettings__AltinnToken`): for local
-    /// development against the simulator; the Maskinporten flow replaces it in production.
+    /// development against the simulator. Chosen whenever that setting is present.
     Static(String),
+    /// The production flow: Maskinporten JWT grant, then Altinn token exchange. (Boxed: it is
+    /// much larger than `Static`.)
+    Maskinporten(Box<MaskinportenSettings>),
 }
 
 impl std::fmt::Debug for TokenSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TokenSettings::Static(_) => f.write_str("Static(<redacted>)"),
+            TokenSettings::Maskinporten(m) => f.debug_tuple("Maskinporten").field(m).finish(),
+        }
+    }
+}
+
+/// The Maskinporten scopes an application owner system needs: read instances and data, and
+/// confirm completion (`specs/altinn.md` §4.1).
+pub const DEFAULT_MASKINPORTEN_SCOPES: &str =
+    "altinn:serviceowner/instances.read altinn:serviceowner/instances.write";
+
+/// The Key Vault secret the reference system reads its Maskinporten certificate from.
+pub const DEFAULT_CERT_SECRET_NAME: &str = "maskinportenclientcert";
+
+/// Everything the Maskinporten grant and the Altinn exchange need.
+#[derive(Clone, Debug)]
+pub struct MaskinportenSettings {
+    /// The issuer, e.g. `https://test.maskinporten.no/` (always exactly one trailing slash, which
+    /// is what the grant's `aud` must be); the token endpoint is `{issuer}token`.
+    pub issuer: BaseUrl,
+    /// `MaskinPortenClientId`: the grant's `iss`.
+    pub client_id: String,
+    /// Space-separated scopes for the grant's `scope`.
+    pub scopes: String,
+    /// Where the signing key (and certificate chain) comes from.
+    pub key: KeySource,
+    /// `TestMode`: adds `test=true` to the exchange (only meaningful for Digdir).
+    pub test_mode: bool,
+}
+
+/// A password from the settings; never shown by `Debug`.
+#[derive(Clone, Default)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(value: impl Into<String>) -> Self {
+        Password(value.into())
+    }
+
+    /// The password itself, for decrypting key material only.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the Maskinporten signing key comes from, in order of precedence.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// `MaskinPortenCertPath` (+ `MaskinPortenCertPassword`): a PKCS#12 (`.p12`/`.pfx`) file, or
+    /// a PEM file with the private key and the certificate chain. The format is detected from
+    /// the content, not the file name. The grant carries the chain as `x5c`.
+    File {
+        setting: String,
+        path: PathBuf,
+        password: Password,
+    },
+    /// `MaskinPortenJwkPath`: a JSON Web Key with the RSA private key and the `kid` registered
+    /// in Maskinporten. The grant carries the `kid`.
+    Jwk { setting: String, path: PathBuf },
+    /// `KeyVault__KeyVaultURI` + `KeyVault__MaskinPortenCertSecretId`: a secret holding a base64
+    /// PKCS#12 with an empty password (how the reference system and Key Vault certificates store
+    /// it), or a PEM bundle.
+    KeyVault {
+        setting: String,
+        vault: BaseUrl,
+        secret_name: String,
+    },
+}
+
+impl KeySource {
+    /// The setting an operator must fix when the key material cannot be loaded.
+    pub fn setting(&self) -> &str {
+        match self {
+            KeySource::File { setting, .. }
+            | KeySource::Jwk { setting, .. }
+            | KeySource::KeyVault { setting, .. } => setting,
         }
     }
 }
@@ -271,8 +374,14 @@ impl Settings {
         let account = match (account_name, account_key) {
             (Some(name), Some(key)) => {
                 use base64::Engine;
-                if base64::engine::general_purpose::STANDARD.decode(&key).is_err() {
-                    return Err(SettingsError::new(&format!("{AOS}AccountKey"), "is not base64"));
+                if base64::engine::general_purpose::STANDARD
+                    .decode(&key)
+                    .is_err()
+                {
+                    return Err(SettingsError::new(
+                        &format!("{AOS}AccountKey"),
+                        "is not base64",
+                    ));
                 }
                 Some((name, key))
             }
@@ -284,7 +393,9 @@ impl Settings {
             }
             _ => None,
         };
-        let container = src.get(&format!("{AOS}StorageContainer")).unwrap_or_else(|| "inbound".into());
+        let container = src
+            .get(&format!("{AOS}StorageContainer"))
+            .unwrap_or_else(|| "inbound".into());
         check_container_name(&format!("{AOS}StorageContainer"), &container)?;
 
         let queue = |key: &str, default: &str| -> Result<String, SettingsError> {
@@ -302,17 +413,25 @@ impl Settings {
 
         let event_types = src
             .get(&format!("{AOS}EventTypes"))
-            .map(|v| v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
             .unwrap_or_else(|| vec![DEFAULT_EVENT_TYPE.to_string()]);
 
-        let token_name = format!("{AOS}AltinnToken");
-        let token = TokenSettings::Static(src.required(&token_name)?);
+        let token = token_settings(src)?;
 
         Ok(Settings {
             apps_base_url,
             platform_base_url,
             org,
-            blob: BlobSettings { endpoint, account, container },
+            blob: BlobSettings {
+                endpoint,
+                account,
+                container,
+            },
             queues,
             event_types,
             token,
@@ -325,12 +444,124 @@ impl Settings {
     }
 }
 
+/// `Static` when `AltinnToken` is set (local development); otherwise the Maskinporten settings
+/// are required.
+fn token_settings(src: &SettingSource) -> Result<TokenSettings, SettingsError> {
+    if let Some(token) = src.get(&format!("{AOS}AltinnToken")) {
+        return Ok(TokenSettings::Static(token));
+    }
+    let issuer_name = format!("{AOS}MaskinportenBaseAddress");
+    let issuer = BaseUrl::parse(&issuer_name, &src.required(&issuer_name)?)?;
+    let client_id = src.required(&format!("{AOS}MaskinPortenClientId"))?;
+
+    let scopes_name = format!("{AOS}MaskinPortenScopes");
+    let scopes = src
+        .get(&scopes_name)
+        .unwrap_or_else(|| DEFAULT_MASKINPORTEN_SCOPES.to_string());
+    let scopes = scopes
+        .split([' ', ',', '\t', '\n'])
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if scopes.is_empty() {
+        return Err(SettingsError::new(&scopes_name, "names no scope"));
+    }
+
+    let test_mode_name = format!("{AOS}TestMode");
+    let test_mode = match src.get(&test_mode_name) {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            return Err(SettingsError::new(
+                &test_mode_name,
+                format!("`{v}` is neither true nor false"),
+            ));
+        }
+    };
+
+    let key = key_source(src)?;
+    Ok(TokenSettings::Maskinporten(Box::new(
+        MaskinportenSettings {
+            issuer,
+            client_id,
+            scopes,
+            key,
+            test_mode,
+        },
+    )))
+}
+
+/// A local file wins over Key Vault (as in the reference system); a certificate file and a JWK
+/// file together are ambiguous and refused.
+fn key_source(src: &SettingSource) -> Result<KeySource, SettingsError> {
+    let cert_name = format!("{AOS}MaskinPortenCertPath");
+    let jwk_name = format!("{AOS}MaskinPortenJwkPath");
+    let vault_name = "KeyVault__KeyVaultURI";
+    match (src.get(&cert_name), src.get(&jwk_name)) {
+        (Some(_), Some(_)) => Err(SettingsError::new(
+            &jwk_name,
+            format!("cannot be used together with {cert_name}"),
+        )),
+        (Some(path), None) => {
+            let password = Password::new(
+                src.get(&format!("{AOS}MaskinPortenCertPassword"))
+                    .unwrap_or_default(),
+            );
+            Ok(KeySource::File {
+                setting: cert_name,
+                path: PathBuf::from(path),
+                password,
+            })
+        }
+        (None, Some(path)) => Ok(KeySource::Jwk {
+            setting: jwk_name,
+            path: PathBuf::from(path),
+        }),
+        (None, None) => {
+            let Some(vault) = src.get(vault_name) else {
+                return Err(SettingsError::new(
+                    vault_name,
+                    format!(
+                        "is required when neither {AOS}AltinnToken, {cert_name} nor {jwk_name} is set \
+                         (the Maskinporten key must come from somewhere)"
+                    ),
+                ));
+            };
+            let vault = BaseUrl::parse(vault_name, &vault)?;
+            let secret_setting = "KeyVault__MaskinPortenCertSecretId";
+            let secret_name = src
+                .get(secret_setting)
+                .unwrap_or_else(|| DEFAULT_CERT_SECRET_NAME.to_string());
+            let valid = (1..=127).contains(&secret_name.len())
+                && secret_name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !valid {
+                return Err(SettingsError::new(
+                    secret_setting,
+                    format!(
+                        "`{secret_name}` is not a Key Vault secret name (1-127 letters, digits and hyphens)"
+                    ),
+                ));
+            }
+            Ok(KeySource::KeyVault {
+                setting: vault_name.to_string(),
+                vault,
+                secret_name,
+            })
+        }
+    }
+}
+
 /// `ttd` from `https://ttd.apps.tt02.altinn.no/`; `None` for plain hosts (tests, simulators).
 fn org_from_apps_host(base: &BaseUrl) -> Option<OrgName> {
     let host = base.url().host_str()?;
     let mut labels = host.split('.');
     let first = labels.next()?;
-    (labels.next() == Some("apps")).then(|| OrgName::parse(first).ok()).flatten()
+    (labels.next() == Some("apps"))
+        .then(|| OrgName::parse(first).ok())
+        .flatten()
 }
 
 /// Azure container names: 3–63 chars of lower-case letters, digits and single hyphens.
@@ -345,14 +576,19 @@ fn check_queue_name(name: &str, value: &str) -> Result<(), SettingsError> {
 
 fn check_storage_name(name: &str, value: &str, what: &str) -> Result<(), SettingsError> {
     let ok = (3..=63).contains(&value.len())
-        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !value.starts_with('-')
         && !value.ends_with('-')
         && !value.contains("--");
     if ok {
         Ok(())
     } else {
-        Err(SettingsError::new(name, format!("`{value}` is not a valid {what} name")))
+        Err(SettingsError::new(
+            name,
+            format!("`{value}` is not a valid {what} name"),
+        ))
     }
 }
 
@@ -362,9 +598,18 @@ mod tests {
 
     fn minimal() -> Vec<(&'static str, &'static str)> {
         vec![
-            ("AltinnApplicationOwnerSystemSettings__AppsBaseUrl", "https://ttd.apps.tt02.altinn.no"),
-            ("AltinnApplicationOwnerSystemSettings:PlatformBaseUrl", "https://platform.tt02.altinn.no/"),
-            ("AltinnApplicationOwnerSystemSettings__BlobEndpoint", "http://127.0.0.1:10000/devstoreaccount1"),
+            (
+                "AltinnApplicationOwnerSystemSettings__AppsBaseUrl",
+                "https://ttd.apps.tt02.altinn.no",
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings:PlatformBaseUrl",
+                "https://platform.tt02.altinn.no/",
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__BlobEndpoint",
+                "http://127.0.0.1:10000/devstoreaccount1",
+            ),
             ("AltinnApplicationOwnerSystemSettings__AltinnToken", "t"),
         ]
     }
@@ -372,9 +617,18 @@ mod tests {
     #[test]
     fn parses_minimal_settings_with_defaults() {
         let s = Settings::from_source(&SettingSource::from_pairs(minimal())).unwrap();
-        assert_eq!(s.apps_base_url.to_string(), "https://ttd.apps.tt02.altinn.no/");
-        assert_eq!(s.platform_base_url.to_string(), "https://platform.tt02.altinn.no/");
-        assert_eq!(s.blob.endpoint.to_string(), "http://127.0.0.1:10000/devstoreaccount1/");
+        assert_eq!(
+            s.apps_base_url.to_string(),
+            "https://ttd.apps.tt02.altinn.no/"
+        );
+        assert_eq!(
+            s.platform_base_url.to_string(),
+            "https://platform.tt02.altinn.no/"
+        );
+        assert_eq!(
+            s.blob.endpoint.to_string(),
+            "http://127.0.0.1:10000/devstoreaccount1/"
+        );
         assert_eq!(s.blob.container, "inbound");
         assert_eq!(s.queues.inbound, "events-inbound");
         assert_eq!(s.queues.confirmation, "events-confirmation");
@@ -387,7 +641,10 @@ mod tests {
         let mut pairs = minimal();
         pairs.remove(0);
         let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
-        assert_eq!(err.name, "AltinnApplicationOwnerSystemSettings__AppsBaseUrl");
+        assert_eq!(
+            err.name,
+            "AltinnApplicationOwnerSystemSettings__AppsBaseUrl"
+        );
         assert!(err.to_string().contains("is required"));
     }
 
@@ -419,6 +676,152 @@ mod tests {
     #[test]
     fn base_url_join_keeps_one_slash() {
         let b = BaseUrl::parse("X", "https://platform.tt02.altinn.no").unwrap();
-        assert_eq!(b.join("/storage/api/v1/x").as_str(), "https://platform.tt02.altinn.no/storage/api/v1/x");
+        assert_eq!(
+            b.join("/storage/api/v1/x").as_str(),
+            "https://platform.tt02.altinn.no/storage/api/v1/x"
+        );
+    }
+
+    fn maskinporten(extra: &[(&'static str, &'static str)]) -> Result<Settings, SettingsError> {
+        let mut pairs = minimal();
+        pairs.retain(|(k, _)| !k.ends_with("AltinnToken"));
+        pairs.push((
+            "AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress",
+            "https://test.maskinporten.no",
+        ));
+        pairs.push((
+            "AltinnApplicationOwnerSystemSettings__MaskinPortenClientId",
+            "client-1",
+        ));
+        pairs.extend_from_slice(extra);
+        Settings::from_source(&SettingSource::from_pairs(pairs))
+    }
+
+    const CERT: (&str, &str) = (
+        "AltinnApplicationOwnerSystemSettings__MaskinPortenCertPath",
+        "/keys/client.p12",
+    );
+
+    #[test]
+    fn static_token_wins_when_set() {
+        let s = Settings::from_source(&SettingSource::from_pairs(minimal())).unwrap();
+        assert!(matches!(s.token, TokenSettings::Static(_)));
+        assert_eq!(format!("{:?}", s.token), "Static(<redacted>)");
+    }
+
+    #[test]
+    fn maskinporten_settings_with_defaults() {
+        let s = maskinporten(&[
+            CERT,
+            (
+                "AltinnApplicationOwnerSystemSettings__MaskinPortenCertPassword",
+                "hunter2",
+            ),
+        ])
+        .unwrap();
+        let TokenSettings::Maskinporten(m) = &s.token else {
+            panic!("Maskinporten expected")
+        };
+        assert_eq!(m.issuer.to_string(), "https://test.maskinporten.no/");
+        assert_eq!(m.client_id, "client-1");
+        assert_eq!(m.scopes, DEFAULT_MASKINPORTEN_SCOPES);
+        assert!(!m.test_mode);
+        assert!(
+            matches!(&m.key, KeySource::File { path, .. } if path == Path::new("/keys/client.p12"))
+        );
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn missing_maskinporten_settings_are_named() {
+        let err = maskinporten(&[]).unwrap_err();
+        assert_eq!(err.name, "KeyVault__KeyVaultURI");
+        let mut pairs = minimal();
+        pairs.retain(|(k, _)| !k.ends_with("AltinnToken"));
+        let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
+        assert_eq!(
+            err.name,
+            "AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress"
+        );
+    }
+
+    #[test]
+    fn maskinporten_must_be_https_except_loopback() {
+        let mut pairs = minimal();
+        pairs.retain(|(k, _)| !k.ends_with("AltinnToken"));
+        pairs.push((
+            "AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress",
+            "http://test.maskinporten.no",
+        ));
+        pairs.push((
+            "AltinnApplicationOwnerSystemSettings__MaskinPortenClientId",
+            "c",
+        ));
+        pairs.push(CERT);
+        let err = Settings::from_source(&SettingSource::from_pairs(pairs.clone())).unwrap_err();
+        assert_eq!(
+            err.name,
+            "AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress"
+        );
+        let at = pairs.len() - 3;
+        pairs[at].1 = "http://127.0.0.1:5101/maskinporten";
+        assert!(Settings::from_source(&SettingSource::from_pairs(pairs)).is_ok());
+    }
+
+    #[test]
+    fn scopes_test_mode_and_key_sources() {
+        let s = maskinporten(&[
+            CERT,
+            (
+                "AltinnApplicationOwnerSystemSettings__MaskinPortenScopes",
+                " a:b,c:d  e:f ",
+            ),
+            ("AltinnApplicationOwnerSystemSettings__TestMode", "True"),
+        ])
+        .unwrap();
+        let TokenSettings::Maskinporten(m) = &s.token else {
+            panic!()
+        };
+        assert_eq!(m.scopes, "a:b c:d e:f");
+        assert!(m.test_mode);
+
+        let err = maskinporten(&[
+            CERT,
+            ("AltinnApplicationOwnerSystemSettings__TestMode", "yes"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name, "AltinnApplicationOwnerSystemSettings__TestMode");
+
+        let err = maskinporten(&[
+            CERT,
+            (
+                "AltinnApplicationOwnerSystemSettings__MaskinPortenJwkPath",
+                "/k.jwk",
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.name,
+            "AltinnApplicationOwnerSystemSettings__MaskinPortenJwkPath"
+        );
+
+        let s = maskinporten(&[("KeyVault__KeyVaultURI", "https://aos.vault.azure.net")]).unwrap();
+        let TokenSettings::Maskinporten(m) = &s.token else {
+            panic!()
+        };
+        assert!(
+            matches!(&m.key, KeySource::KeyVault { secret_name, .. } if secret_name == DEFAULT_CERT_SECRET_NAME)
+        );
+
+        let err = maskinporten(&[
+            ("KeyVault__KeyVaultURI", "https://aos.vault.azure.net"),
+            ("KeyVault__MaskinPortenCertSecretId", "no/slashes"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name, "KeyVault__MaskinPortenCertSecretId");
+        let err =
+            maskinporten(&[("KeyVault__KeyVaultURI", "http://aos.vault.azure.net")]).unwrap_err();
+        assert_eq!(err.name, "KeyVault__KeyVaultURI");
     }
 }

@@ -17,12 +17,14 @@
 //!   body), [`pipeline::process`] (archive an instance), [`pipeline::confirm`] (confirm only a
 //!   verified archive), [`pipeline::identity`] (reject anomalous instance metadata).
 //! - [`altinn`] — the Altinn HTTP client (Storage, app API) and the lenient JSON model.
-//! - [`auth`] — the token interface the Altinn client uses, and its simple fixed-token provider.
+//! - [`auth`] — the Altinn token: Maskinporten JWT grant, Altinn exchange, single-flight cache,
+//!   key material (PKCS#12, PEM, JWK, Key Vault), and `aos check-config`.
 //! - [`archive`] — the blob archive: layout, streamed block upload with size verification,
 //!   manifest.
 //! - [`storage`] — blob/queue clients with account-SAS or Entra ID credentials.
 //! - [`functions`] — the custom-handler adapter: payload codec and one route per function.
-//! - [`simulator`] — an in-process Altinn simulator for tests and local development.
+//! - [`simulator`] — an in-process Altinn simulator (Storage, app API, a Maskinporten that
+//!   verifies grants, the token exchange) for tests and local development.
 
 pub mod altinn;
 pub mod archive;

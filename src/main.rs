@@ -5,6 +5,8 @@
 //! - `aos run` runs the same steps without Azure Functions (webhook + queue workers).
 //! - `aos dev` runs the whole system locally with a demo batch (Azurite, simulator, `aos run`).
 //! - `aos simulator` runs the Altinn simulator for local development.
+//! - `aos check-config` loads the settings and the Maskinporten key, does one grant and one
+//!   Altinn token exchange, and prints what it found (exit 1 with one line if a step fails).
 //!
 //! Every command reads the same settings (environment, else `local.settings.json` `Values`) and
 //! exits with status 2 and one line naming the setting when a setting is missing or malformed.
@@ -13,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use altinn_aos::auth::check::CheckError;
 use altinn_aos::config::{SettingSource, Settings};
 use altinn_aos::pipeline::Pipeline;
 use altinn_aos::standalone::RunOptions;
@@ -20,7 +23,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "aos", version, about = "Altinn 3 Application Owner System: receive, archive, confirm")]
+#[command(
+    name = "aos",
+    version,
+    about = "Altinn 3 Application Owner System: receive, archive, confirm"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -80,6 +87,8 @@ enum Command {
         #[arg(long, default_value = "dev-token")]
         token: String,
     },
+    /// Check the settings and the Maskinporten key with one grant and one Altinn token exchange.
+    CheckConfig,
 }
 
 #[derive(Subcommand)]
@@ -99,15 +108,21 @@ enum PoisonAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo shows its own progress; step logs would drown it (AOS_LOG brings them back).
-    let quiet = matches!(cli.command, Some(Command::Dev { .. }));
+    // The demo and check-config print their own output; step logs would drown it (AOS_LOG
+    // brings them back). Warnings (e.g. certificate expiry) still show.
+    let quiet = matches!(cli.command, Some(Command::Dev { .. } | Command::CheckConfig));
     init_tracing(if quiet { "warn" } else { "info" });
     let command = match cli.command {
         Some(command) => command,
-        None => match std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT").ok().and_then(|p| p.parse().ok()) {
+        None => match std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+        {
             Some(port) => Command::Serve { port },
             None => {
-                eprintln!("aos: no command given and FUNCTIONS_CUSTOMHANDLER_PORT is not set; see `aos --help`");
+                eprintln!(
+                    "aos: no command given and FUNCTIONS_CUSTOMHANDLER_PORT is not set; see `aos --help`"
+                );
                 return ExitCode::from(2);
             }
         },
@@ -125,7 +140,13 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> ExitCode {
     match command {
         Command::Serve { port } => {
-            let pipeline = match load_settings().and_then(|s| Pipeline::from_settings(s).map_err(|e| e.to_string())) {
+            let pipeline = match load_settings() {
+                Ok(settings) => Pipeline::from_settings(settings)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(line) => Err(line),
+            };
+            let pipeline = match pipeline {
                 Ok(pipeline) => pipeline,
                 Err(line) => {
                     eprintln!("aos: {line}");
@@ -141,7 +162,7 @@ async fn run(command: Command) -> ExitCode {
             }
         }
         Command::Run { listen, concurrency, retry_delay_secs, lease_secs } => {
-            let pipeline = match load_settings().and_then(|s| Pipeline::from_settings(s).map_err(|e| e.to_string())) {
+            let pipeline = match load_pipeline().await {
                 Ok(pipeline) => pipeline,
                 Err(line) => {
                     eprintln!("aos: {line}");
@@ -178,6 +199,27 @@ async fn run(command: Command) -> ExitCode {
                 }
             }
         }
+        Command::CheckConfig => {
+            let settings = match load_settings() {
+                Ok(settings) => settings,
+                Err(line) => {
+                    eprintln!("aos: {line}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut stdout = std::io::stdout();
+            match altinn_aos::auth::check::check_config(&settings, &mut stdout).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(CheckError::Settings(e)) => {
+                    eprintln!("aos: {e}");
+                    ExitCode::from(2)
+                }
+                Err(CheckError::Failed(line)) => {
+                    eprintln!("aos: check-config: {line}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Poison { action } => match poison(action).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -203,6 +245,12 @@ async fn run(command: Command) -> ExitCode {
     }
 }
 
+/// Settings and the pipeline built from them, or the one line to print.
+async fn load_pipeline() -> Result<Pipeline, String> {
+    let settings = load_settings()?;
+    Pipeline::from_settings(settings).await.map_err(|e| e.to_string())
+}
+
 fn load_settings() -> Result<Settings, String> {
     let source = SettingSource::from_process().map_err(|e| e.to_string())?;
     Settings::from_source(&source).map_err(|e| e.to_string())
@@ -213,10 +261,14 @@ fn load_settings() -> Result<Settings, String> {
 fn init_tracing(level: &str) {
     use tracing_subscriber::EnvFilter;
     let default = format!("{level},typespec_client_core=warn,azure_core=warn,azure_identity=warn");
-    let filter = EnvFilter::try_from_env("AOS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let json = std::env::var("AOS_LOG_FORMAT").map(|v| v == "json").unwrap_or(false)
+    let filter = EnvFilter::try_from_env("AOS_LOG").unwrap_or_else(|_| EnvFilter::new(&default));
+    let json = std::env::var("AOS_LOG_FORMAT")
+        .map(|v| v == "json")
+        .unwrap_or(false)
         || std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
     if json {
         builder.json().flatten_event(true).init();
     } else {

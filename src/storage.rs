@@ -152,7 +152,7 @@ impl StorageEndpoint {
 
 /// Bounded SDK retries: a few quick attempts, then the error reaches the pipeline, which leaves
 /// the retry to the queue (so one stuck storage call never holds an invocation for minutes).
-fn default_retry() -> RetryOptions {
+pub(crate) fn default_retry() -> RetryOptions {
     RetryOptions::exponential(ExponentialRetryOptions {
         initial_delay: azure_core::time::Duration::milliseconds(200),
         max_retries: 3,
@@ -161,10 +161,19 @@ fn default_retry() -> RetryOptions {
     })
 }
 
-fn default_credential() -> azure_core::Result<Arc<dyn TokenCredential>> {
+/// Entra ID credential for storage and Key Vault: managed identity when the platform provides
+/// one (App Service/Functions set `IDENTITY_ENDPOINT`, older hosts `MSI_ENDPOINT`), the
+/// developer's Azure CLI / azd login otherwise.
+pub(crate) fn default_credential() -> azure_core::Result<Arc<dyn TokenCredential>> {
+    credential_with(ClientOptions::default())
+}
+
+/// [`default_credential`] with explicit client options for the managed identity requests.
+pub(crate) fn credential_with(client_options: ClientOptions) -> azure_core::Result<Arc<dyn TokenCredential>> {
     let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some() || std::env::var_os("MSI_ENDPOINT").is_some();
     if in_azure {
-        Ok(azure_identity::ManagedIdentityCredential::new(None)?)
+        let options = azure_identity::ManagedIdentityCredentialOptions { client_options, ..Default::default() };
+        Ok(azure_identity::ManagedIdentityCredential::new(Some(options))?)
     } else {
         Ok(azure_identity::DeveloperToolsCredential::new(None)?)
     }

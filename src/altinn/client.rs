@@ -147,7 +147,10 @@ impl AltinnClient {
                 AltinnError::Status { retry_after: Some(wait), .. } => *wait,
                 _ => backoff(attempt),
             };
-            if !error.is_retryable() || attempt >= ATTEMPTS {
+            // A 401 with a fresh token is not retried in place: the token was refreshed once
+            // already; the queue retries later.
+            let unauthorized = matches!(error, AltinnError::Status { status: 401, .. });
+            if !error.is_retryable() || unauthorized || attempt >= ATTEMPTS {
                 return Err(error);
             }
             tracing::debug!(what, attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying");

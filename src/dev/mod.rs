@@ -57,7 +57,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<DevSummary> {
         ("QueueStorageSettings__ConnectionString", connection.as_str()),
     ]))?;
     let container = settings.blob.container.clone();
-    let pipeline = Pipeline::from_settings(settings)?;
+    let pipeline = Pipeline::from_settings(settings).await?;
 
     let shutdown = CancellationToken::new();
     let mut run_options = RunOptions { listen: options.listen, ..RunOptions::default() };

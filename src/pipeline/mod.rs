@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use crate::altinn::{AltinnClient, AltinnError};
 use crate::archive::{Archive, ArchiveError};
-use crate::auth::{StaticToken, TokenProvider};
-use crate::config::{Settings, SettingsError, TokenSettings};
+use crate::config::{Settings, SettingsError};
 use crate::event::EventError;
 use crate::failures::{Failures, STATE_CONTAINER};
 use crate::storage::StorageEndpoint;
@@ -66,10 +65,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn from_settings(settings: Settings) -> Result<Self, SettingsError> {
-        let tokens: Arc<dyn TokenProvider> = match &settings.token {
-            TokenSettings::Static(token) => Arc::new(StaticToken::new(token.as_str())),
-        };
+    /// Builds the clients. Async because the Maskinporten key may come from Key Vault; a key
+    /// that cannot be loaded is a [`SettingsError`] naming the setting, so the process stops at
+    /// start with one clear line.
+    pub async fn from_settings(settings: Settings) -> Result<Self, SettingsError> {
+        let tokens = crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url).await?;
         let altinn = AltinnClient::new(settings.apps_base_url.clone(), settings.platform_base_url.clone(), tokens);
         let blobs = StorageEndpoint::for_blobs(&settings.blob)?;
         let archive = Archive::new(blobs.clone(), settings.blob.container.clone());

@@ -1,7 +1,8 @@
-//! Bearer-token checks. The simulator does not validate JWTs: it only checks
-//! that the archiver sends the token it was given, which is what catches a
-//! client that forgets the header or sends the wrong (e.g. Maskinporten
-//! instead of exchanged Altinn) token.
+//! Bearer-token checks. Storage/App endpoints accept the configured fixed
+//! token (local development, tests without Maskinporten) or an unexpired
+//! Altinn JWT from this simulator's exchange; a Maskinporten token is refused
+//! there, which catches a client that skips the exchange. The exchange accepts
+//! only Maskinporten tokens this simulator issued.
 
 use std::sync::Arc;
 
@@ -10,10 +11,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::altinn_token::is_valid_altinn_token;
 use super::state::SimState;
 
-/// The Altinn token exchange path; it accepts any bearer token because the
-/// caller presents a Maskinporten token there, not the Altinn one.
+/// The Altinn token exchange path; the caller presents a Maskinporten token
+/// there, not the Altinn one.
 pub(crate) const EXCHANGE_PATH: &str = "/authentication/api/v1/exchange/maskinporten";
 
 /// The bearer token in `Authorization`, if any (scheme is case-insensitive).
@@ -24,17 +26,22 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Whether the request carries the configured token. An empty configured
-/// token authorises nobody.
+/// Whether the request carries the configured token (an empty configured
+/// token authorises nobody) or an unexpired Altinn JWT issued here.
 pub(crate) fn has_token(state: &SimState, headers: &HeaderMap) -> bool {
-    !state.token.is_empty() && bearer(headers) == Some(state.token.as_str())
+    match bearer(headers) {
+        Some(token) => {
+            (!state.token.is_empty() && token == state.token) || is_valid_altinn_token(token)
+        }
+        None => false,
+    }
 }
 
 /// The `authorized` flag recorded for a request: the credential its endpoint
 /// would accept.
 pub(crate) fn is_authorized(state: &SimState, path: &str, headers: &HeaderMap) -> bool {
     if path == EXCHANGE_PATH {
-        bearer(headers).is_some()
+        bearer(headers).is_some_and(|t| state.maskinporten.issued(t).is_some())
     } else {
         has_token(state, headers)
     }

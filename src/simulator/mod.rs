@@ -1,9 +1,11 @@
 //! In-process Altinn simulator for integration tests and local development.
 //!
 //! It serves, on one listener, the slice of Altinn 3 the archiver talks to
-//! (docs: `shared/specs/altinn.md` §3.1–3.5): Storage and App instance GETs,
-//! streamed data element downloads, complete confirmation and a token
-//! exchange stub. Both the platform and the app base URL are `base_url()`.
+//! (docs: `shared/specs/altinn.md` §3.1–3.5, §4): Storage and App instance
+//! GETs, streamed data element downloads, complete confirmation, a
+//! Maskinporten token endpoint that verifies grants, and the Altinn token
+//! exchange. Both the platform and the app base URL are `base_url()`; the
+//! Maskinporten issuer is `maskinporten_url()`.
 //!
 //! Tests drive it through [`SimulatorHandle`]: create instances, build the
 //! CloudEvent that would announce them, inject faults, then assert on the
@@ -15,8 +17,11 @@
 //! and recordings), `model` (Altinn JSON), `content` (generator), `routes`
 //! (Altinn endpoints + request recording), `auth`, `faults`, `control`
 //! (`/_sim/` API for the dev command); Altinn Events: `events` (registry,
-//! publishing), `subscription` (rules), `events_routes`, `push`, `events_handle`.
+//! publishing), `subscription` (rules), `events_routes`, `push`, `events_handle`;
+//! Maskinporten and tokens: `maskinporten` (grant verification), `altinn_token` (exchange
+//! and Altinn JWTs).
 
+mod altinn_token;
 mod auth;
 mod content;
 mod control;
@@ -24,6 +29,7 @@ mod events;
 mod events_handle;
 mod events_routes;
 mod faults;
+mod maskinporten;
 mod model;
 mod push;
 mod routes;
@@ -42,9 +48,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use url::Url;
 
+pub use altinn_token::{ExchangeBody, ExchangeRequest};
 pub use content::{content_sha256, fill_content};
 pub use faults::{Fault, FaultRule};
 pub use push::{Delivery, altinn_retry_schedule};
+pub use maskinporten::ClientKey;
 pub use spec::{CreatedElement, CreatedInstance, ElementSpec, InstanceSpec};
 pub use state::{ConfirmGuard, Confirmation, RecordedCall};
 
@@ -56,8 +64,8 @@ pub struct SimulatorConfig {
     /// Address to listen on; port 0 picks a free port (the default, so
     /// parallel tests never collide).
     pub listen: SocketAddr,
-    /// Bearer token the Storage/App endpoints require, and the token the
-    /// exchange endpoint hands out.
+    /// A fixed bearer token the Storage/App endpoints accept (besides the
+    /// Altinn JWTs the exchange issues). Empty: only exchanged tokens work.
     pub token: String,
 }
 
@@ -153,7 +161,7 @@ impl SimulatorHandle {
         self.state().base.clone()
     }
 
-    /// The bearer token the simulator requires.
+    /// The fixed bearer token the simulator accepts.
     pub fn token(&self) -> String {
         self.state().token.clone()
     }
@@ -199,6 +207,71 @@ impl SimulatorHandle {
     /// Adds a fault rule (a rule with `times == 0` never fires).
     pub fn inject(&self, rule: FaultRule) {
         self.state().faults.add(rule)
+    }
+
+    /// The Maskinporten issuer URL without a trailing slash,
+    /// `http://127.0.0.1:PORT/maskinporten` (what `MaskinportenBaseAddress`
+    /// is set to); the grant's `aud` is this with one trailing slash.
+    pub fn maskinporten_url(&self) -> Url {
+        let mut url = self.state().base.clone();
+        url.set_path("/maskinporten");
+        url
+    }
+
+    /// Registers (or replaces) a Maskinporten client allowed `scopes`.
+    pub fn register_client(&self, client_id: &str, key: ClientKey, scopes: &[&str]) {
+        self.state().maskinporten.register(client_id, key, scopes)
+    }
+
+    /// `expires_in` of Maskinporten tokens issued from now on (default 120 s);
+    /// the exchange refuses them after that.
+    pub fn set_maskinporten_token_lifetime(&self, lifetime: std::time::Duration) {
+        self.state().maskinporten.set_token_lifetime(lifetime)
+    }
+
+    /// Lifetime (`exp - iat`) of Altinn tokens exchanged from now on
+    /// (default 30 minutes, Altinn's).
+    pub fn set_altinn_token_lifetime(&self, lifetime: std::time::Duration) {
+        self.state().altinn_tokens.set_lifetime(lifetime)
+    }
+
+    /// How the exchange writes the token (default: negotiated by `Accept`).
+    pub fn set_exchange_body(&self, body: ExchangeBody) {
+        self.state().altinn_tokens.set_body(body)
+    }
+
+    /// Requests to the Maskinporten token endpoint so far, accepted or not.
+    pub fn grants(&self) -> usize {
+        self.state().maskinporten.grants()
+    }
+
+    /// `error_description` of every refused grant, in order.
+    pub fn grant_refusals(&self) -> Vec<String> {
+        self.state().maskinporten.refusals()
+    }
+
+    /// Requests to the token exchange so far, accepted or not.
+    pub fn exchanges(&self) -> usize {
+        self.state().altinn_tokens.exchanges()
+    }
+
+    /// Every exchange request, in order.
+    pub fn exchange_requests(&self) -> Vec<ExchangeRequest> {
+        self.state().altinn_tokens.requests()
+    }
+
+    /// An Altinn JWT as the exchange would issue it, valid for `lifetime`
+    /// (for tests of token expiry without a Maskinporten client).
+    pub fn issue_altinn_token(&self, lifetime: std::time::Duration) -> String {
+        self.state()
+            .altinn_tokens
+            .issue(
+                &self.state().base,
+                "test-client",
+                "altinn:serviceowner/instances.read",
+                lifetime,
+            )
+            .unwrap_or_default()
     }
 
     /// Stops accepting connections and lets in-flight requests finish.

@@ -1,5 +1,6 @@
-//! The HTTP surface: Storage and App endpoints, the token exchange stub, and
-//! the middleware that records every request.
+//! The HTTP surface: Storage and App endpoints, the Maskinporten token
+//! endpoint and the token exchange, and the middleware that records every
+//! request.
 //!
 //! Layering, outermost first: `record` (every request, with its final status)
 //! → `faults::apply_faults` → routing → `auth::require_token` (protected
@@ -20,11 +21,13 @@ use axum::routing::{get, post};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use uuid::Uuid;
 
+use super::altinn_token;
 use super::auth::{self, EXCHANGE_PATH};
 use super::content::content_stream;
 use super::control;
 use super::events_routes;
 use super::faults;
+use super::maskinporten;
 use super::model::instance_json;
 use super::state::{RecordedCall, SimState, StoredInstance};
 
@@ -49,7 +52,8 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
 
     Router::new()
         .route("/", get(|| async { "altinn simulator" }))
-        .route(EXCHANGE_PATH, get(exchange))
+        .route(EXCHANGE_PATH, get(altinn_token::exchange))
+        .route(maskinporten::TOKEN_PATH, post(maskinporten::token_endpoint))
         .merge(protected)
         .merge(events_routes::router(state.clone()))
         .merge(control::router())
@@ -279,23 +283,6 @@ async fn complete(state: &SimState, app: Option<(&str, &str)>, party: &str, guid
         .confirm(created.party_id, created.instance_guid, &created.org)
         .ok_or(FORBIDDEN)?;
     Ok(instance_response(state, &updated))
-}
-
-/// Token exchange stub: any bearer token buys the configured Altinn token,
-/// so a client that does exchange-then-call ends up with the right token.
-async fn exchange(State(state): Sim, headers: HeaderMap) -> Response {
-    if auth::bearer(&headers).is_some() {
-        (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            )],
-            state.token.clone(),
-        )
-            .into_response()
-    } else {
-        auth::unauthorized()
-    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,11 @@ use time::OffsetDateTime;
 use url::Url;
 use uuid::Uuid;
 
+use super::altinn_token::AltinnTokens;
 use super::content::seed_for;
 use super::events::Events;
 use super::faults::FaultTable;
+use super::maskinporten::MaskinportenState;
 use super::spec::{CreatedElement, CreatedInstance, InstanceSpec};
 
 /// One HTTP request as the simulator saw it, recorded after its handler
@@ -27,7 +29,8 @@ pub struct RecordedCall {
     /// Request path without query string.
     pub path: String,
     /// Whether the request carried credentials its endpoint accepts: the
-    /// configured bearer token, or for the token exchange any bearer token.
+    /// configured bearer token or a live Altinn JWT from the exchange, or for
+    /// the exchange a live Maskinporten token issued here.
     /// Computed for every request, also for endpoints that need none.
     pub authorized: bool,
     pub status: u16,
@@ -68,6 +71,8 @@ pub(crate) struct StoredInstance {
 
 pub(crate) struct SimState {
     pub token: String,
+    pub maskinporten: MaskinportenState,
+    pub altinn_tokens: AltinnTokens,
     /// `http://host:port/`, always with a trailing slash.
     pub base: Url,
     pub faults: FaultTable,
@@ -99,6 +104,8 @@ impl SimState {
             token,
             // Before `base`, which moves: the events need the base URL too.
             events: Events::new(base.clone()),
+            maskinporten: MaskinportenState::default(),
+            altinn_tokens: AltinnTokens::default(),
             base,
             faults: FaultTable::default(),
             instances: Mutex::new(HashMap::new()),

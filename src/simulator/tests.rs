@@ -705,27 +705,61 @@ async fn completed_event_has_documented_shape() {
 }
 
 #[tokio::test]
-async fn exchange_returns_token_for_any_bearer() {
+async fn exchange_refuses_tokens_its_maskinporten_did_not_issue() {
     let sim = sim().await;
     let url = format!(
         "{}authentication/api/v1/exchange/maskinporten",
         sim.base_url()
     );
-    let ok = client()
+    let foreign = client()
         .get(&url)
         .bearer_auth("maskinporten-jwt")
         .send()
         .await
         .expect("sent");
-    assert_eq!(ok.status(), 200);
-    assert_eq!(ok.text().await.expect("text"), TOKEN);
+    assert_eq!(foreign.status(), 401);
     let none = client().get(&url).send().await.expect("sent");
     assert_eq!(none.status(), 401);
+    assert_eq!(sim.exchanges(), 2);
     let calls = sim.calls();
     assert_eq!(
         calls.iter().map(|c| c.authorized).collect::<Vec<_>>(),
-        vec![true, false]
+        vec![false, false]
     );
+}
+
+#[tokio::test]
+async fn storage_accepts_live_altinn_tokens_and_refuses_expired_ones() {
+    let sim = sim().await;
+    let inst = sim.add_instance(spec(vec![]));
+    let url = storage_url(&sim, &inst);
+    let live = sim.issue_altinn_token(Duration::from_secs(60));
+    let resp = client()
+        .get(&url)
+        .bearer_auth(&live)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 200);
+    let expired = sim.issue_altinn_token(Duration::ZERO);
+    let resp = client()
+        .get(&url)
+        .bearer_auth(&expired)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 401);
+    // A token signed by someone else is refused even if it looks right.
+    let mut forged = live.clone();
+    forged.truncate(live.len() - 4);
+    forged.push_str("AAAA");
+    let resp = client()
+        .get(&url)
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 401);
 }
 
 #[tokio::test]
