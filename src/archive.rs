@@ -17,8 +17,8 @@ use std::collections::HashMap;
 
 use azure_core::http::{RequestContent, StatusCode};
 use azure_storage_blob::models::{
-    BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions, BlockBlobClientCommitBlockListOptions,
-    BlockLookupList,
+    BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions,
+    BlockBlobClientCommitBlockListOptions, BlockLookupList,
 };
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -40,9 +40,17 @@ pub enum ArchiveError {
     #[error("blob storage: {0}")]
     Storage(#[from] azure_core::Error),
     #[error("download of {blob} broke after {received} bytes: {detail}")]
-    Source { blob: String, received: u64, detail: String },
+    Source {
+        blob: String,
+        received: u64,
+        detail: String,
+    },
     #[error("{blob}: expected {expected} bytes, received {received}")]
-    SizeMismatch { blob: String, expected: u64, received: u64 },
+    SizeMismatch {
+        blob: String,
+        expected: u64,
+        received: u64,
+    },
     #[error("manifest {blob} is unreadable: {detail}")]
     BadManifest { blob: String, detail: String },
 }
@@ -57,7 +65,12 @@ pub struct InstancePaths {
 impl InstancePaths {
     pub fn new(instance: &InstanceRef) -> Self {
         InstancePaths {
-            folder: format!("{}/{}/{}", instance.org.as_str(), instance.app.as_str(), instance.instance_guid),
+            folder: format!(
+                "{}/{}/{}",
+                instance.org.as_str(),
+                instance.app.as_str(),
+                instance.instance_guid
+            ),
             guid: instance.instance_guid,
         }
     }
@@ -122,7 +135,11 @@ pub struct Archive {
 
 impl Archive {
     pub fn new(storage: StorageEndpoint, container: impl Into<String>) -> Self {
-        Archive { storage, container: container.into(), created: Default::default() }
+        Archive {
+            storage,
+            container: container.into(),
+            created: Default::default(),
+        }
     }
 
     pub fn container_name(&self) -> &str {
@@ -170,7 +187,12 @@ impl Archive {
     }
 
     /// Writes a blob in one request (instance JSON, manifest, small elements).
-    pub async fn put(&self, name: &str, content: Bytes, info: &BlobInfo) -> Result<(), ArchiveError> {
+    pub async fn put(
+        &self,
+        name: &str,
+        content: Bytes,
+        info: &BlobInfo,
+    ) -> Result<(), ArchiveError> {
         self.ensure_container().await?;
         let blob = self.storage.blob(&self.container, name)?;
         let options = BlobClientUploadOptions {
@@ -184,7 +206,13 @@ impl Archive {
 
     /// Streams `body` into blob `name`, committing only when exactly `expected` bytes arrived,
     /// then checks the committed size. Returns the number of bytes stored.
-    pub async fn upload_stream<S, E>(&self, name: &str, body: S, expected: u64, info: &BlobInfo) -> Result<u64, ArchiveError>
+    pub async fn upload_stream<S, E>(
+        &self,
+        name: &str,
+        body: S,
+        expected: u64,
+        info: &BlobInfo,
+    ) -> Result<u64, ArchiveError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -194,21 +222,34 @@ impl Archive {
         let mut blocks = BlockSplitter::new(BLOCK_SIZE, expected);
         let mut received: u64 = 0;
         let mut staged: Vec<Vec<u8>> = Vec::new();
-        let block_blob = self.storage.blob(&self.container, name)?.block_blob_client();
+        let block_blob = self
+            .storage
+            .blob(&self.container, name)?
+            .block_blob_client();
         let stage = |block: Bytes, index: usize| {
             let block_blob = &block_blob;
             async move {
                 let id = block_id(index);
-                block_blob.stage_block(&id, block.len() as u64, block.into(), None).await?;
+                block_blob
+                    .stage_block(&id, block.len() as u64, block.into(), None)
+                    .await?;
                 Ok::<_, ArchiveError>(id)
             }
         };
 
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ArchiveError::Source { blob: name.to_string(), received, detail: e.to_string() })?;
+            let chunk = chunk.map_err(|e| ArchiveError::Source {
+                blob: name.to_string(),
+                received,
+                detail: e.to_string(),
+            })?;
             received += chunk.len() as u64;
             if received > expected {
-                return Err(ArchiveError::SizeMismatch { blob: name.to_string(), expected, received });
+                return Err(ArchiveError::SizeMismatch {
+                    blob: name.to_string(),
+                    expected,
+                    received,
+                });
             }
             for block in blocks.push(chunk) {
                 let id = stage(block, staged.len()).await?;
@@ -216,7 +257,11 @@ impl Archive {
             }
         }
         if received != expected {
-            return Err(ArchiveError::SizeMismatch { blob: name.to_string(), expected, received });
+            return Err(ArchiveError::SizeMismatch {
+                blob: name.to_string(),
+                expected,
+                received,
+            });
         }
         let rest = blocks.finish();
         if staged.is_empty() {
@@ -227,13 +272,18 @@ impl Archive {
                 let id = stage(rest, staged.len()).await?;
                 staged.push(id);
             }
-            let list = BlockLookupList { latest: Some(staged), ..Default::default() };
+            let list = BlockLookupList {
+                latest: Some(staged),
+                ..Default::default()
+            };
             let options = BlockBlobClientCommitBlockListOptions {
                 blob_content_type: Some(info.content_type.clone()),
                 metadata: Some(info.metadata.clone()),
                 ..Default::default()
             };
-            block_blob.commit_block_list(RequestContent::try_from(list)?, Some(options)).await?;
+            block_blob
+                .commit_block_list(RequestContent::try_from(list)?, Some(options))
+                .await?;
         }
 
         match self.blob_size(name).await? {
@@ -254,12 +304,22 @@ impl Archive {
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| ArchiveError::BadManifest { blob: name, detail: e.to_string() })
+            .map_err(|e| ArchiveError::BadManifest {
+                blob: name,
+                detail: e.to_string(),
+            })
     }
 
-    pub async fn write_manifest(&self, paths: &InstancePaths, manifest: &Manifest) -> Result<(), ArchiveError> {
+    pub async fn write_manifest(
+        &self,
+        paths: &InstancePaths,
+        manifest: &Manifest,
+    ) -> Result<(), ArchiveError> {
         let json = serde_json::to_vec_pretty(manifest).expect("a manifest always serialises");
-        let info = BlobInfo { content_type: "application/json".into(), metadata: HashMap::new() };
+        let info = BlobInfo {
+            content_type: "application/json".into(),
+            metadata: HashMap::new(),
+        };
         self.put(&paths.manifest(), Bytes::from(json), &info).await
     }
 }
@@ -273,7 +333,10 @@ struct BlockSplitter {
 
 impl BlockSplitter {
     fn new(size: usize, expected: u64) -> Self {
-        BlockSplitter { size, buffer: BytesMut::with_capacity(size.min(expected as usize).max(1)) }
+        BlockSplitter {
+            size,
+            buffer: BytesMut::with_capacity(size.min(expected as usize).max(1)),
+        }
     }
 
     /// Takes a chunk; returns the blocks it completed.
@@ -322,10 +385,22 @@ mod tests {
         .unwrap();
         let p = InstancePaths::new(&r);
         let d = Uuid::parse_str("8a8a01ae-9533-4aa9-b914-8ab0fae6ea0d").unwrap();
-        assert_eq!(p.instance_json(), "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/bd9edd59-b18c-4726-aa9e-6b150eade814");
-        assert_eq!(p.data(d), "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/data/8a8a01ae-9533-4aa9-b914-8ab0fae6ea0d");
-        assert_eq!(p.quarantine(d), "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/quarantine/8a8a01ae-9533-4aa9-b914-8ab0fae6ea0d");
-        assert_eq!(p.manifest(), "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/manifest.json");
+        assert_eq!(
+            p.instance_json(),
+            "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/bd9edd59-b18c-4726-aa9e-6b150eade814"
+        );
+        assert_eq!(
+            p.data(d),
+            "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/data/8a8a01ae-9533-4aa9-b914-8ab0fae6ea0d"
+        );
+        assert_eq!(
+            p.quarantine(d),
+            "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/quarantine/8a8a01ae-9533-4aa9-b914-8ab0fae6ea0d"
+        );
+        assert_eq!(
+            p.manifest(),
+            "ttd/my-app/bd9edd59-b18c-4726-aa9e-6b150eade814/manifest.json"
+        );
     }
 
     #[test]
@@ -338,17 +413,33 @@ mod tests {
 
     #[test]
     fn blocks_are_exact_whatever_the_chunking() {
-        for (total, chunk) in [(0usize, 7usize), (10, 3), (16, 4), (17, 16), (33, 5), (32, 32), (100, 1), (64, 100)] {
+        for (total, chunk) in [
+            (0usize, 7usize),
+            (10, 3),
+            (16, 4),
+            (17, 16),
+            (33, 5),
+            (32, 32),
+            (100, 1),
+            (64, 100),
+        ] {
             let data: Vec<u8> = (0..total).map(|i| i as u8).collect();
             let mut splitter = BlockSplitter::new(16, total as u64);
             let mut out: Vec<Bytes> = Vec::new();
             for piece in data.chunks(chunk.max(1)) {
                 out.extend(splitter.push(Bytes::copy_from_slice(piece)));
             }
-            assert!(out.iter().all(|b| b.len() == 16), "full blocks only: total {total} chunk {chunk}");
+            assert!(
+                out.iter().all(|b| b.len() == 16),
+                "full blocks only: total {total} chunk {chunk}"
+            );
             let rest = splitter.finish();
             assert!(rest.len() < 16);
-            let joined: Vec<u8> = out.iter().flat_map(|b| b.to_vec()).chain(rest.to_vec()).collect();
+            let joined: Vec<u8> = out
+                .iter()
+                .flat_map(|b| b.to_vec())
+                .chain(rest.to_vec())
+                .collect();
             assert_eq!(joined, data, "total {total} chunk {chunk}");
         }
     }

@@ -58,7 +58,10 @@ impl CloudEvent {
     }
 
     fn str_attr(&self, name: &str) -> Option<&str> {
-        self.attributes.get(name).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
+        self.attributes
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
     }
 
     pub fn id(&self) -> &str {
@@ -126,7 +129,10 @@ fn check_name(value: &str, min: usize, max: usize) -> Result<(), String> {
     if value.ends_with('-') {
         return Err("must not end with a hyphen".into());
     }
-    if !value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
         return Err("may contain only lower-case letters, digits and hyphens".into());
     }
     Ok(())
@@ -194,13 +200,20 @@ impl InstanceRef {
             return Err(EventError::ForeignSource(source.to_string()));
         }
         let base_path = apps_base_url.url().path();
-        let rest = url.path().strip_prefix(base_path).ok_or_else(|| bad("path is outside the app base URL"))?;
+        let rest = url
+            .path()
+            .strip_prefix(base_path)
+            .ok_or_else(|| bad("path is outside the app base URL"))?;
         let segments: Vec<&str> = rest.split('/').collect();
         let [org, app, instances, party, guid] = segments.as_slice() else {
-            return Err(bad("path is not /{org}/{app}/instances/{partyId}/{instanceGuid}"));
+            return Err(bad(
+                "path is not /{org}/{app}/instances/{partyId}/{instanceGuid}",
+            ));
         };
         if *instances != "instances" {
-            return Err(bad("path is not /{org}/{app}/instances/{partyId}/{instanceGuid}"));
+            return Err(bad(
+                "path is not /{org}/{app}/instances/{partyId}/{instanceGuid}",
+            ));
         }
         Ok(InstanceRef {
             org: OrgName::parse(org).map_err(|e| bad(&format!("org: {e}")))?,
@@ -222,7 +235,11 @@ impl InstanceRef {
 
     /// The app-host URL of the instance, as it appears in an event `source`.
     pub fn source_url(&self, apps_base_url: &BaseUrl) -> Url {
-        apps_base_url.join(&format!("{}/instances/{}", self.app_id(), self.instance_id()))
+        apps_base_url.join(&format!(
+            "{}/instances/{}",
+            self.app_id(),
+            self.instance_id()
+        ))
     }
 }
 
@@ -241,20 +258,27 @@ mod tests {
     }
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../shared/fixtures/altinn/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../shared/fixtures/altinn/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
     #[test]
     fn parses_the_completed_event_fixture() {
-        let event = CloudEvent::parse(&fixture("event-app-instance-process-completed.at22.json")).unwrap();
+        let event =
+            CloudEvent::parse(&fixture("event-app-instance-process-completed.at22.json")).unwrap();
         assert_eq!(event.id(), "b4d1d548-1280-464c-a8da-dee9840909de");
         assert_eq!(event.event_type(), "app.instance.process.completed");
         let instance = event.instance(&apps()).unwrap();
         assert_eq!(instance.org.as_str(), "ttd");
         assert_eq!(instance.app.as_str(), "apps-test");
         assert_eq!(instance.party_id.get(), 50019855);
-        assert_eq!(instance.instance_id(), "50019855/6b3323c8-7baf-4612-b8a6-5eac407f4d0c");
+        assert_eq!(
+            instance.instance_id(),
+            "50019855/6b3323c8-7baf-4612-b8a6-5eac407f4d0c"
+        );
         assert_eq!(instance.source_url(&apps()).as_str(), event.source());
     }
 
@@ -262,13 +286,19 @@ mod tests {
     fn parses_validation_and_legacy_fixtures() {
         let ping = CloudEvent::parse(&fixture("event-platform-validatesubscription.json")).unwrap();
         assert!(ping.is_validation_ping());
-        let legacy = CloudEvent::parse(&fixture("event-app-instance-created.legacy-resource-format.json")).unwrap();
+        let legacy = CloudEvent::parse(&fixture(
+            "event-app-instance-created.legacy-resource-format.json",
+        ))
+        .unwrap();
         assert_eq!(legacy.event_type(), "app.instance.created");
     }
 
     #[test]
     fn unknown_attributes_are_kept() {
-        let event = CloudEvent::parse(br#"{"id":"1","type":"t","source":"s","specversion":"1.0","x-ext":{"a":1}}"#).unwrap();
+        let event = CloudEvent::parse(
+            br#"{"id":"1","type":"t","source":"s","specversion":"1.0","x-ext":{"a":1}}"#,
+        )
+        .unwrap();
         assert_eq!(event.to_json()["x-ext"]["a"], 1);
     }
 
@@ -279,12 +309,25 @@ mod tests {
             (r#"{"id":"1","source":"s","specversion":"1.0"}"#, "type"),
             (r#"{"id":"1","type":"t","specversion":"1.0"}"#, "source"),
             (r#"{"id":"1","type":"t","source":"s"}"#, "specversion"),
-            (r#"{"id":7,"type":"t","source":"s","specversion":"1.0"}"#, "id"),
-            (r#"{"id":"  ","type":"t","source":"s","specversion":"1.0"}"#, "id"),
+            (
+                r#"{"id":7,"type":"t","source":"s","specversion":"1.0"}"#,
+                "id",
+            ),
+            (
+                r#"{"id":"  ","type":"t","source":"s","specversion":"1.0"}"#,
+                "id",
+            ),
         ] {
-            assert_eq!(CloudEvent::parse(body.as_bytes()), Err(EventError::MissingAttribute(missing)), "{body}");
+            assert_eq!(
+                CloudEvent::parse(body.as_bytes()),
+                Err(EventError::MissingAttribute(missing)),
+                "{body}"
+            );
         }
-        assert!(matches!(CloudEvent::parse(b"[1]"), Err(EventError::NotAnObject)));
+        assert!(matches!(
+            CloudEvent::parse(b"[1]"),
+            Err(EventError::NotAnObject)
+        ));
         assert!(matches!(CloudEvent::parse(b"{"), Err(EventError::Json(_))));
     }
 
@@ -308,7 +351,10 @@ mod tests {
             format!("https://ttd.apps.at22.altinn.cloud/ttd/app/instance/1/{g}"),
         ];
         for source in refused {
-            assert!(InstanceRef::from_source(&source, &apps()).is_err(), "accepted {source}");
+            assert!(
+                InstanceRef::from_source(&source, &apps()).is_err(),
+                "accepted {source}"
+            );
         }
         let ok = format!("https://ttd.apps.at22.altinn.cloud/ttd/app-2/instances/12/{g}");
         assert!(InstanceRef::from_source(&ok, &apps()).is_ok());

@@ -49,20 +49,38 @@ impl Failures {
             event_id: event.id().to_string(),
             source: event.source().to_string(),
             attempt,
-            kind: if error.is_retryable() { "retryable" } else { "permanent" }.to_string(),
+            kind: if error.is_retryable() {
+                "retryable"
+            } else {
+                "permanent"
+            }
+            .to_string(),
             error: error.to_string(),
-            at: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
         };
         let json = serde_json::to_vec(&record).expect("a failure record serialises");
-        let info = BlobInfo { content_type: "application/json".into(), metadata: HashMap::new() };
-        if let Err(e) = self.state.put(&blob_name(queue, event.id()), Bytes::from(json), &info).await {
+        let info = BlobInfo {
+            content_type: "application/json".into(),
+            metadata: HashMap::new(),
+        };
+        if let Err(e) = self
+            .state
+            .put(&blob_name(queue, event.id()), Bytes::from(json), &info)
+            .await
+        {
             tracing::warn!(queue, event_id = event.id(), error = %e, "could not record the failure in aos-state");
         }
     }
 
     /// The last recorded failure of `event_id` on `queue`.
     pub async fn last(&self, queue: &str, event_id: &str) -> Option<FailureRecord> {
-        let bytes = self.state.read_small(&blob_name(queue, event_id)).await.ok()??;
+        let bytes = self
+            .state
+            .read_small(&blob_name(queue, event_id))
+            .await
+            .ok()??;
         serde_json::from_slice(&bytes).ok()
     }
 }
@@ -83,8 +101,14 @@ mod tests {
 
     #[test]
     fn blob_names_are_safe_for_any_event_id() {
-        assert_eq!(blob_name("events-inbound", "b4d1d548-1280-464c-a8da-dee9840909de"), "failures/events-inbound/b4d1d548-1280-464c-a8da-dee9840909de.json");
+        assert_eq!(
+            blob_name("events-inbound", "b4d1d548-1280-464c-a8da-dee9840909de"),
+            "failures/events-inbound/b4d1d548-1280-464c-a8da-dee9840909de.json"
+        );
         let hostile = blob_name("events-inbound", "../../x?y");
-        assert!(hostile.starts_with("failures/events-inbound/") && !hostile.contains(".."), "{hostile}");
+        assert!(
+            hostile.starts_with("failures/events-inbound/") && !hostile.contains(".."),
+            "{hostile}"
+        );
     }
 }

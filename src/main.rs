@@ -110,7 +110,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo and check-config print their own output; step logs would drown it (AOS_LOG
     // brings them back). Warnings (e.g. certificate expiry) still show.
-    let quiet = matches!(cli.command, Some(Command::Dev { .. } | Command::CheckConfig));
+    let quiet = matches!(
+        cli.command,
+        Some(Command::Dev { .. } | Command::CheckConfig)
+    );
     init_tracing(if quiet { "warn" } else { "info" });
     let command = match cli.command {
         Some(command) => command,
@@ -161,7 +164,12 @@ async fn run(command: Command) -> ExitCode {
                 }
             }
         }
-        Command::Run { listen, concurrency, retry_delay_secs, lease_secs } => {
+        Command::Run {
+            listen,
+            concurrency,
+            retry_delay_secs,
+            lease_secs,
+        } => {
             let pipeline = match load_pipeline().await {
                 Ok(pipeline) => pipeline,
                 Err(line) => {
@@ -169,7 +177,10 @@ async fn run(command: Command) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mut options = RunOptions { listen, ..RunOptions::default() };
+            let mut options = RunOptions {
+                listen,
+                ..RunOptions::default()
+            };
             options.worker.concurrency = concurrency;
             options.worker.retry_delay = Duration::from_secs(retry_delay_secs);
             options.worker.lease = Duration::from_secs(lease_secs.max(3));
@@ -188,8 +199,18 @@ async fn run(command: Command) -> ExitCode {
                 }
             }
         }
-        Command::Dev { listen, simulator, instances, exit_after_summary } => {
-            let options = altinn_aos::dev::DevOptions { listen, simulator, instances, exit_after_summary };
+        Command::Dev {
+            listen,
+            simulator,
+            instances,
+            exit_after_summary,
+        } => {
+            let options = altinn_aos::dev::DevOptions {
+                listen,
+                simulator,
+                instances,
+                exit_after_summary,
+            };
             match altinn_aos::dev::run(options).await {
                 Ok(summary) if summary.confirmed == summary.instances => ExitCode::SUCCESS,
                 Ok(_) => ExitCode::FAILURE,
@@ -248,7 +269,9 @@ async fn run(command: Command) -> ExitCode {
 /// Settings and the pipeline built from them, or the one line to print.
 async fn load_pipeline() -> Result<Pipeline, String> {
     let settings = load_settings()?;
-    Pipeline::from_settings(settings).await.map_err(|e| e.to_string())
+    Pipeline::from_settings(settings)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn load_settings() -> Result<Settings, String> {
@@ -284,14 +307,19 @@ async fn poison(action: PoisonAction) -> anyhow::Result<()> {
 
     let settings = load_settings().map_err(anyhow::Error::msg)?;
     let connection = settings.queues.connection_string.clone().ok_or_else(|| {
-        anyhow::anyhow!("setting QueueStorageSettings__ConnectionString: is required by `aos poison`")
+        anyhow::anyhow!(
+            "setting QueueStorageSettings__ConnectionString: is required by `aos poison`"
+        )
     })?;
     let storage = StorageEndpoint::for_queues(&connection)?;
     let inbound = Queue::new(&storage, &settings.queues.inbound)?;
     let confirmation = Queue::new(&storage, &settings.queues.confirmation)?;
     match action {
         PoisonAction::List => {
-            let failures = Failures::new(Archive::new(StorageEndpoint::for_blobs(&settings.blob)?, STATE_CONTAINER));
+            let failures = Failures::new(Archive::new(
+                StorageEndpoint::for_blobs(&settings.blob)?,
+                STATE_CONTAINER,
+            ));
             let entries = altinn_aos::poison::list(&[inbound, confirmation], &failures).await?;
             for entry in &entries {
                 println!("{entry}\n");
@@ -303,11 +331,17 @@ async fn poison(action: PoisonAction) -> anyhow::Result<()> {
                 "inbound" => vec![inbound],
                 "confirmation" => vec![confirmation],
                 "all" => vec![inbound, confirmation],
-                other => anyhow::bail!("--queue must be inbound, confirmation or all, not `{other}`"),
+                other => {
+                    anyhow::bail!("--queue must be inbound, confirmation or all, not `{other}`")
+                }
             };
             for queue in &queues {
                 let moved = altinn_aos::poison::replay(queue, &event_ids).await?;
-                println!("moved {moved} message(s) from {}-poison back to {}", queue.name(), queue.name());
+                println!(
+                    "moved {moved} message(s) from {}-poison back to {}",
+                    queue.name(),
+                    queue.name()
+                );
             }
         }
     }

@@ -25,11 +25,21 @@ impl std::fmt::Display for PoisonEntry {
             write!(f, "  poisoned {inserted}")?;
         }
         match &self.event {
-            Some(event) => write!(f, "\n  event {}  type {}\n  source {}", event.id(), event.event_type(), event.source())?,
+            Some(event) => write!(
+                f,
+                "\n  event {}  type {}\n  source {}",
+                event.id(),
+                event.event_type(),
+                event.source()
+            )?,
             None => write!(f, "\n  (not a CloudEvent)")?,
         }
         match &self.last_failure {
-            Some(failure) => write!(f, "\n  last error (attempt {}, {}, {}): {}", failure.attempt, failure.kind, failure.at, failure.error),
+            Some(failure) => write!(
+                f,
+                "\n  last error (attempt {}, {}, {}): {}",
+                failure.attempt, failure.kind, failure.at, failure.error
+            ),
             None => write!(f, "\n  last error: not recorded"),
         }
     }
@@ -41,7 +51,10 @@ pub async fn list(queues: &[Queue], failures: &Failures) -> anyhow::Result<Vec<P
     for queue in queues {
         let poison = poison_of(queue)?;
         for message in poison.peek(32).await? {
-            let event = message.text.as_deref().and_then(|t| CloudEvent::parse(t.as_bytes()).ok());
+            let event = message
+                .text
+                .as_deref()
+                .and_then(|t| CloudEvent::parse(t.as_bytes()).ok());
             let last_failure = match &event {
                 Some(event) => failures.last(queue.name(), event.id()).await,
                 None => None,
@@ -49,7 +62,10 @@ pub async fn list(queues: &[Queue], failures: &Failures) -> anyhow::Result<Vec<P
             entries.push(PoisonEntry {
                 queue: queue.name().to_string(),
                 message_id: message.id,
-                inserted: message.inserted.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+                inserted: message.inserted.and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                }),
                 event,
                 last_failure,
             });

@@ -50,7 +50,11 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(storage: &StorageEndpoint, name: &str) -> azure_core::Result<Self> {
-        Ok(Queue { client: Arc::new(storage.queue(name)?), name: name.to_string(), storage: storage.clone() })
+        Ok(Queue {
+            client: Arc::new(storage.queue(name)?),
+            name: name.to_string(),
+            storage: storage.clone(),
+        })
     }
 
     /// Another queue on the same account (e.g. the poison queue).
@@ -77,8 +81,12 @@ impl Queue {
     }
 
     async fn send_raw(&self, stored: String) -> azure_core::Result<()> {
-        let message = QueueMessage { message_text: Some(stored) };
-        self.client.send_message(RequestContent::try_from(message)?, None).await?;
+        let message = QueueMessage {
+            message_text: Some(stored),
+        };
+        self.client
+            .send_message(RequestContent::try_from(message)?, None)
+            .await?;
         Ok(())
     }
 
@@ -89,18 +97,26 @@ impl Queue {
             visibility_timeout: Some(visibility_secs as i32),
             ..Default::default()
         };
-        let received = self.client.receive_messages(Some(options)).await?.into_model()?;
+        let received = self
+            .client
+            .receive_messages(Some(options))
+            .await?
+            .into_model()?;
         Ok(received
             .items
             .unwrap_or_default()
             .into_iter()
             .filter_map(|m| {
                 let raw = m.message_text.unwrap_or_default();
-                let text = BASE64.decode(raw.trim()).ok().and_then(|bytes| String::from_utf8(bytes).ok());
+                let text = BASE64
+                    .decode(raw.trim())
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok());
                 Some(Leased {
                     id: m.message_id?,
                     pop_receipt: m.pop_receipt?,
-                    dequeue_count: m.dequeue_count.unwrap_or(1).clamp(0, i64::from(u32::MAX)) as u32,
+                    dequeue_count: m.dequeue_count.unwrap_or(1).clamp(0, i64::from(u32::MAX))
+                        as u32,
                     text,
                     raw,
                 })
@@ -128,7 +144,10 @@ impl Queue {
                 Peeked {
                     id: m.message_id.unwrap_or_default(),
                     inserted: m.insertion_time,
-                    text: BASE64.decode(raw.trim()).ok().and_then(|b| String::from_utf8(b).ok()),
+                    text: BASE64
+                        .decode(raw.trim())
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok()),
                     raw,
                 }
             })
@@ -136,16 +155,34 @@ impl Queue {
     }
 
     /// Extends (or, with 0, ends) the lease; the pop receipt changes on every update.
-    pub async fn set_visibility(&self, message: &mut Leased, visibility_secs: u32) -> azure_core::Result<()> {
-        let response = self.client.update_message(&message.id, &message.pop_receipt, visibility_secs as i32, None).await?;
-        if let Some(receipt) = response.headers().get_optional_str(&azure_core::http::headers::HeaderName::from_static("x-ms-popreceipt")) {
+    pub async fn set_visibility(
+        &self,
+        message: &mut Leased,
+        visibility_secs: u32,
+    ) -> azure_core::Result<()> {
+        let response = self
+            .client
+            .update_message(
+                &message.id,
+                &message.pop_receipt,
+                visibility_secs as i32,
+                None,
+            )
+            .await?;
+        if let Some(receipt) = response.headers().get_optional_str(
+            &azure_core::http::headers::HeaderName::from_static("x-ms-popreceipt"),
+        ) {
             message.pop_receipt = receipt.to_string();
         }
         Ok(())
     }
 
     pub async fn delete(&self, message: &Leased) -> azure_core::Result<()> {
-        match self.client.delete_message(&message.id, &message.pop_receipt, None).await {
+        match self
+            .client
+            .delete_message(&message.id, &message.pop_receipt, None)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
             Err(e) => Err(e),

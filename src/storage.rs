@@ -11,9 +11,12 @@ use std::sync::{Arc, Mutex};
 
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{
-    ClientOptions, ExponentialRetryOptions, HttpClientOptions, RetryOptions, Transport, Url, new_http_client,
+    ClientOptions, ExponentialRetryOptions, HttpClientOptions, RetryOptions, Transport, Url,
+    new_http_client,
 };
-use azure_storage_blob::{BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions};
+use azure_storage_blob::{
+    BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
+};
 use azure_storage_queue::{QueueClient, QueueClientOptions};
 use time::{Duration, OffsetDateTime};
 
@@ -56,7 +59,10 @@ impl StorageEndpoint {
     /// The archive's blob endpoint from the `AltinnApplicationOwnerSystemSettings__…` settings.
     pub fn for_blobs(settings: &BlobSettings) -> Result<Self, SettingsError> {
         let auth = match &settings.account {
-            Some((account, key)) => Auth::Key { account: account.clone(), key: Secret::new(key.clone()) },
+            Some((account, key)) => Auth::Key {
+                account: account.clone(),
+                key: Secret::new(key.clone()),
+            },
             None => Auth::Identity(default_credential().map_err(|e| SettingsError {
                 name: "AltinnApplicationOwnerSystemSettings__AccountKey".into(),
                 problem: format!("is not set and no managed identity is available: {e}"),
@@ -79,8 +85,16 @@ impl StorageEndpoint {
 
     fn new(endpoint: BaseUrl, auth: Auth) -> Self {
         // Storage clients need automatic decompression off (ranged downloads of compressed blobs).
-        let http = new_http_client(Some(HttpClientOptions { automatic_decompression: false, ..Default::default() }));
-        StorageEndpoint { endpoint, auth, sas: Arc::new(Mutex::new(None)), retry: default_retry(), transport: Transport::new(http) }
+        let http = new_http_client(Some(HttpClientOptions {
+            automatic_decompression: false,
+        }));
+        StorageEndpoint {
+            endpoint,
+            auth,
+            sas: Arc::new(Mutex::new(None)),
+            retry: default_retry(),
+            transport: Transport::new(http),
+        }
     }
 
     /// Overrides the SDK's retry policy (tests use a short one so a stopped Azurite fails fast).
@@ -94,7 +108,11 @@ impl StorageEndpoint {
     }
 
     fn client_options(&self) -> ClientOptions {
-        ClientOptions { retry: self.retry.clone(), transport: Some(self.transport.clone()), ..Default::default() }
+        ClientOptions {
+            retry: self.retry.clone(),
+            transport: Some(self.transport.clone()),
+            ..Default::default()
+        }
     }
 
     /// `{endpoint}{path}` with the SAS appended when one is used.
@@ -120,13 +138,19 @@ impl StorageEndpoint {
             Auth::Key { account, key } => {
                 let now = OffsetDateTime::now_utc();
                 let mut cached = self.sas.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some((sas, expiry)) = cached.as_ref() {
-                    if *expiry - now > SAS_LIFETIME / 2 {
-                        return Ok(Some(sas.clone()));
-                    }
+                if let Some((sas, expiry)) = cached.as_ref()
+                    && *expiry - now > SAS_LIFETIME / 2
+                {
+                    return Ok(Some(sas.clone()));
                 }
                 let expiry = now + SAS_LIFETIME;
-                let sas = account_sas(account, key, self.endpoint.url().scheme() == "https", now, expiry)?;
+                let sas = account_sas(
+                    account,
+                    key,
+                    self.endpoint.url().scheme() == "https",
+                    now,
+                    expiry,
+                )?;
                 *cached = Some((sas.clone(), expiry));
                 Ok(Some(sas))
             }
@@ -134,18 +158,31 @@ impl StorageEndpoint {
     }
 
     pub fn container(&self, container: &str) -> azure_core::Result<BlobContainerClient> {
-        let options = BlobContainerClientOptions { client_options: self.client_options(), ..Default::default() };
+        let options = BlobContainerClientOptions {
+            client_options: self.client_options(),
+            ..Default::default()
+        };
         BlobContainerClient::new(self.url(container)?, self.credential(), Some(options))
     }
 
     /// A blob client; `blob_name` must consist of URL-safe segments (validated names only).
     pub fn blob(&self, container: &str, blob_name: &str) -> azure_core::Result<BlobClient> {
-        let options = BlobClientOptions { client_options: self.client_options(), ..Default::default() };
-        BlobClient::new(self.url(&format!("{container}/{blob_name}"))?, self.credential(), Some(options))
+        let options = BlobClientOptions {
+            client_options: self.client_options(),
+            ..Default::default()
+        };
+        BlobClient::new(
+            self.url(&format!("{container}/{blob_name}"))?,
+            self.credential(),
+            Some(options),
+        )
     }
 
     pub fn queue(&self, queue: &str) -> azure_core::Result<QueueClient> {
-        let options = QueueClientOptions { client_options: self.client_options(), ..Default::default() };
+        let options = QueueClientOptions {
+            client_options: self.client_options(),
+            ..Default::default()
+        };
         QueueClient::new(self.url(queue)?, self.credential(), Some(options))
     }
 }
@@ -169,11 +206,19 @@ pub(crate) fn default_credential() -> azure_core::Result<Arc<dyn TokenCredential
 }
 
 /// [`default_credential`] with explicit client options for the managed identity requests.
-pub(crate) fn credential_with(client_options: ClientOptions) -> azure_core::Result<Arc<dyn TokenCredential>> {
-    let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some() || std::env::var_os("MSI_ENDPOINT").is_some();
+pub(crate) fn credential_with(
+    client_options: ClientOptions,
+) -> azure_core::Result<Arc<dyn TokenCredential>> {
+    let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some()
+        || std::env::var_os("MSI_ENDPOINT").is_some();
     if in_azure {
-        let options = azure_identity::ManagedIdentityCredentialOptions { client_options, ..Default::default() };
-        Ok(azure_identity::ManagedIdentityCredential::new(Some(options))?)
+        let options = azure_identity::ManagedIdentityCredentialOptions {
+            client_options,
+            ..Default::default()
+        };
+        Ok(azure_identity::ManagedIdentityCredential::new(Some(
+            options,
+        ))?)
     } else {
         Ok(azure_identity::DeveloperToolsCredential::new(None)?)
     }
@@ -229,36 +274,69 @@ impl ConnectionString {
     const SETTING: &'static str = "QueueStorageSettings__ConnectionString";
 
     fn parse(text: &str) -> Result<Self, SettingsError> {
-        let err = |problem: String| SettingsError { name: Self::SETTING.into(), problem };
+        let err = |problem: String| SettingsError {
+            name: Self::SETTING.into(),
+            problem,
+        };
         let mut pairs = std::collections::HashMap::new();
         for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| err(format!("`{part}` is not key=value")))?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| err(format!("`{part}` is not key=value")))?;
             pairs.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
-        if pairs.get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        if pairs
+            .get("usedevelopmentstorage")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
             pairs.insert("accountname".into(), AZURITE_ACCOUNT.into());
             pairs.insert("accountkey".into(), AZURITE_KEY.into());
-            pairs.entry("blobendpoint".into()).or_insert_with(|| format!("http://127.0.0.1:10000/{AZURITE_ACCOUNT}"));
-            pairs.entry("queueendpoint".into()).or_insert_with(|| format!("http://127.0.0.1:10001/{AZURITE_ACCOUNT}"));
+            pairs
+                .entry("blobendpoint".into())
+                .or_insert_with(|| format!("http://127.0.0.1:10000/{AZURITE_ACCOUNT}"));
+            pairs
+                .entry("queueendpoint".into())
+                .or_insert_with(|| format!("http://127.0.0.1:10001/{AZURITE_ACCOUNT}"));
         }
         let account = pairs.get("accountname").cloned();
         let endpoint = |service: &str| -> Result<BaseUrl, SettingsError> {
             if let Some(explicit) = pairs.get(&format!("{service}endpoint")) {
                 return BaseUrl::parse(Self::SETTING, explicit);
             }
-            let account = account.as_ref().ok_or_else(|| err("has neither AccountName nor endpoints".into()))?;
-            let protocol = pairs.get("defaultendpointsprotocol").map(String::as_str).unwrap_or("https");
-            let suffix = pairs.get("endpointsuffix").map(String::as_str).unwrap_or("core.windows.net");
-            BaseUrl::parse(Self::SETTING, &format!("{protocol}://{account}.{service}.{suffix}/"))
+            let account = account
+                .as_ref()
+                .ok_or_else(|| err("has neither AccountName nor endpoints".into()))?;
+            let protocol = pairs
+                .get("defaultendpointsprotocol")
+                .map(String::as_str)
+                .unwrap_or("https");
+            let suffix = pairs
+                .get("endpointsuffix")
+                .map(String::as_str)
+                .unwrap_or("core.windows.net");
+            BaseUrl::parse(
+                Self::SETTING,
+                &format!("{protocol}://{account}.{service}.{suffix}/"),
+            )
         };
         let auth = if let Some(sas) = pairs.get("sharedaccesssignature") {
             Auth::Sas(sas.trim_start_matches('?').to_string())
         } else if let (Some(account), Some(key)) = (account.clone(), pairs.get("accountkey")) {
-            Auth::Key { account, key: Secret::new(key.clone()) }
+            Auth::Key {
+                account,
+                key: Secret::new(key.clone()),
+            }
         } else {
-            Auth::Identity(default_credential().map_err(|e| err(format!("has no key and no identity is available: {e}")))?)
+            Auth::Identity(
+                default_credential()
+                    .map_err(|e| err(format!("has no key and no identity is available: {e}")))?,
+            )
         };
-        Ok(ConnectionString { blob_endpoint: endpoint("blob")?, queue_endpoint: endpoint("queue")?, auth })
+        Ok(ConnectionString {
+            blob_endpoint: endpoint("blob")?,
+            queue_endpoint: endpoint("queue")?,
+            auth,
+        })
     }
 }
 
@@ -270,15 +348,28 @@ mod tests {
     fn account_sas_matches_a_known_signature() {
         // Signature computed independently with Python's hmac for the same string-to-sign.
         let start = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let sas = account_sas(AZURITE_ACCOUNT, &Secret::new(AZURITE_KEY), false, start, start + Duration::hours(1)).unwrap();
+        let sas = account_sas(
+            AZURITE_ACCOUNT,
+            &Secret::new(AZURITE_KEY),
+            false,
+            start,
+            start + Duration::hours(1),
+        )
+        .unwrap();
         assert!(sas.eq("sv=2022-11-02&ss=bq&srt=sco&sp=rwdlacup&st=2027-01-15T07%3A55%3A00Z&se=2027-01-15T09%3A00%3A00Z&spr=https%2Chttp&sig=DkagH4UIAS8p3MC46EGvGpaH4c6YNQO57VjKsoxH6XA%3D"), "{sas}");
     }
 
     #[test]
     fn development_storage_connection_string() {
         let cs = ConnectionString::parse("UseDevelopmentStorage=true").unwrap();
-        assert_eq!(cs.queue_endpoint.to_string(), "http://127.0.0.1:10001/devstoreaccount1/");
-        assert_eq!(cs.blob_endpoint.to_string(), "http://127.0.0.1:10000/devstoreaccount1/");
+        assert_eq!(
+            cs.queue_endpoint.to_string(),
+            "http://127.0.0.1:10001/devstoreaccount1/"
+        );
+        assert_eq!(
+            cs.blob_endpoint.to_string(),
+            "http://127.0.0.1:10000/devstoreaccount1/"
+        );
     }
 
     #[test]
@@ -287,7 +378,10 @@ mod tests {
             "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={AZURITE_KEY};EndpointSuffix=core.windows.net"
         ))
         .unwrap();
-        assert_eq!(cs.queue_endpoint.to_string(), "https://acct.queue.core.windows.net/");
+        assert_eq!(
+            cs.queue_endpoint.to_string(),
+            "https://acct.queue.core.windows.net/"
+        );
         assert!(ConnectionString::parse("nonsense").is_err());
     }
 }

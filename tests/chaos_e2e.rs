@@ -21,7 +21,16 @@ async fn every_instance_is_archived_and_confirmed_despite_faults_and_a_storage_o
     let mut faults = 0;
     for n in 0..INSTANCES {
         let elements: Vec<ElementSpec> = (0..rng.random_range(0..4u64))
-            .map(|i| element(if n % 25 == 0 && i == 0 { 1_500_000 } else { rng.random_range(0..60_000) }, Some("vedlegg.bin")))
+            .map(|i| {
+                element(
+                    if n % 25 == 0 && i == 0 {
+                        1_500_000
+                    } else {
+                        rng.random_range(0..60_000)
+                    },
+                    Some("vedlegg.bin"),
+                )
+            })
             .collect();
         let inst = app.sim.add_instance(instance(80_000 + n, elements));
         let instance_path = format!("/instances/{}", inst.instance_id());
@@ -29,13 +38,27 @@ async fn every_instance_is_archived_and_confirmed_despite_faults_and_a_storage_o
         let fault = match (rng.random_range(0..8), &data_path) {
             (0, _) => Some((instance_path.clone(), Fault::Status(503), 2)),
             (1, Some(data)) => Some((data.clone(), Fault::RetryAfter(1), 1)),
-            (2, Some(data)) if inst.elements[0].size > 10 => Some((data.clone(), Fault::Truncate { after_bytes: inst.elements[0].size / 2 }, 1)),
-            (3, _) => Some((instance_path.clone(), Fault::Delay(Duration::from_millis(700)), 1)),
+            (2, Some(data)) if inst.elements[0].size > 10 => Some((
+                data.clone(),
+                Fault::Truncate {
+                    after_bytes: inst.elements[0].size / 2,
+                },
+                1,
+            )),
+            (3, _) => Some((
+                instance_path.clone(),
+                Fault::Delay(Duration::from_millis(700)),
+                1,
+            )),
             (4, _) => Some((format!("{instance_path}/complete"), Fault::Status(500), 1)),
             _ => None,
         };
         if let Some((path_contains, fault, times)) = fault {
-            app.sim.inject(FaultRule { path_contains, fault, times });
+            app.sim.inject(FaultRule {
+                path_contains,
+                fault,
+                times,
+            });
             faults += 1;
         }
         created.push(inst);
@@ -52,11 +75,18 @@ async fn every_instance_is_archived_and_confirmed_despite_faults_and_a_storage_o
     tokio::time::sleep(Duration::from_secs(2)).await;
     app.backends.azurite.restart().await.unwrap();
 
-    app.host.wait_until_idle(Duration::from_secs(400)).await.expect("the pipeline drains");
+    app.host
+        .wait_until_idle(Duration::from_secs(400))
+        .await
+        .expect("the pipeline drains");
     for inst in &created {
         app.assert_archived(inst).await;
         assert!(app.confirmed(inst), "{} not confirmed", inst.instance_id());
     }
-    assert_eq!(app.sim.guard_violations(), Vec::<String>::new(), "a confirm came before its manifest");
+    assert_eq!(
+        app.sim.guard_violations(),
+        Vec::<String>::new(),
+        "a confirm came before its manifest"
+    );
     app.assert_no_poison().await;
 }

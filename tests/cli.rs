@@ -12,13 +12,26 @@ fn aos(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into(),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
 }
 
 const VALID: [(&str, &str); 4] = [
-    ("AltinnApplicationOwnerSystemSettings__AppsBaseUrl", "https://ttd.apps.tt02.altinn.no/"),
-    ("AltinnApplicationOwnerSystemSettings__PlatformBaseUrl", "https://platform.tt02.altinn.no/"),
-    ("AltinnApplicationOwnerSystemSettings__BlobEndpoint", "http://127.0.0.1:1/devstoreaccount1"),
+    (
+        "AltinnApplicationOwnerSystemSettings__AppsBaseUrl",
+        "https://ttd.apps.tt02.altinn.no/",
+    ),
+    (
+        "AltinnApplicationOwnerSystemSettings__PlatformBaseUrl",
+        "https://platform.tt02.altinn.no/",
+    ),
+    (
+        "AltinnApplicationOwnerSystemSettings__BlobEndpoint",
+        "http://127.0.0.1:1/devstoreaccount1",
+    ),
     ("AltinnApplicationOwnerSystemSettings__AltinnToken", "t"),
 ];
 
@@ -27,7 +40,10 @@ fn a_missing_setting_stops_serve_with_one_line_naming_it() {
     let (code, _, stderr) = aos(&["serve", "--port", "1"], &VALID[1..]);
     assert_eq!(code, 2);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("AltinnApplicationOwnerSystemSettings__AppsBaseUrl"), "{stderr}");
+    assert!(
+        stderr.contains("AltinnApplicationOwnerSystemSettings__AppsBaseUrl"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -36,7 +52,10 @@ fn a_malformed_setting_is_named_with_the_reason() {
     env[1].1 = "http://platform.tt02.altinn.no/";
     let (code, _, stderr) = aos(&["serve", "--port", "1"], &env);
     assert_eq!(code, 2);
-    assert!(stderr.contains("PlatformBaseUrl") && stderr.contains("https"), "{stderr}");
+    assert!(
+        stderr.contains("PlatformBaseUrl") && stderr.contains("https"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -45,15 +64,24 @@ fn serve_is_the_default_under_the_functions_host() {
     env.remove(0);
     env.push(("FUNCTIONS_CUSTOMHANDLER_PORT", "1"));
     let (code, _, stderr) = aos(&[], &env);
-    assert_eq!(code, 2, "it tried to serve and stopped on the missing setting: {stderr}");
+    assert_eq!(
+        code, 2,
+        "it tried to serve and stopped on the missing setting: {stderr}"
+    );
     assert!(stderr.contains("AppsBaseUrl"), "{stderr}");
 }
 
 #[test]
 fn run_requires_the_webhook_secret() {
     let mut env = VALID.to_vec();
-    env.push(("QueueStorageSettings__ConnectionString", "UseDevelopmentStorage=true"));
+    env.push((
+        "QueueStorageSettings__ConnectionString",
+        "UseDevelopmentStorage=true",
+    ));
     let (code, _, stderr) = aos(&["run", "--listen", "127.0.0.1:0"], &env);
     assert_eq!(code, 2);
-    assert!(stderr.contains("AltinnApplicationOwnerSystemSettings__WebhookSecret"), "{stderr}");
+    assert!(
+        stderr.contains("AltinnApplicationOwnerSystemSettings__WebhookSecret"),
+        "{stderr}"
+    );
 }

@@ -16,9 +16,18 @@ fn apps() -> BaseUrl {
 
 fn settings() -> Settings {
     Settings::from_source(&SettingSource::from_pairs([
-        ("AltinnApplicationOwnerSystemSettings__AppsBaseUrl", "https://ttd.apps.tt02.altinn.no/"),
-        ("AltinnApplicationOwnerSystemSettings__PlatformBaseUrl", "https://platform.tt02.altinn.no/"),
-        ("AltinnApplicationOwnerSystemSettings__BlobEndpoint", "http://127.0.0.1:10000/devstoreaccount1"),
+        (
+            "AltinnApplicationOwnerSystemSettings__AppsBaseUrl",
+            "https://ttd.apps.tt02.altinn.no/",
+        ),
+        (
+            "AltinnApplicationOwnerSystemSettings__PlatformBaseUrl",
+            "https://platform.tt02.altinn.no/",
+        ),
+        (
+            "AltinnApplicationOwnerSystemSettings__BlobEndpoint",
+            "http://127.0.0.1:10000/devstoreaccount1",
+        ),
         ("AltinnApplicationOwnerSystemSettings__AltinnToken", "t"),
     ]))
     .unwrap()
@@ -35,7 +44,8 @@ fn any_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-            prop::collection::hash_map("[a-zA-Z]{1,8}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::hash_map("[a-zA-Z]{1,8}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -57,16 +67,22 @@ fn near_sources() -> impl Strategy<Value = String> {
         Just("https://evil.example".to_string()),
         ".{0,12}",
     ];
-    let free = (host, prop::collection::vec(segment, 0..7)).prop_map(|(host, segments)| format!("{host}/{}", segments.join("/")));
+    let free = (host, prop::collection::vec(segment, 0..7))
+        .prop_map(|(host, segments)| format!("{host}/{}", segments.join("/")));
     // The valid shape with each part sometimes wrong, so accepted sources are common too.
     let shaped = (
         prop_oneof!["[a-z][a-z0-9-]{1,8}", ".{0,4}"],
         prop_oneof!["[a-z][a-z0-9-]{1,12}[a-z0-9]", ".{0,4}"],
         prop_oneof![Just("instances".to_string()), ".{0,4}"],
         prop_oneof!["[1-9][0-9]{0,8}", ".{0,4}"],
-        prop_oneof!["[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", ".{0,4}"],
+        prop_oneof![
+            "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            ".{0,4}"
+        ],
     )
-        .prop_map(|(org, app, instances, party, guid)| format!("https://ttd.apps.tt02.altinn.no/{org}/{app}/{instances}/{party}/{guid}"));
+        .prop_map(|(org, app, instances, party, guid)| {
+            format!("https://ttd.apps.tt02.altinn.no/{org}/{app}/{instances}/{party}/{guid}")
+        });
     prop_oneof![free, shaped]
 }
 

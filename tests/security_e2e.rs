@@ -26,7 +26,10 @@ impl Attacker {
             let record = record.clone();
             async move {
                 let authorized = request.headers().contains_key("authorization");
-                record.lock().unwrap().push((request.uri().to_string(), authorized));
+                record
+                    .lock()
+                    .unwrap()
+                    .push((request.uri().to_string(), authorized));
                 "{}"
             }
         });
@@ -70,10 +73,19 @@ async fn hostile_sources_are_refused_at_the_webhook_and_in_the_queue() {
     for source in &hostile[..2] {
         let mut event = good.clone();
         event["source"] = json!(source);
-        app.azurite.put_message("events-inbound", &event.to_string()).await.unwrap();
+        app.azurite
+            .put_message("events-inbound", &event.to_string())
+            .await
+            .unwrap();
     }
-    app.host.wait_until_idle(Duration::from_secs(30)).await.unwrap();
-    assert_eq!(app.host.poison_texts("events-inbound").await.unwrap().len(), 2);
+    app.host
+        .wait_until_idle(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        app.host.poison_texts("events-inbound").await.unwrap().len(),
+        2
+    );
     assert_eq!(attacker.requests(), vec![], "the attacker saw requests");
     assert!(app.sim.confirmations().is_empty());
 }
@@ -84,34 +96,100 @@ async fn anomalous_instance_metadata_is_never_archived_confirmed_or_followed() {
     let attacker = Attacker::start().await;
     let other = uuid::Uuid::new_v4();
     let cases: Vec<(&str, &str, Value)> = vec![
-        ("instance self link elsewhere", "/selfLinks/platform", json!(format!("{}storage/api/v1/instances/71/{other}", attacker.base))),
-        ("element self link elsewhere", "/data/0/selfLinks/platform", json!(format!("{}data", attacker.base))),
-        ("traversal in blobStoragePath", "/data/0/blobStoragePath", json!("ttd/test-app/../../etc/data/x")),
-        ("blobStoragePath of another instance", "/data/0/blobStoragePath", json!(format!("ttd/test-app/{other}/data/{other}"))),
-        ("id of another instance", "/id", json!(format!("71/{other}"))),
-        ("element of another instance", "/data/0/instanceGuid", json!(other.to_string())),
-        ("encoded slashes in a link", "/data/0/selfLinks/platform", json!("http://127.0.0.1/storage/api/v1/instances/71%2F..%2F..")),
-        ("element id that is not a GUID", "/data/0/id", json!("../../x")),
+        (
+            "instance self link elsewhere",
+            "/selfLinks/platform",
+            json!(format!(
+                "{}storage/api/v1/instances/71/{other}",
+                attacker.base
+            )),
+        ),
+        (
+            "element self link elsewhere",
+            "/data/0/selfLinks/platform",
+            json!(format!("{}data", attacker.base)),
+        ),
+        (
+            "traversal in blobStoragePath",
+            "/data/0/blobStoragePath",
+            json!("ttd/test-app/../../etc/data/x"),
+        ),
+        (
+            "blobStoragePath of another instance",
+            "/data/0/blobStoragePath",
+            json!(format!("ttd/test-app/{other}/data/{other}")),
+        ),
+        (
+            "id of another instance",
+            "/id",
+            json!(format!("71/{other}")),
+        ),
+        (
+            "element of another instance",
+            "/data/0/instanceGuid",
+            json!(other.to_string()),
+        ),
+        (
+            "encoded slashes in a link",
+            "/data/0/selfLinks/platform",
+            json!("http://127.0.0.1/storage/api/v1/instances/71%2F..%2F.."),
+        ),
+        (
+            "element id that is not a GUID",
+            "/data/0/id",
+            json!("../../x"),
+        ),
     ];
     let mut created = Vec::new();
     for (n, (name, pointer, value)) in cases.iter().enumerate() {
-        let inst = app.sim.add_instance(instance(7100 + n as u64, vec![element(100, Some("x.pdf"))]));
-        assert!(app.sim.tamper(inst.instance_guid, pointer, value.clone()), "{name}");
-        assert_eq!(app.post_event(&app.sim.completed_event(&inst)).await.status, 200, "{name}");
+        let inst = app
+            .sim
+            .add_instance(instance(7100 + n as u64, vec![element(100, Some("x.pdf"))]));
+        assert!(
+            app.sim.tamper(inst.instance_guid, pointer, value.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            app.post_event(&app.sim.completed_event(&inst)).await.status,
+            200,
+            "{name}"
+        );
         created.push((name, inst));
     }
-    app.host.wait_until_idle(Duration::from_secs(60)).await.unwrap();
+    app.host
+        .wait_until_idle(Duration::from_secs(60))
+        .await
+        .unwrap();
 
     let poisoned = app.host.poison_texts("events-inbound").await.unwrap();
     assert_eq!(poisoned.len(), cases.len(), "every anomaly ends in poison");
     for (name, inst) in &created {
-        let source = format!("{}ttd/test-app/instances/{}", app.apps_base(), inst.instance_id());
+        let source = format!(
+            "{}ttd/test-app/instances/{}",
+            app.apps_base(),
+            inst.instance_id()
+        );
         let reference = InstanceRef::from_source(&source, &app.apps_base()).unwrap();
-        let manifest = app.archive.manifest(&InstancePaths::new(&reference)).await.unwrap();
+        let manifest = app
+            .archive
+            .manifest(&InstancePaths::new(&reference))
+            .await
+            .unwrap();
         assert!(manifest.is_none(), "{name}: archived as complete");
-        let data_reads = app.sim.calls().iter().filter(|c| c.path.contains(&format!("{}/data/", inst.instance_id()))).count();
-        assert_eq!(data_reads, 0, "{name}: downloaded data of an anomalous instance");
+        let data_reads = app
+            .sim
+            .calls()
+            .iter()
+            .filter(|c| c.path.contains(&format!("{}/data/", inst.instance_id())))
+            .count();
+        assert_eq!(
+            data_reads, 0,
+            "{name}: downloaded data of an anomalous instance"
+        );
     }
-    assert!(app.sim.confirmations().is_empty(), "an anomalous instance was confirmed");
+    assert!(
+        app.sim.confirmations().is_empty(),
+        "an anomalous instance was confirmed"
+    );
     assert_eq!(attacker.requests(), vec![], "the attacker saw requests");
 }

@@ -21,7 +21,11 @@ use super::model::Instance;
 #[derive(Debug, thiserror::Error)]
 pub enum AltinnError {
     #[error("{what}: Altinn answered HTTP {status}")]
-    Status { what: String, status: u16, retry_after: Option<Duration> },
+    Status {
+        what: String,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     #[error("{what}: {source}")]
     Transport {
         what: String,
@@ -75,56 +79,98 @@ impl AltinnClient {
             .user_agent(concat!("altinn-aos/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a TLS backend is compiled in");
-        AltinnClient { http, apps, platform, tokens }
+        AltinnClient {
+            http,
+            apps,
+            platform,
+            tokens,
+        }
     }
 
     fn storage_instance_url(&self, instance: &InstanceRef) -> url::Url {
-        self.platform.join(&format!("storage/api/v1/instances/{}", instance.instance_id()))
+        self.platform.join(&format!(
+            "storage/api/v1/instances/{}",
+            instance.instance_id()
+        ))
     }
 
     /// `GET {platform}storage/api/v1/instances/{partyId}/{guid}`.
-    pub async fn get_instance(&self, instance: &InstanceRef) -> Result<FetchedInstance, AltinnError> {
+    pub async fn get_instance(
+        &self,
+        instance: &InstanceRef,
+    ) -> Result<FetchedInstance, AltinnError> {
         let what = format!("read instance {instance}");
         let url = self.storage_instance_url(instance);
-        let response = self.send(Method::GET, url, &what, Duration::from_secs(30)).await?;
+        let response = self
+            .send(Method::GET, url, &what, Duration::from_secs(30))
+            .await?;
         let raw = response
             .bytes()
             .await
-            .map_err(|source| AltinnError::Transport { what: what.clone(), source })?;
-        let parsed = serde_json::from_slice(&raw)
-            .map_err(|e| AltinnError::Decode { what, detail: e.to_string() })?;
-        Ok(FetchedInstance { raw, instance: parsed })
+            .map_err(|source| AltinnError::Transport {
+                what: what.clone(),
+                source,
+            })?;
+        let parsed = serde_json::from_slice(&raw).map_err(|e| AltinnError::Decode {
+            what,
+            detail: e.to_string(),
+        })?;
+        Ok(FetchedInstance {
+            raw,
+            instance: parsed,
+        })
     }
 
     /// `GET {platform}storage/api/v1/instances/{partyId}/{guid}/data/{dataId}`: the response with
     /// its body not yet read, so the caller can stream it.
-    pub async fn open_data(&self, instance: &InstanceRef, data_id: Uuid) -> Result<reqwest::Response, AltinnError> {
+    pub async fn open_data(
+        &self,
+        instance: &InstanceRef,
+        data_id: Uuid,
+    ) -> Result<reqwest::Response, AltinnError> {
         let what = format!("download data element {data_id} of {instance}");
         let url = self.platform.join(&format!(
             "storage/api/v1/instances/{}/data/{data_id}",
             instance.instance_id()
         ));
         // No total timeout: elements can be gigabytes; the read timeout catches stalls.
-        self.send(Method::GET, url, &what, Duration::from_secs(24 * 3600)).await
+        self.send(Method::GET, url, &what, Duration::from_secs(24 * 3600))
+            .await
     }
 
     /// `POST {apps}{org}/{app}/instances/{partyId}/{guid}/complete` (idempotent in Altinn).
     pub async fn complete(&self, instance: &InstanceRef) -> Result<(), AltinnError> {
         let what = format!("confirm {instance}");
-        let url = self.apps.join(&format!("{}/instances/{}/complete", instance.app_id(), instance.instance_id()));
-        self.send(Method::POST, url, &what, Duration::from_secs(30)).await.map(drop)
+        let url = self.apps.join(&format!(
+            "{}/instances/{}/complete",
+            instance.app_id(),
+            instance.instance_id()
+        ));
+        self.send(Method::POST, url, &what, Duration::from_secs(30))
+            .await
+            .map(drop)
     }
 
     /// Sends with the bearer token. A 401 invalidates the token and tries once more with a
     /// fresh one. 5xx, 408, 429 and connection errors are retried in place up to
     /// [`ATTEMPTS`] times with exponential backoff and jitter, honouring a `Retry-After` of up to
     /// [`MAX_RETRY_AFTER`]; a longer wait is left to the queue (the error is retryable).
-    async fn send(&self, method: Method, url: url::Url, what: &str, timeout: Duration) -> Result<reqwest::Response, AltinnError> {
+    async fn send(
+        &self,
+        method: Method,
+        url: url::Url,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, AltinnError> {
         let mut refreshed = false;
         let mut attempt = 1;
         loop {
             let token = self.tokens.token().await?;
-            let mut request = self.http.request(method.clone(), url.clone()).bearer_auth(token.secret()).timeout(timeout);
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.secret())
+                .timeout(timeout);
             if method == Method::POST {
                 request = request.header(reqwest::header::CONTENT_LENGTH, 0);
             }
@@ -140,11 +186,20 @@ impl AltinnClient {
                     status: response.status().as_u16(),
                     retry_after: retry_after(&response),
                 },
-                Err(source) => AltinnError::Transport { what: what.to_string(), source },
+                Err(source) => AltinnError::Transport {
+                    what: what.to_string(),
+                    source,
+                },
             };
             let wait = match &error {
-                AltinnError::Status { retry_after: Some(wait), .. } if *wait > MAX_RETRY_AFTER => return Err(error),
-                AltinnError::Status { retry_after: Some(wait), .. } => *wait,
+                AltinnError::Status {
+                    retry_after: Some(wait),
+                    ..
+                } if *wait > MAX_RETRY_AFTER => return Err(error),
+                AltinnError::Status {
+                    retry_after: Some(wait),
+                    ..
+                } => *wait,
                 _ => backoff(attempt),
             };
             // A 401 with a fresh token is not retried in place: the token was refreshed once
@@ -167,7 +222,11 @@ pub const ATTEMPTS: u32 = 3;
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
@@ -187,15 +246,23 @@ mod tests {
         for attempt in 1..=4 {
             let base = Duration::from_millis(200) * 2u32.pow(attempt - 1);
             let wait = backoff(attempt);
-            assert!(wait >= base && wait <= base * 2, "attempt {attempt}: {wait:?}");
+            assert!(
+                wait >= base && wait <= base * 2,
+                "attempt {attempt}: {wait:?}"
+            );
         }
-        let samples: std::collections::HashSet<u128> = (0..20).map(|_| backoff(2).as_micros()).collect();
+        let samples: std::collections::HashSet<u128> =
+            (0..20).map(|_| backoff(2).as_micros()).collect();
         assert!(samples.len() > 1, "jitter varies the wait");
     }
 
     #[test]
     fn classification() {
-        let status = |status| AltinnError::Status { what: String::new(), status, retry_after: None };
+        let status = |status| AltinnError::Status {
+            what: String::new(),
+            status,
+            retry_after: None,
+        };
         for s in [500, 502, 503, 504, 429, 408, 401] {
             assert!(status(s).is_retryable(), "{s}");
         }

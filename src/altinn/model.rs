@@ -31,12 +31,17 @@ pub struct CompleteConfirmation {
 impl Instance {
     /// Whether `org` has already confirmed the instance complete.
     pub fn confirmed_by(&self, org: &str) -> bool {
-        self.complete_confirmations.iter().any(|c| c.stakeholder_id.as_deref() == Some(org))
+        self.complete_confirmations
+            .iter()
+            .any(|c| c.stakeholder_id.as_deref() == Some(org))
     }
 
     /// Altinn's rule: the process is complete exactly when `process.ended` is set.
     pub fn process_ended(&self) -> bool {
-        self.process.as_ref().and_then(|p| p.ended.as_deref()).is_some_and(|e| !e.is_empty())
+        self.process
+            .as_ref()
+            .and_then(|p| p.ended.as_deref())
+            .is_some_and(|e| !e.is_empty())
     }
 }
 
@@ -87,23 +92,32 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../shared/fixtures/altinn/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../shared/fixtures/altinn/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
     #[test]
     fn reads_storage_and_app_api_shapes() {
-        let guide: Instance = serde_json::from_slice(&fixture("instance-with-data-element.receivingdata-guide.json")).unwrap();
+        let guide: Instance = serde_json::from_slice(&fixture(
+            "instance-with-data-element.receivingdata-guide.json",
+        ))
+        .unwrap();
         assert_eq!(guide.data.len(), 1);
         assert_eq!(guide.data[0].size, Some(401));
         assert!(!guide.process_ended());
-        let app: Instance = serde_json::from_slice(&fixture("instance-confirmed.app-api.tt02.json")).unwrap();
+        let app: Instance =
+            serde_json::from_slice(&fixture("instance-confirmed.app-api.tt02.json")).unwrap();
         assert!(app.id.is_some());
     }
 
     #[test]
     fn null_data_is_empty() {
-        let i: Instance = serde_json::from_str(r#"{"data":null,"process":{"ended":"2024-01-01T00:00:00Z"}}"#).unwrap();
+        let i: Instance =
+            serde_json::from_str(r#"{"data":null,"process":{"ended":"2024-01-01T00:00:00Z"}}"#)
+                .unwrap();
         assert!(i.data.is_empty());
         assert!(i.process_ended());
     }

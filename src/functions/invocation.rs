@@ -26,7 +26,8 @@ pub struct InvocationRequest {
 
 impl InvocationRequest {
     pub fn parse(body: &[u8]) -> Result<Self, InvocationError> {
-        serde_json::from_slice(body).map_err(|e| InvocationError(format!("not the host's JSON shape: {e}")))
+        serde_json::from_slice(body)
+            .map_err(|e| InvocationError(format!("not the host's JSON shape: {e}")))
     }
 
     /// The text of the queue message bound to `binding`, with the host's extra encoding removed.
@@ -40,7 +41,10 @@ impl InvocationRequest {
 
     /// How many times the queue has handed out this message (1 on the first attempt).
     pub fn dequeue_count(&self) -> Option<u32> {
-        self.metadata.get("DequeueCount").and_then(host_text).and_then(|t| t.trim().parse().ok())
+        self.metadata
+            .get("DequeueCount")
+            .and_then(host_text)
+            .and_then(|t| t.trim().parse().ok())
     }
 
     /// The HTTP request bound to `binding` (JSON payload mode).
@@ -49,8 +53,14 @@ impl InvocationRequest {
             .data
             .get(binding)
             .and_then(Value::as_object)
-            .ok_or_else(|| InvocationError(format!("Data.{binding} is not an HTTP request object")))?;
-        let method = req.get("Method").and_then(Value::as_str).unwrap_or("POST").to_ascii_uppercase();
+            .ok_or_else(|| {
+                InvocationError(format!("Data.{binding} is not an HTTP request object"))
+            })?;
+        let method = req
+            .get("Method")
+            .and_then(Value::as_str)
+            .unwrap_or("POST")
+            .to_ascii_uppercase();
         let headers = req
             .get("Headers")
             .and_then(Value::as_object)
@@ -58,7 +68,11 @@ impl InvocationRequest {
                 h.iter()
                     .filter_map(|(name, v)| {
                         let value = match v {
-                            Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+                            Value::Array(items) => items
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(","),
                             Value::String(s) => s.clone(),
                             _ => return None,
                         };
@@ -72,7 +86,11 @@ impl InvocationRequest {
             Some(Value::String(s)) => s.clone().into_bytes(),
             Some(other) => other.to_string().into_bytes(),
         };
-        Ok(HttpTriggerRequest { method, headers, body })
+        Ok(HttpTriggerRequest {
+            method,
+            headers,
+            body,
+        })
     }
 }
 
@@ -103,7 +121,10 @@ pub struct HttpTriggerRequest {
 impl HttpTriggerRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -151,12 +172,18 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/../shared/fixtures/functions-host/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/../shared/fixtures/functions-host/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     #[test]
     fn decodes_the_double_encoded_queue_message_and_string_dequeue_count() {
-        let req = InvocationRequest::parse(&fixture("queue-trigger-request.json-message.derived.json")).unwrap();
+        let req =
+            InvocationRequest::parse(&fixture("queue-trigger-request.json-message.derived.json"))
+                .unwrap();
         let text = req.queue_message("myQueueItem").unwrap();
         let message: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(message["orderNo"], 1005);
@@ -166,16 +193,20 @@ mod tests {
 
     #[test]
     fn decodes_plain_text_and_the_docs_example() {
-        let plain = InvocationRequest::parse(&fixture("queue-trigger-request.plain-text.derived.json")).unwrap();
+        let plain =
+            InvocationRequest::parse(&fixture("queue-trigger-request.plain-text.derived.json"))
+                .unwrap();
         assert_eq!(plain.queue_message("myQueueItem").unwrap(), "hello");
         // The documentation's simplified example (number DequeueCount) is accepted too.
-        let docs = InvocationRequest::parse(&fixture("queue-trigger-request.docs-example.json")).unwrap();
+        let docs =
+            InvocationRequest::parse(&fixture("queue-trigger-request.docs-example.json")).unwrap();
         assert!(docs.dequeue_count().is_some());
     }
 
     #[test]
     fn reads_the_http_trigger_request() {
-        let req = InvocationRequest::parse(&fixture("http-trigger-request.order.derived.json")).unwrap();
+        let req =
+            InvocationRequest::parse(&fixture("http-trigger-request.order.derived.json")).unwrap();
         let http = req.http_request("req").unwrap();
         assert_eq!(http.method, "POST");
         assert_eq!(http.header("content-type"), Some("application/json"));

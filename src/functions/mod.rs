@@ -38,9 +38,18 @@ const MAX_INVOCATION_BYTES: usize = 8 * 1024 * 1024;
 pub fn router(pipeline: Pipeline) -> Router {
     Router::new()
         .route("/", get(routes::ready))
-        .route(&format!("/{EVENTS_RECEIVER}"), post(routes::events_receiver))
-        .route(&format!("/{EVENTS_PROCESSOR}"), post(routes::events_processor))
-        .route(&format!("/{EVENTS_CONFIRMATION}"), post(routes::events_confirmation))
+        .route(
+            &format!("/{EVENTS_RECEIVER}"),
+            post(routes::events_receiver),
+        )
+        .route(
+            &format!("/{EVENTS_PROCESSOR}"),
+            post(routes::events_processor),
+        )
+        .route(
+            &format!("/{EVENTS_CONFIRMATION}"),
+            post(routes::events_confirmation),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_INVOCATION_BYTES))
         .with_state(pipeline)
 }
@@ -51,5 +60,7 @@ pub async fn serve(pipeline: Pipeline, port: u16) -> std::io::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "custom handler listening");
-    axum::serve(listener, router(pipeline)).with_graceful_shutdown(crate::shutdown_signal()).await
+    axum::serve(listener, router(pipeline))
+        .with_graceful_shutdown(crate::shutdown_signal())
+        .await
 }

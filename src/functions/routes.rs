@@ -21,7 +21,12 @@ pub async fn ready() -> Json<serde_json::Value> {
 
 /// A failed invocation: non-2xx, so the host retries the message (and poisons it after the
 /// last attempt). The host drops `Logs` of failed invocations, so the line also goes to stdout.
-fn failed(function: &str, context: &str, error: &dyn std::fmt::Display, retryable: bool) -> Response {
+fn failed(
+    function: &str,
+    context: &str,
+    error: &dyn std::fmt::Display,
+    retryable: bool,
+) -> Response {
     let kind = if retryable { "retryable" } else { "permanent" };
     tracing::error!(function, context, kind, error = %error, "invocation failed");
     let body = json!({ "error": error.to_string(), "kind": kind, "context": context });
@@ -40,14 +45,27 @@ pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> R
         Ok(request) => request,
         Err(e) => return failed(function, "decode", &e, false),
     };
-    let outcome = receive(&request.body, request.header("content-type"), &pipeline.settings);
+    let outcome = receive(
+        &request.body,
+        request.header("content-type"),
+        &pipeline.settings,
+    );
     match &outcome {
-        ReceiveOutcome::Queue(event) => tracing::info!(function, event_id = event.id(), source = event.source(), "event queued"),
-        ReceiveOutcome::Rejected { status, reason } => tracing::warn!(function, status, reason = %reason, "webhook request rejected"),
+        ReceiveOutcome::Queue(event) => tracing::info!(
+            function,
+            event_id = event.id(),
+            source = event.source(),
+            "event queued"
+        ),
+        ReceiveOutcome::Rejected { status, reason } => {
+            tracing::warn!(function, status, reason = %reason, "webhook request rejected")
+        }
         _ => {}
     }
     let (status, body) = outcome.answer();
-    let mut response = InvocationResponse::default().http(RESPONSE, status, &body).log(outcome.log_line());
+    let mut response = InvocationResponse::default()
+        .http(RESPONSE, status, &body)
+        .log(outcome.log_line());
     if let ReceiveOutcome::Queue(event) = outcome {
         response = response.queue(INBOUND_OUTPUT, event.to_json());
     }
@@ -56,19 +74,31 @@ pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> R
 
 /// Decodes the queue message of a queue-triggered invocation into the CloudEvent it carries.
 fn queue_event(body: &[u8]) -> Result<(CloudEvent, Option<u32>), StepError> {
-    let request = InvocationRequest::parse(body).map_err(|e| StepError::Permanent(e.to_string()))?;
-    let text = request.queue_message(TRIGGER_EVENT).map_err(|e| StepError::Permanent(e.to_string()))?;
+    let request =
+        InvocationRequest::parse(body).map_err(|e| StepError::Permanent(e.to_string()))?;
+    let text = request
+        .queue_message(TRIGGER_EVENT)
+        .map_err(|e| StepError::Permanent(e.to_string()))?;
     Ok((parse_message(&text)?, request.dequeue_count()))
 }
 
 /// Runs a queue step and maps its report to the host's language; `output` is the queue
 /// binding the forwarded event goes to.
-async fn queue_step(function: &str, pipeline: &Pipeline, step: QueueStep, body: &[u8], output: Option<&str>) -> Response {
+async fn queue_step(
+    function: &str,
+    pipeline: &Pipeline,
+    step: QueueStep,
+    body: &[u8],
+    output: Option<&str>,
+) -> Response {
     let (event, attempt) = match queue_event(body) {
         Ok(decoded) => decoded,
         Err(e) => return failed(function, "decode", &e, false),
     };
-    match pipeline.run_step_recorded(step, &event, attempt.unwrap_or(1)).await {
+    match pipeline
+        .run_step_recorded(step, &event, attempt.unwrap_or(1))
+        .await
+    {
         Ok(report) => {
             let mut response = InvocationResponse::default().log(report.line);
             if let (Some(binding), Some(next)) = (output, report.forward) {
@@ -85,10 +115,24 @@ async fn queue_step(function: &str, pipeline: &Pipeline, step: QueueStep, body: 
 
 /// `EventsProcessor`: archive the instance, then pass the event on to `events-confirmation`.
 pub async fn events_processor(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
-    queue_step(super::EVENTS_PROCESSOR, &pipeline, QueueStep::Process, &body, Some(CONFIRMATION_OUTPUT)).await
+    queue_step(
+        super::EVENTS_PROCESSOR,
+        &pipeline,
+        QueueStep::Process,
+        &body,
+        Some(CONFIRMATION_OUTPUT),
+    )
+    .await
 }
 
 /// `EventsConfirmation`: confirm the instance once its archive is complete and verified.
 pub async fn events_confirmation(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
-    queue_step(super::EVENTS_CONFIRMATION, &pipeline, QueueStep::Confirm, &body, None).await
+    queue_step(
+        super::EVENTS_CONFIRMATION,
+        &pipeline,
+        QueueStep::Confirm,
+        &body,
+        None,
+    )
+    .await
 }

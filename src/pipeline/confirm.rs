@@ -13,26 +13,42 @@ use super::{Pipeline, StepError};
 
 #[derive(Debug, PartialEq)]
 pub enum ConfirmOutcome {
-    Confirmed { instance: InstanceRef },
+    Confirmed {
+        instance: InstanceRef,
+    },
     /// The process has not ended (an event type other than completed was archived): nothing to
     /// confirm yet.
-    NotEnded { instance: InstanceRef },
-    Skipped { reason: String },
+    NotEnded {
+        instance: InstanceRef,
+    },
+    Skipped {
+        reason: String,
+    },
 }
 
 impl Pipeline {
     pub async fn confirm(&self, event: &CloudEvent) -> Result<ConfirmOutcome, StepError> {
         if event.is_validation_ping() {
-            return Ok(ConfirmOutcome::Skipped { reason: "validation ping".into() });
+            return Ok(ConfirmOutcome::Skipped {
+                reason: "validation ping".into(),
+            });
         }
         let instance = event.instance(&self.settings.apps_base_url)?;
         let paths = InstancePaths::new(&instance);
         let Some(manifest) = self.archive.manifest(&paths).await? else {
-            return Err(StepError::Retry(format!("instance {instance} has no manifest yet; not confirming")));
+            return Err(StepError::Retry(format!(
+                "instance {instance} has no manifest yet; not confirming"
+            )));
         };
         let fetched = self.altinn.get_instance(&instance).await?;
-        let elements = check_instance(&instance, &fetched.instance, &self.settings.platform_base_url)
-            .map_err(|anomaly| StepError::Permanent(format!("instance {instance} is anomalous: {anomaly}")))?;
+        let elements = check_instance(
+            &instance,
+            &fetched.instance,
+            &self.settings.platform_base_url,
+        )
+        .map_err(|anomaly| {
+            StepError::Permanent(format!("instance {instance} is anomalous: {anomaly}"))
+        })?;
         if !fetched.instance.process_ended() {
             return Ok(ConfirmOutcome::NotEnded { instance });
         }

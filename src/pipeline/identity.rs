@@ -35,43 +35,71 @@ pub struct CheckedElement {
 }
 
 /// Checks `instance` against `expected`; returns its elements or what was anomalous.
-pub fn check_instance(expected: &InstanceRef, instance: &Instance, platform: &BaseUrl) -> Result<Vec<CheckedElement>, String> {
+pub fn check_instance(
+    expected: &InstanceRef,
+    instance: &Instance,
+    platform: &BaseUrl,
+) -> Result<Vec<CheckedElement>, String> {
     match instance.id.as_deref() {
         Some(id) if id == expected.instance_id() => {}
-        other => return Err(format!("instance id {other:?} is not {}", expected.instance_id())),
-    }
-    if let Some(app_id) = instance.app_id.as_deref() {
-        if app_id != expected.app_id() {
-            return Err(format!("appId `{app_id}` is not {}", expected.app_id()));
+        other => {
+            return Err(format!(
+                "instance id {other:?} is not {}",
+                expected.instance_id()
+            ));
         }
     }
-    if let Some(org) = instance.org.as_deref() {
-        if org != expected.org.as_str() {
-            return Err(format!("org `{org}` is not {}", expected.org.as_str()));
-        }
+    if let Some(app_id) = instance.app_id.as_deref()
+        && app_id != expected.app_id()
+    {
+        return Err(format!("appId `{app_id}` is not {}", expected.app_id()));
+    }
+    if let Some(org) = instance.org.as_deref()
+        && org != expected.org.as_str()
+    {
+        return Err(format!("org `{org}` is not {}", expected.org.as_str()));
     }
     let instance_path = format!("/instances/{}", expected.instance_id());
-    if let Some(link) = instance.self_links.as_ref().and_then(|l| l.platform.as_deref()) {
+    if let Some(link) = instance
+        .self_links
+        .as_ref()
+        .and_then(|l| l.platform.as_deref())
+    {
         check_link(link, platform, &instance_path)?;
     }
-    instance.data.iter().map(|element| check_element(expected, element, platform, &instance_path)).collect()
+    instance
+        .data
+        .iter()
+        .map(|element| check_element(expected, element, platform, &instance_path))
+        .collect()
 }
 
-fn check_element(expected: &InstanceRef, element: &DataElement, platform: &BaseUrl, instance_path: &str) -> Result<CheckedElement, String> {
+fn check_element(
+    expected: &InstanceRef,
+    element: &DataElement,
+    platform: &BaseUrl,
+    instance_path: &str,
+) -> Result<CheckedElement, String> {
     let raw_id = element.id.as_deref().unwrap_or("");
     let id = parse_guid(raw_id).map_err(|e| format!("data element id {e}"))?;
-    if let Some(guid) = element.instance_guid.as_deref() {
-        if parse_guid(guid).ok() != Some(expected.instance_guid) {
-            return Err(format!("data element {id} belongs to instance `{guid}`"));
-        }
+    if let Some(guid) = element.instance_guid.as_deref()
+        && parse_guid(guid).ok() != Some(expected.instance_guid)
+    {
+        return Err(format!("data element {id} belongs to instance `{guid}`"));
     }
     if let Some(path) = element.blob_storage_path.as_deref() {
         let want = format!("{}/{}/data/{id}", expected.app_id(), expected.instance_guid);
         if path != want {
-            return Err(format!("data element {id} has blobStoragePath `{path}`, expected `{want}`"));
+            return Err(format!(
+                "data element {id} has blobStoragePath `{path}`, expected `{want}`"
+            ));
         }
     }
-    if let Some(link) = element.self_links.as_ref().and_then(|l| l.platform.as_deref()) {
+    if let Some(link) = element
+        .self_links
+        .as_ref()
+        .and_then(|l| l.platform.as_deref())
+    {
         check_link(link, platform, &format!("{instance_path}/data/{id}"))?;
     }
     let size = match element.size {
@@ -86,11 +114,18 @@ fn check_element(expected: &InstanceRef, element: &DataElement, platform: &BaseU
     Ok(CheckedElement {
         id,
         data_type: element.data_type.clone().unwrap_or_default(),
-        content_type: element.content_type.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| "application/octet-stream".into()),
+        content_type: element
+            .content_type
+            .clone()
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "application/octet-stream".into()),
         size,
         filename: element.filename.clone().filter(|f| !f.is_empty()),
         scan,
-        hard_deleted: element.delete_status.as_ref().is_some_and(|d| d.is_hard_deleted),
+        hard_deleted: element
+            .delete_status
+            .as_ref()
+            .is_some_and(|d| d.is_hard_deleted),
     })
 }
 
@@ -98,10 +133,18 @@ fn check_element(expected: &InstanceRef, element: &DataElement, platform: &BaseU
 fn check_link(link: &str, platform: &BaseUrl, path_suffix: &str) -> Result<(), String> {
     let url = url::Url::parse(link).map_err(|_| format!("self link `{link}` is not a URL"))?;
     if !platform.same_origin(&url) {
-        return Err(format!("self link `{link}` is not on the platform host {}", platform));
+        return Err(format!(
+            "self link `{link}` is not on the platform host {}",
+            platform
+        ));
     }
-    if link.contains(['%', '\\', '?', '#']) || link.contains("/.") || !url.path().ends_with(path_suffix) {
-        return Err(format!("self link `{link}` does not point to {path_suffix}"));
+    if link.contains(['%', '\\', '?', '#'])
+        || link.contains("/.")
+        || !url.path().ends_with(path_suffix)
+    {
+        return Err(format!(
+            "self link `{link}` does not point to {path_suffix}"
+        ));
     }
     Ok(())
 }
@@ -120,7 +163,11 @@ mod tests {
 
     fn expected() -> InstanceRef {
         let apps = BaseUrl::parse("a", "https://ttd.apps.tt02.altinn.no/").unwrap();
-        InstanceRef::from_source(&format!("https://ttd.apps.tt02.altinn.no/ttd/app/instances/1337/{GUID}"), &apps).unwrap()
+        InstanceRef::from_source(
+            &format!("https://ttd.apps.tt02.altinn.no/ttd/app/instances/1337/{GUID}"),
+            &apps,
+        )
+        .unwrap()
     }
 
     fn good() -> serde_json::Value {
@@ -151,19 +198,79 @@ mod tests {
 
     #[test]
     fn anomalies_are_refused() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-            ("other instance id", Box::new(|v| v["id"] = json!("1337/6b3323c8-7baf-4612-b8a6-5eac407f4d0c"))),
+        type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "other instance id",
+                Box::new(|v| v["id"] = json!("1337/6b3323c8-7baf-4612-b8a6-5eac407f4d0c")),
+            ),
             ("other app", Box::new(|v| v["appId"] = json!("ttd/other"))),
-            ("foreign self link", Box::new(|v| v["selfLinks"]["platform"] = json!(format!("https://evil.example/storage/api/v1/instances/1337/{GUID}")))),
-            ("odd port", Box::new(|v| v["selfLinks"]["platform"] = json!(format!("https://platform.tt02.altinn.no:444/storage/api/v1/instances/1337/{GUID}")))),
-            ("traversal path", Box::new(|v| v["data"][0]["blobStoragePath"] = json!(format!("ttd/app/{GUID}/data/../../x")))),
-            ("other instance path", Box::new(|v| v["data"][0]["blobStoragePath"] = json!(format!("ttd/app/6b3323c8-7baf-4612-b8a6-5eac407f4d0c/data/{DATA}")))),
-            ("element link elsewhere", Box::new(|v| v["data"][0]["selfLinks"]["platform"] = json!(format!("https://platform.tt02.altinn.no/storage/api/v1/instances/1337/{GUID}/data/6b3323c8-7baf-4612-b8a6-5eac407f4d0c")))),
-            ("encoded link", Box::new(|v| v["data"][0]["selfLinks"]["platform"] = json!(format!("https://platform.tt02.altinn.no/storage/api/v1/instances/1337/{GUID}%2F..%2Fdata/{DATA}")))),
-            ("non-guid element", Box::new(|v| v["data"][0]["id"] = json!("../x"))),
-            ("negative size", Box::new(|v| v["data"][0]["size"] = json!(-1))),
-            ("missing size", Box::new(|v| { v["data"][0].as_object_mut().unwrap().remove("size"); })),
-            ("element of another instance", Box::new(|v| v["data"][0]["instanceGuid"] = json!("6b3323c8-7baf-4612-b8a6-5eac407f4d0c"))),
+            (
+                "foreign self link",
+                Box::new(|v| {
+                    v["selfLinks"]["platform"] = json!(format!(
+                        "https://evil.example/storage/api/v1/instances/1337/{GUID}"
+                    ))
+                }),
+            ),
+            (
+                "odd port",
+                Box::new(|v| {
+                    v["selfLinks"]["platform"] = json!(format!(
+                        "https://platform.tt02.altinn.no:444/storage/api/v1/instances/1337/{GUID}"
+                    ))
+                }),
+            ),
+            (
+                "traversal path",
+                Box::new(|v| {
+                    v["data"][0]["blobStoragePath"] = json!(format!("ttd/app/{GUID}/data/../../x"))
+                }),
+            ),
+            (
+                "other instance path",
+                Box::new(|v| {
+                    v["data"][0]["blobStoragePath"] = json!(format!(
+                        "ttd/app/6b3323c8-7baf-4612-b8a6-5eac407f4d0c/data/{DATA}"
+                    ))
+                }),
+            ),
+            (
+                "element link elsewhere",
+                Box::new(|v| {
+                    v["data"][0]["selfLinks"]["platform"] = json!(format!(
+                        "https://platform.tt02.altinn.no/storage/api/v1/instances/1337/{GUID}/data/6b3323c8-7baf-4612-b8a6-5eac407f4d0c"
+                    ))
+                }),
+            ),
+            (
+                "encoded link",
+                Box::new(|v| {
+                    v["data"][0]["selfLinks"]["platform"] = json!(format!(
+                        "https://platform.tt02.altinn.no/storage/api/v1/instances/1337/{GUID}%2F..%2Fdata/{DATA}"
+                    ))
+                }),
+            ),
+            (
+                "non-guid element",
+                Box::new(|v| v["data"][0]["id"] = json!("../x")),
+            ),
+            (
+                "negative size",
+                Box::new(|v| v["data"][0]["size"] = json!(-1)),
+            ),
+            (
+                "missing size",
+                Box::new(|v| {
+                    v["data"][0].as_object_mut().unwrap().remove("size");
+                }),
+            ),
+            (
+                "element of another instance",
+                Box::new(|v| {
+                    v["data"][0]["instanceGuid"] = json!("6b3323c8-7baf-4612-b8a6-5eac407f4d0c")
+                }),
+            ),
         ];
         for (name, mutate) in cases {
             let mut value = good();

@@ -17,7 +17,8 @@ pub struct StepReport {
 
 /// A queue message that is not a CloudEvent can never succeed.
 pub fn parse_message(text: &str) -> Result<CloudEvent, StepError> {
-    CloudEvent::parse(text.as_bytes()).map_err(|e| StepError::Permanent(format!("queue message: {e}")))
+    CloudEvent::parse(text.as_bytes())
+        .map_err(|e| StepError::Permanent(format!("queue message: {e}")))
 }
 
 /// Who and what a log line is about: event id and source.
@@ -44,15 +45,26 @@ impl Pipeline {
     }
 
     /// Runs `step` and, if it fails, records the failure for `aos poison list`.
-    pub async fn run_step_recorded(&self, step: QueueStep, event: &CloudEvent, attempt: u32) -> Result<StepReport, StepError> {
+    pub async fn run_step_recorded(
+        &self,
+        step: QueueStep,
+        event: &CloudEvent,
+        attempt: u32,
+    ) -> Result<StepReport, StepError> {
         let result = self.run_step(step, event).await;
         if let Err(e) = &result {
-            self.failures.record(self.queue_of(step), event, attempt, e).await;
+            self.failures
+                .record(self.queue_of(step), event, attempt, e)
+                .await;
         }
         result
     }
 
-    pub async fn run_step(&self, step: QueueStep, event: &CloudEvent) -> Result<StepReport, StepError> {
+    pub async fn run_step(
+        &self,
+        step: QueueStep,
+        event: &CloudEvent,
+    ) -> Result<StepReport, StepError> {
         match step {
             QueueStep::Process => self.process_message(event).await,
             QueueStep::Confirm => self.confirm_message(event).await,
@@ -63,19 +75,37 @@ impl Pipeline {
     pub async fn process_message(&self, event: &CloudEvent) -> Result<StepReport, StepError> {
         let context = describe(event);
         Ok(match self.process(event).await? {
-            ProcessOutcome::Archived { instance, elements, bytes_written, already_archived } => {
+            ProcessOutcome::Archived {
+                instance,
+                elements,
+                bytes_written,
+                already_archived,
+            } => {
                 tracing::info!(event_id = event.id(), instance = %instance, elements, bytes_written, already_archived, "instance archived");
                 let line = if already_archived {
-                    format!("instance {instance} was already archived; passing on to confirmation ({context})")
+                    format!(
+                        "instance {instance} was already archived; passing on to confirmation ({context})"
+                    )
                 } else {
-                    format!("archived instance {instance}: {elements} elements, {bytes_written} bytes written ({context})")
+                    format!(
+                        "archived instance {instance}: {elements} elements, {bytes_written} bytes written ({context})"
+                    )
                 };
-                StepReport { line, forward: Some(event.clone()) }
+                StepReport {
+                    line,
+                    forward: Some(event.clone()),
+                }
             }
-            ProcessOutcome::AlreadyDone { instance } => {
-                StepReport { line: format!("instance {instance} is already archived and confirmed; nothing to do ({context})"), forward: None }
-            }
-            ProcessOutcome::Skipped { reason } => StepReport { line: format!("skipped: {reason} ({context})"), forward: None },
+            ProcessOutcome::AlreadyDone { instance } => StepReport {
+                line: format!(
+                    "instance {instance} is already archived and confirmed; nothing to do ({context})"
+                ),
+                forward: None,
+            },
+            ProcessOutcome::Skipped { reason } => StepReport {
+                line: format!("skipped: {reason} ({context})"),
+                forward: None,
+            },
         })
     }
 
@@ -93,6 +123,9 @@ impl Pipeline {
             }
             ConfirmOutcome::Skipped { reason } => format!("skipped: {reason} ({context})"),
         };
-        Ok(StepReport { line, forward: None })
+        Ok(StepReport {
+            line,
+            forward: None,
+        })
     }
 }

@@ -38,7 +38,11 @@ impl StepError {
 
 impl From<AltinnError> for StepError {
     fn from(e: AltinnError) -> Self {
-        if e.is_retryable() { StepError::Retry(e.to_string()) } else { StepError::Permanent(e.to_string()) }
+        if e.is_retryable() {
+            StepError::Retry(e.to_string())
+        } else {
+            StepError::Permanent(e.to_string())
+        }
     }
 }
 
@@ -69,11 +73,22 @@ impl Pipeline {
     /// that cannot be loaded is a [`SettingsError`] naming the setting, so the process stops at
     /// start with one clear line.
     pub async fn from_settings(settings: Settings) -> Result<Self, SettingsError> {
-        let tokens = crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url).await?;
-        let altinn = AltinnClient::new(settings.apps_base_url.clone(), settings.platform_base_url.clone(), tokens);
+        let tokens =
+            crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url)
+                .await?;
+        let altinn = AltinnClient::new(
+            settings.apps_base_url.clone(),
+            settings.platform_base_url.clone(),
+            tokens,
+        );
         let blobs = StorageEndpoint::for_blobs(&settings.blob)?;
         let archive = Archive::new(blobs.clone(), settings.blob.container.clone());
         let failures = Failures::new(Archive::new(blobs, STATE_CONTAINER));
-        Ok(Pipeline { settings: Arc::new(settings), altinn, archive, failures })
+        Ok(Pipeline {
+            settings: Arc::new(settings),
+            altinn,
+            archive,
+            failures,
+        })
     }
 }

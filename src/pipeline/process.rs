@@ -23,7 +23,12 @@ pub const ELEMENT_CONCURRENCY: usize = 4;
 #[derive(Debug, PartialEq)]
 pub enum ProcessOutcome {
     /// Archived (or found archived): pass the event on to confirmation.
-    Archived { instance: InstanceRef, elements: usize, bytes_written: u64, already_archived: bool },
+    Archived {
+        instance: InstanceRef,
+        elements: usize,
+        bytes_written: u64,
+        already_archived: bool,
+    },
     /// Archived and confirmed before: a duplicate event, recognised with one instance read and
     /// one manifest read; nothing is passed on.
     AlreadyDone { instance: InstanceRef },
@@ -34,14 +39,25 @@ pub enum ProcessOutcome {
 impl Pipeline {
     pub async fn process(&self, event: &CloudEvent) -> Result<ProcessOutcome, StepError> {
         if event.is_validation_ping() || !self.settings.processes_event_type(event.event_type()) {
-            return Ok(ProcessOutcome::Skipped { reason: format!("event type `{}` is not processed", event.event_type()) });
+            return Ok(ProcessOutcome::Skipped {
+                reason: format!("event type `{}` is not processed", event.event_type()),
+            });
         }
         let instance = event.instance(&self.settings.apps_base_url)?;
         let fetched = self.altinn.get_instance(&instance).await?;
-        let elements = check_instance(&instance, &fetched.instance, &self.settings.platform_base_url)
-            .map_err(|anomaly| StepError::Permanent(format!("instance {instance} is anomalous: {anomaly}")))?;
+        let elements = check_instance(
+            &instance,
+            &fetched.instance,
+            &self.settings.platform_base_url,
+        )
+        .map_err(|anomaly| {
+            StepError::Permanent(format!("instance {instance} is anomalous: {anomaly}"))
+        })?;
         if let Some(pending) = elements.iter().find(|e| e.scan == Scan::Pending) {
-            return Err(StepError::Retry(format!("data element {} of {instance} is waiting for its virus scan", pending.id)));
+            return Err(StepError::Retry(format!(
+                "data element {} of {instance} is waiting for its virus scan",
+                pending.id
+            )));
         }
 
         tracing::debug!(instance = %instance, elements = elements.len(), "instance read");
@@ -54,37 +70,69 @@ impl Pipeline {
                 if fetched.instance.confirmed_by(instance.org.as_str()) {
                     return Ok(ProcessOutcome::AlreadyDone { instance });
                 }
-                return Ok(ProcessOutcome::Archived { elements: elements.len(), instance, bytes_written: 0, already_archived: true });
+                return Ok(ProcessOutcome::Archived {
+                    elements: elements.len(),
+                    instance,
+                    bytes_written: 0,
+                    already_archived: true,
+                });
             }
         }
 
         let instance_id = instance.instance_id();
         // Every element runs to its end even when another fails, so whatever could be stored is
         // stored and a retry downloads only what is missing; then the first error is reported.
-        let uploads: Vec<_> = elements.iter().map(|element| self.archive_element(&instance, &paths, element, &instance_id)).collect();
-        let results: Vec<Result<u64, StepError>> = futures::stream::iter(uploads).buffer_unordered(ELEMENT_CONCURRENCY).collect().await;
+        let uploads: Vec<_> = elements
+            .iter()
+            .map(|element| self.archive_element(&instance, &paths, element, &instance_id))
+            .collect();
+        let results: Vec<Result<u64, StepError>> = futures::stream::iter(uploads)
+            .buffer_unordered(ELEMENT_CONCURRENCY)
+            .collect()
+            .await;
         let mut bytes_written = 0u64;
         for result in results {
             bytes_written += result?;
         }
 
-        let json_info = BlobInfo { content_type: "application/json".into(), metadata: HashMap::from([("instanceid".to_string(), instance_id.clone())]) };
-        self.archive.put(&paths.instance_json(), fetched.raw.clone(), &json_info).await?;
+        let json_info = BlobInfo {
+            content_type: "application/json".into(),
+            metadata: HashMap::from([("instanceid".to_string(), instance_id.clone())]),
+        };
+        self.archive
+            .put(&paths.instance_json(), fetched.raw.clone(), &json_info)
+            .await?;
 
         let manifest = Manifest {
             instance_id,
             app_id: instance.app_id(),
             last_changed,
-            archived_at: time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+            archived_at: time::OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default(),
             instance_blob: paths.instance_json(),
-            elements: elements.iter().map(|e| manifest_element(&paths, e)).collect(),
+            elements: elements
+                .iter()
+                .map(|e| manifest_element(&paths, e))
+                .collect(),
         };
         self.archive.write_manifest(&paths, &manifest).await?;
-        Ok(ProcessOutcome::Archived { elements: elements.len(), instance, bytes_written, already_archived: false })
+        Ok(ProcessOutcome::Archived {
+            elements: elements.len(),
+            instance,
+            bytes_written,
+            already_archived: false,
+        })
     }
 
     /// Stores one element unless it is already stored with the right size; returns bytes written.
-    async fn archive_element(&self, instance: &InstanceRef, paths: &InstancePaths, element: &CheckedElement, instance_id: &str) -> Result<u64, StepError> {
+    async fn archive_element(
+        &self,
+        instance: &InstanceRef,
+        paths: &InstancePaths,
+        element: &CheckedElement,
+        instance_id: &str,
+    ) -> Result<u64, StepError> {
         let blob_name = blob_name(paths, element);
         if self.archive.blob_size(&blob_name).await? == Some(element.size) {
             tracing::debug!(instance = %instance, element = %element.id, "element already stored");
@@ -92,24 +140,33 @@ impl Pipeline {
         }
         tracing::debug!(instance = %instance, element = %element.id, size = element.size, "downloading element");
         let response = self.altinn.open_data(instance, element.id).await?;
-        if let Some(length) = response.content_length() {
-            if length != element.size {
-                return Err(StepError::Retry(format!(
-                    "data element {} of {instance}: Altinn sent Content-Length {length}, the instance says size {}",
-                    element.id, element.size
-                )));
-            }
+        if let Some(length) = response.content_length()
+            && length != element.size
+        {
+            return Err(StepError::Retry(format!(
+                "data element {} of {instance}: Altinn sent Content-Length {length}, the instance says size {}",
+                element.id, element.size
+            )));
         }
         let mut metadata = HashMap::from([
-            ("datatype".to_string(), ascii_metadata_value(&element.data_type)),
+            (
+                "datatype".to_string(),
+                ascii_metadata_value(&element.data_type),
+            ),
             ("size".to_string(), element.size.to_string()),
             ("instanceid".to_string(), instance_id.to_string()),
         ]);
         if let Some(filename) = &element.filename {
             metadata.insert("filename".to_string(), ascii_metadata_value(filename));
         }
-        let info = BlobInfo { content_type: element.content_type.clone(), metadata };
-        let written = self.archive.upload_stream(&blob_name, response.bytes_stream(), element.size, &info).await?;
+        let info = BlobInfo {
+            content_type: element.content_type.clone(),
+            metadata,
+        };
+        let written = self
+            .archive
+            .upload_stream(&blob_name, response.bytes_stream(), element.size, &info)
+            .await?;
         Ok(written)
     }
 }
@@ -138,5 +195,10 @@ fn manifest_element(paths: &InstancePaths, element: &CheckedElement) -> Manifest
 /// Whether the manifest lists exactly these elements with these sizes.
 pub fn same_elements(manifest: &Manifest, elements: &[CheckedElement]) -> bool {
     manifest.elements.len() == elements.len()
-        && elements.iter().all(|e| manifest.elements.iter().any(|m| m.id == e.id && m.size == e.size))
+        && elements.iter().all(|e| {
+            manifest
+                .elements
+                .iter()
+                .any(|m| m.id == e.id && m.size == e.size)
+        })
 }

@@ -30,7 +30,9 @@ impl ReceiveOutcome {
         match self {
             ReceiveOutcome::Queue(event) => (200, json!({ "status": "queued", "id": event.id() })),
             ReceiveOutcome::ValidationPing => (200, json!({ "status": "validated" })),
-            ReceiveOutcome::Ignored { event_type } => (200, json!({ "status": "ignored", "type": event_type })),
+            ReceiveOutcome::Ignored { event_type } => {
+                (200, json!({ "status": "ignored", "type": event_type }))
+            }
             ReceiveOutcome::Rejected { status, reason } => (*status, json!({ "error": reason })),
         }
     }
@@ -38,10 +40,16 @@ impl ReceiveOutcome {
     /// A line for the invocation log.
     pub fn log_line(&self) -> String {
         match self {
-            ReceiveOutcome::Queue(event) => format!("queued event {} for {}", event.id(), event.source()),
+            ReceiveOutcome::Queue(event) => {
+                format!("queued event {} for {}", event.id(), event.source())
+            }
             ReceiveOutcome::ValidationPing => "answered subscription validation".into(),
-            ReceiveOutcome::Ignored { event_type } => format!("ignored event of type {event_type} (not configured for processing)"),
-            ReceiveOutcome::Rejected { status, reason } => format!("rejected with {status}: {reason}"),
+            ReceiveOutcome::Ignored { event_type } => {
+                format!("ignored event of type {event_type} (not configured for processing)")
+            }
+            ReceiveOutcome::Rejected { status, reason } => {
+                format!("rejected with {status}: {reason}")
+            }
         }
     }
 }
@@ -50,7 +58,13 @@ impl ReceiveOutcome {
 pub fn receive(body: &[u8], content_type: Option<&str>, settings: &Settings) -> ReceiveOutcome {
     let reject = |status: u16, reason: String| ReceiveOutcome::Rejected { status, reason };
     if body.len() > MAX_EVENT_BYTES {
-        return reject(413, format!("body is {} bytes; the limit is {MAX_EVENT_BYTES}", body.len()));
+        return reject(
+            413,
+            format!(
+                "body is {} bytes; the limit is {MAX_EVENT_BYTES}",
+                body.len()
+            ),
+        );
     }
     if !is_json_content_type(content_type) {
         return reject(
@@ -69,7 +83,9 @@ pub fn receive(body: &[u8], content_type: Option<&str>, settings: &Settings) -> 
         return ReceiveOutcome::ValidationPing;
     }
     if !settings.processes_event_type(event.event_type()) {
-        return ReceiveOutcome::Ignored { event_type: event.event_type().to_string() };
+        return ReceiveOutcome::Ignored {
+            event_type: event.event_type().to_string(),
+        };
     }
     match event.instance(&settings.apps_base_url) {
         Ok(_) => ReceiveOutcome::Queue(event),
@@ -78,8 +94,15 @@ pub fn receive(body: &[u8], content_type: Option<&str>, settings: &Settings) -> 
 }
 
 fn is_json_content_type(content_type: Option<&str>) -> bool {
-    let Some(value) = content_type else { return false };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(value) = content_type else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json" || essence == "application/cloudevents+json"
 }
 
@@ -90,16 +113,29 @@ mod tests {
 
     fn settings() -> Settings {
         Settings::from_source(&SettingSource::from_pairs([
-            ("AltinnApplicationOwnerSystemSettings__AppsBaseUrl", "https://ttd.apps.at22.altinn.cloud/"),
-            ("AltinnApplicationOwnerSystemSettings__PlatformBaseUrl", "https://platform.at22.altinn.cloud/"),
-            ("AltinnApplicationOwnerSystemSettings__BlobEndpoint", "http://127.0.0.1:10000/devstoreaccount1"),
+            (
+                "AltinnApplicationOwnerSystemSettings__AppsBaseUrl",
+                "https://ttd.apps.at22.altinn.cloud/",
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__PlatformBaseUrl",
+                "https://platform.at22.altinn.cloud/",
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__BlobEndpoint",
+                "http://127.0.0.1:10000/devstoreaccount1",
+            ),
             ("AltinnApplicationOwnerSystemSettings__AltinnToken", "t"),
         ]))
         .unwrap()
     }
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/../shared/fixtures/altinn/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/../shared/fixtures/altinn/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     const JSON: Option<&str> = Some("application/json; charset=utf-8");
@@ -107,21 +143,33 @@ mod tests {
     #[test]
     fn completed_event_is_queued() {
         let body = fixture("event-app-instance-process-completed.at22.json");
-        assert!(matches!(receive(&body, JSON, &settings()), ReceiveOutcome::Queue(_)));
+        assert!(matches!(
+            receive(&body, JSON, &settings()),
+            ReceiveOutcome::Queue(_)
+        ));
         let ce = Some("application/cloudevents+json");
-        assert!(matches!(receive(&body, ce, &settings()), ReceiveOutcome::Queue(_)));
+        assert!(matches!(
+            receive(&body, ce, &settings()),
+            ReceiveOutcome::Queue(_)
+        ));
     }
 
     #[test]
     fn validation_ping_is_answered_not_queued() {
         let body = fixture("event-platform-validatesubscription.json");
-        assert_eq!(receive(&body, JSON, &settings()), ReceiveOutcome::ValidationPing);
+        assert_eq!(
+            receive(&body, JSON, &settings()),
+            ReceiveOutcome::ValidationPing
+        );
     }
 
     #[test]
     fn other_types_are_ignored() {
         let body = fixture("event-app-instance-created.legacy-resource-format.json");
-        assert!(matches!(receive(&body, JSON, &settings()), ReceiveOutcome::Ignored { .. }));
+        assert!(matches!(
+            receive(&body, JSON, &settings()),
+            ReceiveOutcome::Ignored { .. }
+        ));
     }
 
     #[test]
@@ -133,10 +181,25 @@ mod tests {
         };
         assert_eq!(status(b"{", JSON), 400);
         assert_eq!(status(b"\xff\xfe", JSON), 400);
-        assert_eq!(status(br#"{"type":"app.instance.process.completed"}"#, JSON), 400);
+        assert_eq!(
+            status(br#"{"type":"app.instance.process.completed"}"#, JSON),
+            400
+        );
         assert_eq!(status(&vec![b' '; MAX_EVENT_BYTES + 1], JSON), 413);
-        assert_eq!(status(&fixture("event-app-instance-process-completed.at22.json"), Some("text/plain")), 415);
-        assert_eq!(status(&fixture("event-app-instance-process-completed.at22.json"), None), 415);
+        assert_eq!(
+            status(
+                &fixture("event-app-instance-process-completed.at22.json"),
+                Some("text/plain")
+            ),
+            415
+        );
+        assert_eq!(
+            status(
+                &fixture("event-app-instance-process-completed.at22.json"),
+                None
+            ),
+            415
+        );
         let foreign = br#"{"id":"1","specversion":"1.0","type":"app.instance.process.completed","source":"https://evil.example/ttd/a/instances/1/6b3323c8-7baf-4612-b8a6-5eac407f4d0c"}"#;
         assert_eq!(status(foreign, JSON), 400);
     }

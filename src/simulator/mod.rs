@@ -51,8 +51,8 @@ use url::Url;
 pub use altinn_token::{ExchangeBody, ExchangeRequest};
 pub use content::{content_sha256, fill_content};
 pub use faults::{Fault, FaultRule};
-pub use push::{Delivery, altinn_retry_schedule};
 pub use maskinporten::ClientKey;
+pub use push::{Delivery, altinn_retry_schedule};
 pub use spec::{CreatedElement, CreatedInstance, ElementSpec, InstanceSpec};
 pub use state::{ConfirmGuard, Confirmation, RecordedCall};
 
@@ -200,7 +200,12 @@ impl SimulatorHandle {
     /// Replaces a field of the instance JSON the simulator serves for `instance_guid`
     /// (`pointer` is a JSON pointer such as `/data/0/blobStoragePath`), to test how anomalous
     /// metadata is handled. Returns false for an unknown instance.
-    pub fn tamper(&self, instance_guid: uuid::Uuid, pointer: &str, value: serde_json::Value) -> bool {
+    pub fn tamper(
+        &self,
+        instance_guid: uuid::Uuid,
+        pointer: &str,
+        value: serde_json::Value,
+    ) -> bool {
         self.state().tamper(instance_guid, pointer, value)
     }
 

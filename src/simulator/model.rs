@@ -235,7 +235,9 @@ fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
         *slot = value;
         return;
     }
-    let Some((parent, key)) = pointer.rsplit_once('/') else { return };
+    let Some((parent, key)) = pointer.rsplit_once('/') else {
+        return;
+    };
     if let Some(Value::Object(map)) = root.pointer_mut(parent) {
         map.insert(key.replace("~1", "/").replace("~0", "~"), value);
     }

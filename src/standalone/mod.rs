@@ -32,32 +32,57 @@ pub struct RunOptions {
 
 /// Runs the webhook and the workers until `shutdown` is cancelled, then stops taking work,
 /// lets in-flight messages finish (or releases them) and returns.
-pub async fn run(pipeline: Pipeline, options: RunOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    pipeline: Pipeline,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let settings = pipeline.settings.clone();
-    let secret = settings.webhook_secret.clone().ok_or_else(|| SettingsError {
-        name: "AltinnApplicationOwnerSystemSettings__WebhookSecret".into(),
-        problem: "is required by `aos run` (the webhook's ?code= secret)".into(),
-    })?;
-    let connection = settings.queues.connection_string.clone().ok_or_else(|| SettingsError {
-        name: "QueueStorageSettings__ConnectionString".into(),
-        problem: "is required by `aos run`".into(),
-    })?;
+    let secret = settings
+        .webhook_secret
+        .clone()
+        .ok_or_else(|| SettingsError {
+            name: "AltinnApplicationOwnerSystemSettings__WebhookSecret".into(),
+            problem: "is required by `aos run` (the webhook's ?code= secret)".into(),
+        })?;
+    let connection = settings
+        .queues
+        .connection_string
+        .clone()
+        .ok_or_else(|| SettingsError {
+            name: "QueueStorageSettings__ConnectionString".into(),
+            problem: "is required by `aos run`".into(),
+        })?;
     let storage = StorageEndpoint::for_queues(&connection)?;
     let open = |name: &str| -> anyhow::Result<Queue> { Ok(Queue::new(&storage, name)?) };
     let inbound = open(&settings.queues.inbound)?;
     let confirmation = open(&settings.queues.confirmation)?;
     let inbound_poison = open(&poison_queue_name(&settings.queues.inbound))?;
     let confirmation_poison = open(&poison_queue_name(&settings.queues.confirmation))?;
-    for queue in [&inbound, &confirmation, &inbound_poison, &confirmation_poison] {
-        queue.ensure_exists().await.map_err(|e| anyhow::anyhow!("queue {}: {e}", queue.name()))?;
+    for queue in [
+        &inbound,
+        &confirmation,
+        &inbound_poison,
+        &confirmation_poison,
+    ] {
+        queue
+            .ensure_exists()
+            .await
+            .map_err(|e| anyhow::anyhow!("queue {}: {e}", queue.name()))?;
     }
 
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "webhook listening on /api/EventsReceiver");
-    let app = webhook::router(webhook::WebhookState::new(settings.clone(), secret, inbound.clone()));
+    let app = webhook::router(webhook::WebhookState::new(
+        settings.clone(),
+        secret,
+        inbound.clone(),
+    ));
     let server_stop = shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { server_stop.cancelled().await }).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+            .await
     });
 
     let processor = tokio::spawn(worker::run_worker(
@@ -88,7 +113,10 @@ pub async fn run(pipeline: Pipeline, options: RunOptions, shutdown: Cancellation
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { listen: SocketAddr::from(([127, 0, 0, 1], 7071)), worker: WorkerConfig::default() }
+        RunOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7071)),
+            worker: WorkerConfig::default(),
+        }
     }
 }
 

@@ -32,7 +32,11 @@ pub struct WebhookState {
 
 impl WebhookState {
     pub fn new(settings: Arc<Settings>, secret: Secret, inbound: Queue) -> Self {
-        WebhookState { settings, secret, inbound }
+        WebhookState {
+            settings,
+            secret,
+            inbound,
+        }
     }
 }
 
@@ -53,15 +57,25 @@ async fn events_receiver(
 ) -> Response {
     let presented = query.get("code").map(String::as_bytes).unwrap_or_default();
     if !bool::from(presented.ct_eq(state.secret.expose().as_bytes())) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({ "error": "missing or wrong code" }))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "missing or wrong code" })),
+        )
+            .into_response();
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let outcome = receive(&body, content_type, &state.settings);
-    if let ReceiveOutcome::Queue(event) = &outcome {
-        if let Err(e) = state.inbound.send(&event.to_json().to_string()).await {
-            tracing::error!(event_id = event.id(), error = %e, "could not queue event; answering 503 so Altinn retries");
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "could not queue the event; retry" }))).into_response();
-        }
+    if let ReceiveOutcome::Queue(event) = &outcome
+        && let Err(e) = state.inbound.send(&event.to_json().to_string()).await
+    {
+        tracing::error!(event_id = event.id(), error = %e, "could not queue event; answering 503 so Altinn retries");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "could not queue the event; retry" })),
+        )
+            .into_response();
     }
     tracing::info!("{}", outcome.log_line());
     let (status, body) = outcome.answer();

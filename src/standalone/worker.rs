@@ -52,7 +52,11 @@ pub async fn run_worker(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) {
-    let settle = Settle { queue, poison, next };
+    let settle = Settle {
+        queue,
+        poison,
+        next,
+    };
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let hard_stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -76,8 +80,15 @@ pub async fn run_worker(
             Ok(messages) if !messages.is_empty() => {
                 idle = Duration::from_millis(50);
                 for message in messages {
-                    let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                    let (pipeline, settle, config, hard_stop) = (pipeline.clone(), settle.clone(), config.clone(), hard_stop.clone());
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let (pipeline, settle, config, hard_stop) = (
+                        pipeline.clone(),
+                        settle.clone(),
+                        config.clone(),
+                        hard_stop.clone(),
+                    );
                     tasks.spawn(async move {
                         handle(&pipeline, step, &settle, message, &config, hard_stop).await;
                         drop(permit);
@@ -86,7 +97,9 @@ pub async fn run_worker(
                 continue;
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(queue = settle.queue.name(), error = %e, "receiving messages failed"),
+            Err(e) => {
+                tracing::warn!(queue = settle.queue.name(), error = %e, "receiving messages failed")
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(idle) => {},
@@ -96,9 +109,16 @@ pub async fn run_worker(
     }
 
     // Shutdown: let in-flight work finish, then release whatever is still running.
-    let drained = tokio::time::timeout(config.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
-        tracing::warn!(queue = settle.queue.name(), in_flight = tasks.len(), "releasing unfinished messages for redelivery");
+        tracing::warn!(
+            queue = settle.queue.name(),
+            in_flight = tasks.len(),
+            "releasing unfinished messages for redelivery"
+        );
         hard_stop.cancel();
         while tasks.join_next().await.is_some() {}
     }
@@ -106,7 +126,14 @@ pub async fn run_worker(
 
 /// Works one message to a settled state: forwarded and deleted, retried later, poisoned, or
 /// released on hard stop.
-async fn handle(pipeline: &Pipeline, step: QueueStep, settle: &Settle, mut message: Leased, config: &WorkerConfig, hard_stop: CancellationToken) {
+async fn handle(
+    pipeline: &Pipeline,
+    step: QueueStep,
+    settle: &Settle,
+    mut message: Leased,
+    config: &WorkerConfig,
+    hard_stop: CancellationToken,
+) {
     let queue = &settle.queue;
     let Some(text) = message.text.clone() else {
         tracing::error!(queue = queue.name(), message_id = %message.id, "message text is not base64; moving it to poison");
@@ -147,20 +174,29 @@ async fn handle(pipeline: &Pipeline, step: QueueStep, settle: &Settle, mut messa
             }
         }
         Some(Ok((event, report))) => {
-            tracing::info!(queue = queue.name(), attempt = message.dequeue_count, "{}", report.line);
-            if let (Some(next), Some(forward)) = (&settle.next, &report.forward) {
-                if let Err(e) = next.send(&forward.to_json().to_string()).await {
-                    tracing::error!(queue = queue.name(), error = %e, "{}: could not forward; will retry", describe(&event));
-                    retry_later(settle, &mut message, config).await;
-                    return;
-                }
+            tracing::info!(
+                queue = queue.name(),
+                attempt = message.dequeue_count,
+                "{}",
+                report.line
+            );
+            if let (Some(next), Some(forward)) = (&settle.next, &report.forward)
+                && let Err(e) = next.send(&forward.to_json().to_string()).await
+            {
+                tracing::error!(queue = queue.name(), error = %e, "{}: could not forward; will retry", describe(&event));
+                retry_later(settle, &mut message, config).await;
+                return;
             }
             if let Err(e) = queue.delete(&message).await {
                 tracing::warn!(queue = queue.name(), error = %e, "could not delete a finished message; it will be processed again (idempotent)");
             }
         }
         Some(Err(e)) => {
-            let kind = if e.is_retryable() { "retryable" } else { "permanent" };
+            let kind = if e.is_retryable() {
+                "retryable"
+            } else {
+                "permanent"
+            };
             tracing::error!(queue = queue.name(), attempt = message.dequeue_count, kind, error = %e, "step failed");
             retry_later(settle, &mut message, config).await;
         }
@@ -170,14 +206,22 @@ async fn handle(pipeline: &Pipeline, step: QueueStep, settle: &Settle, mut messa
 async fn retry_later(settle: &Settle, message: &mut Leased, config: &WorkerConfig) {
     if message.dequeue_count >= config.max_dequeue_count {
         poison(settle, message).await;
-    } else if let Err(e) = settle.queue.set_visibility(message, config.retry_delay.as_secs() as u32).await {
+    } else if let Err(e) = settle
+        .queue
+        .set_visibility(message, config.retry_delay.as_secs() as u32)
+        .await
+    {
         tracing::warn!(queue = settle.queue.name(), error = %e, "could not schedule the retry; it reappears when its lease ends");
     }
 }
 
 async fn poison(settle: &Settle, message: &Leased) {
     match settle.queue.move_to(message, &settle.poison).await {
-        Ok(()) => tracing::error!(queue = settle.queue.name(), poison = settle.poison.name(), message_id = %message.id, attempts = message.dequeue_count, "message moved to poison"),
-        Err(e) => tracing::error!(queue = settle.queue.name(), error = %e, "could not move a message to poison"),
+        Ok(()) => {
+            tracing::error!(queue = settle.queue.name(), poison = settle.poison.name(), message_id = %message.id, attempts = message.dequeue_count, "message moved to poison")
+        }
+        Err(e) => {
+            tracing::error!(queue = settle.queue.name(), error = %e, "could not move a message to poison")
+        }
     }
 }

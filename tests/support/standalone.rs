@@ -27,10 +27,21 @@ impl Standalone {
         let port = free_port().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_aos"));
         command
-            .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--retry-delay-secs", "1", "--lease-secs", "3"])
+            .args([
+                "run",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--retry-delay-secs",
+                "1",
+                "--lease-secs",
+                "3",
+            ])
             .current_dir(tempfile::tempdir().unwrap().keep())
             .envs(backends.settings_env())
-            .env("AltinnApplicationOwnerSystemSettings__WebhookSecret", WEBHOOK_SECRET)
+            .env(
+                "AltinnApplicationOwnerSystemSettings__WebhookSecret",
+                WEBHOOK_SECRET,
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -43,13 +54,23 @@ impl Standalone {
             collect_lines(stderr, output.clone());
         }
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let running = Standalone { child, port, output, http };
+        let running = Standalone {
+            child,
+            port,
+            output,
+            http,
+        };
         let url = format!("http://127.0.0.1:{port}/");
         let probe = running.http.clone();
-        let ready = poll_until("aos run to listen", Duration::from_secs(30), Duration::from_millis(25), || {
-            let (probe, url) = (probe.clone(), url.clone());
-            async move { Ok(probe.get(&url).send().await.ok().map(|_| ())) }
-        })
+        let ready = poll_until(
+            "aos run to listen",
+            Duration::from_secs(30),
+            Duration::from_millis(25),
+            || {
+                let (probe, url) = (probe.clone(), url.clone());
+                async move { Ok(probe.get(&url).send().await.ok().map(|_| ())) }
+            },
+        )
         .await;
         if let Err(e) = ready {
             panic!("{e}\noutput:\n{}", running.output().join("\n"));
@@ -59,7 +80,10 @@ impl Standalone {
 
     pub fn webhook_url(&self, code: Option<&str>) -> String {
         match code {
-            Some(code) => format!("http://127.0.0.1:{}/api/EventsReceiver?code={code}", self.port),
+            Some(code) => format!(
+                "http://127.0.0.1:{}/api/EventsReceiver?code={code}",
+                self.port
+            ),
             None => format!("http://127.0.0.1:{}/api/EventsReceiver", self.port),
         }
     }
@@ -74,7 +98,10 @@ impl Standalone {
             .send()
             .await
             .expect("webhook reachable");
-        (response.status().as_u16(), response.text().await.unwrap_or_default())
+        (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        )
     }
 
     pub async fn post_event(&self, event: &Value) -> (u16, String) {

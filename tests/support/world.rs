@@ -6,7 +6,9 @@ use std::time::Duration;
 use altinn_aos::archive::{Archive, InstancePaths, Manifest};
 use altinn_aos::config::BaseUrl;
 use altinn_aos::event::InstanceRef;
-use altinn_aos::simulator::{self, CreatedInstance, ElementSpec, InstanceSpec, SimulatorConfig, SimulatorHandle};
+use altinn_aos::simulator::{
+    self, CreatedInstance, ElementSpec, InstanceSpec, SimulatorConfig, SimulatorHandle,
+};
 use altinn_aos::storage::{AZURITE_ACCOUNT, AZURITE_KEY, StorageEndpoint};
 use azure_storage_blob::models::BlobClientGetPropertiesResultHeaders;
 use futures::StreamExt;
@@ -43,13 +45,28 @@ impl std::ops::Deref for TestApp {
 
 /// An element of `size` bytes with an optional file name.
 pub fn element(size: u64, filename: Option<&str>) -> ElementSpec {
-    let content_type = if filename.is_some_and(|f| f.ends_with(".xml")) { "application/xml" } else { "application/octet-stream" };
-    ElementSpec { data_type: "attachment".into(), content_type: content_type.into(), filename: filename.map(str::to_string), size }
+    let content_type = if filename.is_some_and(|f| f.ends_with(".xml")) {
+        "application/xml"
+    } else {
+        "application/octet-stream"
+    };
+    ElementSpec {
+        data_type: "attachment".into(),
+        content_type: content_type.into(),
+        filename: filename.map(str::to_string),
+        size,
+    }
 }
 
 /// A completed instance of `ttd/test-app` owned by `party_id`.
 pub fn instance(party_id: u64, elements: Vec<ElementSpec>) -> InstanceSpec {
-    InstanceSpec { org: "ttd".into(), app: "test-app".into(), party_id, elements, process_ended: true }
+    InstanceSpec {
+        org: "ttd".into(),
+        app: "test-app".into(),
+        party_id,
+        elements,
+        process_ended: true,
+    }
 }
 
 /// What the webhook caller (Altinn) saw, plus how many messages the invocation queued.
@@ -71,13 +88,24 @@ impl WebhookResponse {
 impl Backends {
     /// Fresh Azurite and simulator; every complete call is checked against the archive.
     pub async fn start() -> Backends {
-        let azurite = Azurite::start().await.expect("Azurite starts (run `npm ci` first)");
-        let sim = simulator::start(SimulatorConfig { token: TOKEN.into(), ..Default::default() })
+        let azurite = Azurite::start()
             .await
-            .expect("simulator starts");
-        let blobs = StorageEndpoint::blobs_from_connection_string(&azurite.connection_string()).expect("connection string");
+            .expect("Azurite starts (run `npm ci` first)");
+        let sim = simulator::start(SimulatorConfig {
+            token: TOKEN.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("simulator starts");
+        let blobs = StorageEndpoint::blobs_from_connection_string(&azurite.connection_string())
+            .expect("connection string");
         let archive = Archive::new(blobs.clone(), ARCHIVE_CONTAINER);
-        let backends = Backends { azurite, sim, archive, blobs };
+        let backends = Backends {
+            azurite,
+            sim,
+            archive,
+            blobs,
+        };
         backends.guard_confirms_with_the_manifest();
         backends
     }
@@ -86,13 +114,34 @@ impl Backends {
     pub fn settings_env(&self) -> Vec<(String, String)> {
         let base = self.sim.base_url().to_string();
         [
-            ("AltinnApplicationOwnerSystemSettings__AppsBaseUrl", base.clone()),
-            ("AltinnApplicationOwnerSystemSettings__PlatformBaseUrl", base),
-            ("AltinnApplicationOwnerSystemSettings__BlobEndpoint", self.azurite.blob_endpoint()),
-            ("AltinnApplicationOwnerSystemSettings__AccountName", AZURITE_ACCOUNT.to_string()),
-            ("AltinnApplicationOwnerSystemSettings__AccountKey", AZURITE_KEY.to_string()),
-            ("AltinnApplicationOwnerSystemSettings__AltinnToken", TOKEN.to_string()),
-            ("QueueStorageSettings__ConnectionString", self.azurite.connection_string()),
+            (
+                "AltinnApplicationOwnerSystemSettings__AppsBaseUrl",
+                base.clone(),
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__PlatformBaseUrl",
+                base,
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__BlobEndpoint",
+                self.azurite.blob_endpoint(),
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__AccountName",
+                AZURITE_ACCOUNT.to_string(),
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__AccountKey",
+                AZURITE_KEY.to_string(),
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__AltinnToken",
+                TOKEN.to_string(),
+            ),
+            (
+                "QueueStorageSettings__ConnectionString",
+                self.azurite.connection_string(),
+            ),
             ("AOS_LOG_FORMAT", "text".to_string()),
         ]
         .into_iter()
@@ -108,17 +157,24 @@ impl Backends {
     fn guard_confirms_with_the_manifest(&self) {
         let archive = self.archive.clone();
         let apps = self.apps_base();
-        self.sim.set_confirm_guard(std::sync::Arc::new(move |inst: CreatedInstance| {
-            let archive = archive.clone();
-            let paths = InstancePaths::new(&instance_ref(&apps, &inst));
-            Box::pin(async move {
-                match archive.manifest(&paths).await {
-                    Ok(Some(_)) => Ok(()),
-                    Ok(None) => Err(format!("confirm of {} before its manifest existed", inst.instance_id())),
-                    Err(e) => Err(format!("confirm of {}: manifest unreadable: {e}", inst.instance_id())),
-                }
-            })
-        }));
+        self.sim
+            .set_confirm_guard(std::sync::Arc::new(move |inst: CreatedInstance| {
+                let archive = archive.clone();
+                let paths = InstancePaths::new(&instance_ref(&apps, &inst));
+                Box::pin(async move {
+                    match archive.manifest(&paths).await {
+                        Ok(Some(_)) => Ok(()),
+                        Ok(None) => Err(format!(
+                            "confirm of {} before its manifest existed",
+                            inst.instance_id()
+                        )),
+                        Err(e) => Err(format!(
+                            "confirm of {}: manifest unreadable: {e}",
+                            inst.instance_id()
+                        )),
+                    }
+                })
+            }));
     }
 
     pub fn confirmed(&self, inst: &CreatedInstance) -> bool {
@@ -139,20 +195,39 @@ impl Backends {
         assert_eq!(manifest.instance_id, inst.instance_id());
         assert_eq!(manifest.elements.len(), inst.elements.len());
 
-        let json = self.archive.read_small(&paths.instance_json()).await.unwrap().expect("instance JSON archived");
+        let json = self
+            .archive
+            .read_small(&paths.instance_json())
+            .await
+            .unwrap()
+            .expect("instance JSON archived");
         let parsed: Value = serde_json::from_slice(&json).expect("instance JSON is JSON");
         assert_eq!(parsed["id"], inst.instance_id());
 
         for element in &inst.elements {
             let name = paths.data(element.id);
-            let listed = manifest.elements.iter().find(|m| m.id == element.id).expect("element in manifest");
+            let listed = manifest
+                .elements
+                .iter()
+                .find(|m| m.id == element.id)
+                .expect("element in manifest");
             assert_eq!(listed.blob_name, name);
             assert_eq!(listed.size, element.size);
             assert_eq!(listed.filename, element.filename);
             let blob = self.blobs.blob(ARCHIVE_CONTAINER, &name).unwrap();
-            let props = blob.get_properties(None).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(props.content_length().unwrap(), Some(element.size), "{name} size");
-            assert_eq!(props.content_type().unwrap().as_deref(), Some(element.content_type.as_str()));
+            let props = blob
+                .get_properties(None)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                props.content_length().unwrap(),
+                Some(element.size),
+                "{name} size"
+            );
+            assert_eq!(
+                props.content_type().unwrap().as_deref(),
+                Some(element.content_type.as_str())
+            );
             let metadata = props.metadata().unwrap();
             assert_eq!(metadata.get("size"), Some(&element.size.to_string()));
             assert_eq!(metadata.get("datatype"), Some(&element.data_type));
@@ -160,15 +235,27 @@ impl Backends {
             if let Some(filename) = &element.filename {
                 let stored = metadata.get("filename").expect("filename metadata");
                 assert!(stored.is_ascii(), "{stored}");
-                assert_eq!(percent_encoding::percent_decode_str(stored).decode_utf8().unwrap(), filename.as_str());
+                assert_eq!(
+                    percent_encoding::percent_decode_str(stored)
+                        .decode_utf8()
+                        .unwrap(),
+                    filename.as_str()
+                );
             }
-            assert_eq!(self.blob_sha256(&name).await, simulator::content_sha256(element.seed, element.size), "{name} content");
+            assert_eq!(
+                self.blob_sha256(&name).await,
+                simulator::content_sha256(element.seed, element.size),
+                "{name} content"
+            );
         }
     }
 
     async fn blob_sha256(&self, name: &str) -> [u8; 32] {
         let blob = self.blobs.blob(ARCHIVE_CONTAINER, name).unwrap();
-        let options = azure_storage_blob::models::BlobClientDownloadOptions { parallel: std::num::NonZero::new(1), ..Default::default() };
+        let options = azure_storage_blob::models::BlobClientDownloadOptions {
+            parallel: std::num::NonZero::new(1),
+            ..Default::default()
+        };
         let mut body = blob.download(Some(options)).await.unwrap().body;
         let mut hasher = Sha256::new();
         while let Some(chunk) = body.next().await {
@@ -179,7 +266,11 @@ impl Backends {
 
     pub async fn assert_no_poison(&self) {
         for queue in QUEUES {
-            let poisoned = self.azurite.queue_texts(&format!("{queue}-poison")).await.unwrap();
+            let poisoned = self
+                .azurite
+                .queue_texts(&format!("{queue}-poison"))
+                .await
+                .unwrap();
             assert!(poisoned.is_empty(), "{queue}-poison holds {poisoned:?}");
         }
     }
@@ -208,7 +299,11 @@ impl TestApp {
 
     /// POSTs a CloudEvent to the webhook as Altinn does (`application/json; charset=utf-8`).
     pub async fn post_event(&self, event: &Value) -> WebhookResponse {
-        self.post_raw(event.to_string().into_bytes(), "application/json; charset=utf-8").await
+        self.post_raw(
+            event.to_string().into_bytes(),
+            "application/json; charset=utf-8",
+        )
+        .await
     }
 
     pub async fn post_raw(&self, body: Vec<u8>, content_type: &str) -> WebhookResponse {
@@ -218,18 +313,30 @@ impl TestApp {
             headers: vec![("Content-Type".into(), content_type.into())],
             body,
         };
-        let outcome = self.host.invoke_http("EventsReceiver", call).await.expect("the host reaches the handler");
+        let outcome = self
+            .host
+            .invoke_http("EventsReceiver", call)
+            .await
+            .expect("the host reaches the handler");
         let queued_messages = match outcome.outputs.get("inbound") {
             None | Some(Value::Null) => 0,
             Some(Value::Array(items)) => items.len(),
             Some(_) => 1,
         };
-        WebhookResponse { status: outcome.status, body: outcome.body, queued_messages }
+        WebhookResponse {
+            status: outcome.status,
+            body: outcome.body,
+            queued_messages,
+        }
     }
-
 }
 
 fn instance_ref(apps: &BaseUrl, inst: &CreatedInstance) -> InstanceRef {
-    let source = format!("{apps}{}/{}/instances/{}", inst.org, inst.app, inst.instance_id());
+    let source = format!(
+        "{apps}{}/{}/instances/{}",
+        inst.org,
+        inst.app,
+        inst.instance_id()
+    );
     InstanceRef::from_source(&source, apps).expect("simulator instances have valid references")
 }
