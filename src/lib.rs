@@ -15,16 +15,25 @@
 //!   blob path is built from an `InstanceRef`, never from raw event text.
 //! - [`pipeline`] — the domain steps: [`pipeline::receive`] (pure classification of a webhook
 //!   body), [`pipeline::process`] (archive an instance), [`pipeline::confirm`] (confirm only a
-//!   verified archive), [`pipeline::identity`] (reject anomalous instance metadata).
+//!   verified archive), [`pipeline::identity`] (reject anomalous instance metadata),
+//!   [`pipeline::messages`] (queue steps as both runtimes run them).
 //! - [`altinn`] — the Altinn HTTP client (Storage, app API) and the lenient JSON model.
 //! - [`auth`] — the Altinn token: Maskinporten JWT grant, Altinn exchange, single-flight cache,
 //!   key material (PKCS#12, PEM, JWK, Key Vault), and `aos check-config`.
 //! - [`archive`] — the blob archive: layout, streamed block upload with size verification,
 //!   manifest.
 //! - [`storage`] — blob/queue clients with account-SAS or Entra ID credentials.
+//! - [`queue`] — storage queues the way the Functions host uses them (base64 text, leases,
+//!   `<queue>-poison`).
+//! - [`failures`] — last-failure records in the `aos-state` container; [`poison`] — `aos poison
+//!   list|replay`.
 //! - [`functions`] — the custom-handler adapter: payload codec and one route per function.
-//! - [`simulator`] — an in-process Altinn simulator (Storage, app API, a Maskinporten that
-//!   verifies grants, the token exchange) for tests and local development.
+//! - [`standalone`] — `aos run`: the same steps without the Functions host (webhook + queue
+//!   workers with the host's semantics).
+//! - [`dev`] — `aos dev`: the local demo (Azurite, simulator, standalone runtime, sample batch).
+//! - [`simulator`] — an in-process Altinn simulator (Storage, app API, Events subscriptions and
+//!   push delivery, a Maskinporten that verifies grants, the token exchange) for tests and local
+//!   development.
 
 pub mod altinn;
 pub mod archive;
