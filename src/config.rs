@@ -47,9 +47,17 @@ pub struct SettingSource {
 
 impl SettingSource {
     /// The process environment plus `local.settings.json` in the working directory, if any.
+    ///
+    /// Under the Functions host (`FUNCTIONS_CUSTOMHANDLER_PORT` set) the file is not read: the
+    /// host is the authority for app settings (`func start` already puts the file's `Values`
+    /// into the environment), and a stray file must not add settings the host did not give.
     pub fn from_process() -> Result<Self, SettingsError> {
-        let env = std::env::vars().collect();
-        let file = read_local_settings(Path::new("local.settings.json"))?;
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let file = if env.contains_key("FUNCTIONS_CUSTOMHANDLER_PORT") {
+            HashMap::new()
+        } else {
+            read_local_settings(Path::new("local.settings.json"))?
+        };
         Ok(SettingSource { env, file })
     }
 

@@ -1,21 +1,41 @@
 //! Chaos: hundreds of instances through the Functions host harness while the simulator injects
-//! 503s, 429s with Retry-After, truncated bodies, slow answers and failed confirms, and Azurite
-//! is stopped and restarted once. Faults are sized to recover within the retry budget; the end
+//! 503s, 429s with Retry-After, truncated bodies, slow answers and failed confirms, Altinn
+//! tokens expire every few seconds (the real Maskinporten grant + exchange path, against the
+//! simulator), and Azurite is stopped and restarted once. Faults are sized to recover within the retry budget; the end
 //! state must be exactly as without them.
 
+mod auth_common;
 mod support;
 
 use std::time::Duration;
 
 use altinn_aos::simulator::{ElementSpec, Fault, FaultRule};
 use rand::{Rng, SeedableRng};
-use support::world::{TestApp, element, instance};
+use support::world::{Backends, TestApp, element, instance};
 
 const INSTANCES: u64 = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_instance_is_archived_and_confirmed_despite_faults_and_a_storage_outage() {
-    let mut app = TestApp::spawn_with_retry_delay(Duration::from_secs(1)).await;
+    let backends = Backends::start().await;
+    // The real token path: a test-only certificate registered with the simulator's Maskinporten,
+    // and Altinn tokens that live 4 s, so they expire (and are refreshed) throughout the run.
+    let pki = auth_common::Pki::new();
+    backends.sim.register_client(auth_common::CLIENT_ID, pki.client_key(), &auth_common::SCOPES);
+    backends.sim.set_altinn_token_lifetime(Duration::from_secs(4));
+    let key_dir = tempfile::tempdir().unwrap();
+    let p12 = pki.pkcs12(auth_common::PASSWORD, p12_keystore::EncryptionAlgorithm::PbeWithHmacSha256AndAes256);
+    let key_path = auth_common::write(key_dir.path(), "client.p12", &p12);
+    let settings = [
+        ("AltinnApplicationOwnerSystemSettings__AltinnToken", String::new()),
+        ("AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress", backends.sim.maskinporten_url().to_string()),
+        ("AltinnApplicationOwnerSystemSettings__MaskinPortenClientId", auth_common::CLIENT_ID.to_string()),
+        (auth_common::CERT_PATH, key_path.to_string_lossy().into_owned()),
+        (auth_common::CERT_PASSWORD, auth_common::PASSWORD.to_string()),
+    ];
+    let overrides = settings.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let mut app = TestApp::spawn_with(backends, Duration::from_secs(1), overrides).await;
+    let started = std::time::Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261128);
     let mut created = Vec::new();
     let mut faults = 0;
@@ -79,6 +99,7 @@ async fn every_instance_is_archived_and_confirmed_despite_faults_and_a_storage_o
         .wait_until_idle(Duration::from_secs(400))
         .await
         .expect("the pipeline drains");
+    let elapsed = started.elapsed();
     for inst in &created {
         app.assert_archived(inst).await;
         assert!(app.confirmed(inst), "{} not confirmed", inst.instance_id());
@@ -89,4 +110,9 @@ async fn every_instance_is_archived_and_confirmed_despite_faults_and_a_storage_o
         "a confirm came before its manifest"
     );
     app.assert_no_poison().await;
+    // Tokens were refreshed as they expired, about once per lifetime — not per request.
+    let (grants, exchanges) = (app.sim.grants(), app.sim.exchanges());
+    assert!(grants >= 2, "tokens expired and were refreshed: {grants} grants");
+    assert!(grants as f64 <= elapsed.as_secs_f64() / 3.0 + 4.0, "{grants} grants in {elapsed:?}");
+    assert_eq!(grants, exchanges);
 }

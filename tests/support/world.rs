@@ -284,11 +284,23 @@ impl TestApp {
     /// With the host's `visibilityTimeout` (the pause between attempts) set to `delay`
     /// (whole seconds; less is an immediate retry).
     pub async fn spawn_with_retry_delay(delay: Duration) -> TestApp {
-        let backends = Backends::start().await;
+        Self::spawn_with(Backends::start().await, delay, Vec::new()).await
+    }
+
+    /// Around `backends`, with settings replaced or added by `overrides` (a value of `""`
+    /// removes the setting).
+    pub async fn spawn_with(backends: Backends, delay: Duration, overrides: Vec<(String, String)>) -> TestApp {
+        let mut env = backends.settings_env();
+        for (name, value) in overrides {
+            env.retain(|(n, _)| *n != name);
+            if !value.is_empty() {
+                env.push((name, value));
+            }
+        }
         let host = FunctionsHost::start(HostConfig {
             app_root: env!("CARGO_MANIFEST_DIR").into(),
             binary: env!("CARGO_BIN_EXE_aos").into(),
-            env: backends.settings_env(),
+            env,
             connection_string: backends.azurite.connection_string(),
             visibility_timeout: Some(delay),
         })
