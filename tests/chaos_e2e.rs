@@ -21,19 +21,46 @@ async fn every_instance_is_archived_and_confirmed_despite_faults_and_a_storage_o
     // The real token path: a test-only certificate registered with the simulator's Maskinporten,
     // and Altinn tokens that live 4 s, so they expire (and are refreshed) throughout the run.
     let pki = auth_common::Pki::new();
-    backends.sim.register_client(auth_common::CLIENT_ID, pki.client_key(), &auth_common::SCOPES);
-    backends.sim.set_altinn_token_lifetime(Duration::from_secs(4));
+    backends.sim.register_client(
+        auth_common::CLIENT_ID,
+        pki.client_key(),
+        &auth_common::SCOPES,
+    );
+    backends
+        .sim
+        .set_altinn_token_lifetime(Duration::from_secs(4));
     let key_dir = tempfile::tempdir().unwrap();
-    let p12 = pki.pkcs12(auth_common::PASSWORD, p12_keystore::EncryptionAlgorithm::PbeWithHmacSha256AndAes256);
+    let p12 = pki.pkcs12(
+        auth_common::PASSWORD,
+        p12_keystore::EncryptionAlgorithm::PbeWithHmacSha256AndAes256,
+    );
     let key_path = auth_common::write(key_dir.path(), "client.p12", &p12);
     let settings = [
-        ("AltinnApplicationOwnerSystemSettings__AltinnToken", String::new()),
-        ("AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress", backends.sim.maskinporten_url().to_string()),
-        ("AltinnApplicationOwnerSystemSettings__MaskinPortenClientId", auth_common::CLIENT_ID.to_string()),
-        (auth_common::CERT_PATH, key_path.to_string_lossy().into_owned()),
-        (auth_common::CERT_PASSWORD, auth_common::PASSWORD.to_string()),
+        (
+            "AltinnApplicationOwnerSystemSettings__AltinnToken",
+            String::new(),
+        ),
+        (
+            "AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress",
+            backends.sim.maskinporten_url().to_string(),
+        ),
+        (
+            "AltinnApplicationOwnerSystemSettings__MaskinPortenClientId",
+            auth_common::CLIENT_ID.to_string(),
+        ),
+        (
+            auth_common::CERT_PATH,
+            key_path.to_string_lossy().into_owned(),
+        ),
+        (
+            auth_common::CERT_PASSWORD,
+            auth_common::PASSWORD.to_string(),
+        ),
     ];
-    let overrides = settings.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let overrides = settings
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     let mut app = TestApp::spawn_with(backends, Duration::from_secs(1), overrides).await;
     let started = std::time::Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261128);
@@ -112,7 +139,13 @@ async fn every_instance_is_archived_and_confirmed_despite_faults_and_a_storage_o
     app.assert_no_poison().await;
     // Tokens were refreshed as they expired, about once per lifetime — not per request.
     let (grants, exchanges) = (app.sim.grants(), app.sim.exchanges());
-    assert!(grants >= 2, "tokens expired and were refreshed: {grants} grants");
-    assert!(grants as f64 <= elapsed.as_secs_f64() / 3.0 + 4.0, "{grants} grants in {elapsed:?}");
+    assert!(
+        grants >= 2,
+        "tokens expired and were refreshed: {grants} grants"
+    );
+    assert!(
+        grants as f64 <= elapsed.as_secs_f64() / 3.0 + 4.0,
+        "{grants} grants in {elapsed:?}"
+    );
     assert_eq!(grants, exchanges);
 }

@@ -594,16 +594,7 @@ async fn infected_elements_are_quarantined_and_pending_scans_wait() {
 
     app.assert_archived(&pending).await;
     assert!(app.confirmed(&pending) && app.confirmed(&infected));
-    let reference = altinn_aos::event::InstanceRef::from_source(
-        &format!(
-            "{}ttd/test-app/instances/{}",
-            app.apps_base(),
-            infected.instance_id()
-        ),
-        &app.apps_base(),
-    )
-    .unwrap();
-    let paths = altinn_aos::archive::InstancePaths::new(&reference);
+    let paths = app.paths(&infected);
     let manifest = app.archive.manifest(&paths).await.unwrap().unwrap();
     let virus = &manifest
         .elements

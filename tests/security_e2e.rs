@@ -6,8 +6,6 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use altinn_aos::archive::InstancePaths;
-use altinn_aos::event::InstanceRef;
 use axum::extract::Request;
 use serde_json::{Value, json};
 use support::world::{TestApp, element, instance};
@@ -164,17 +162,7 @@ async fn anomalous_instance_metadata_is_never_archived_confirmed_or_followed() {
     let poisoned = app.host.poison_texts("events-inbound").await.unwrap();
     assert_eq!(poisoned.len(), cases.len(), "every anomaly ends in poison");
     for (name, inst) in &created {
-        let source = format!(
-            "{}ttd/test-app/instances/{}",
-            app.apps_base(),
-            inst.instance_id()
-        );
-        let reference = InstanceRef::from_source(&source, &app.apps_base()).unwrap();
-        let manifest = app
-            .archive
-            .manifest(&InstancePaths::new(&reference))
-            .await
-            .unwrap();
+        let manifest = app.archive.manifest(&app.paths(inst)).await.unwrap();
         assert!(manifest.is_none(), "{name}: archived as complete");
         let data_reads = app
             .sim

@@ -7,7 +7,6 @@
 use crate::archive::InstancePaths;
 use crate::event::{CloudEvent, InstanceRef};
 
-use super::identity::check_instance;
 use super::process::same_elements;
 use super::{Pipeline, StepError};
 
@@ -40,15 +39,7 @@ impl Pipeline {
                 "instance {instance} has no manifest yet; not confirming"
             )));
         };
-        let fetched = self.altinn.get_instance(&instance).await?;
-        let elements = check_instance(
-            &instance,
-            &fetched.instance,
-            &self.settings.platform_base_url,
-        )
-        .map_err(|anomaly| {
-            StepError::Permanent(format!("instance {instance} is anomalous: {anomaly}"))
-        })?;
+        let (fetched, elements) = self.read_checked(&instance).await?;
         if !fetched.instance.process_ended() {
             return Ok(ConfirmOutcome::NotEnded { instance });
         }

@@ -92,3 +92,29 @@ impl Pipeline {
         })
     }
 }
+
+impl Pipeline {
+    /// Reads the instance from Storage and checks its metadata against `instance`: an anomaly
+    /// is a permanent error, and nothing from such an instance is used.
+    pub(crate) async fn read_checked(
+        &self,
+        instance: &crate::event::InstanceRef,
+    ) -> Result<
+        (
+            crate::altinn::client::FetchedInstance,
+            Vec<identity::CheckedElement>,
+        ),
+        StepError,
+    > {
+        let fetched = self.altinn.get_instance(instance).await?;
+        let elements = identity::check_instance(
+            instance,
+            &fetched.instance,
+            &self.settings.platform_base_url,
+        )
+        .map_err(|anomaly| {
+            StepError::Permanent(format!("instance {instance} is anomalous: {anomaly}"))
+        })?;
+        Ok((fetched, elements))
+    }
+}

@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::archive::{BlobInfo, InstancePaths, Manifest, ManifestElement, ascii_metadata_value};
 use crate::event::{CloudEvent, InstanceRef};
 
-use super::identity::{CheckedElement, Scan, check_instance};
+use super::identity::{CheckedElement, Scan};
 use super::{Pipeline, StepError};
 
 /// Data elements of one instance downloaded at the same time.
@@ -44,15 +44,7 @@ impl Pipeline {
             });
         }
         let instance = event.instance(&self.settings.apps_base_url)?;
-        let fetched = self.altinn.get_instance(&instance).await?;
-        let elements = check_instance(
-            &instance,
-            &fetched.instance,
-            &self.settings.platform_base_url,
-        )
-        .map_err(|anomaly| {
-            StepError::Permanent(format!("instance {instance} is anomalous: {anomaly}"))
-        })?;
+        let (fetched, elements) = self.read_checked(&instance).await?;
         if let Some(pending) = elements.iter().find(|e| e.scan == Scan::Pending) {
             return Err(StepError::Retry(format!(
                 "data element {} of {instance} is waiting for its virus scan",

@@ -23,6 +23,9 @@ use crate::config::{Secret, Settings};
 use crate::pipeline::receive::{MAX_EVENT_BYTES, ReceiveOutcome, receive};
 use crate::queue::Queue;
 
+/// How much of a request body is read before giving up on it.
+const READ_LIMIT: usize = 8 * MAX_EVENT_BYTES;
+
 #[derive(Clone)]
 pub struct WebhookState {
     settings: Arc<Settings>,
@@ -44,8 +47,10 @@ pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route("/", get(|| async { Json(json!({ "status": "ready" })) }))
         .route("/api/EventsReceiver", post(events_receiver))
-        // Bodies over the limit are answered 413 without being read whole.
-        .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES))
+        // Bodies up to READ_LIMIT are read, so an oversized event (> 1 MiB) gets a clean 413
+        // from `receive` instead of a connection closed mid-upload; beyond that the server
+        // stops reading (no sender of CloudEvents needs that much).
+        .layer(DefaultBodyLimit::max(READ_LIMIT))
         .with_state(state)
 }
 

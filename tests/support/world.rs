@@ -149,6 +149,11 @@ impl Backends {
         .collect()
     }
 
+    /// The archive's blob names for a simulator instance.
+    pub fn paths(&self, inst: &CreatedInstance) -> InstancePaths {
+        InstancePaths::new(&instance_ref(&self.apps_base(), inst))
+    }
+
     pub fn apps_base(&self) -> BaseUrl {
         BaseUrl::parse("apps", self.sim.base_url().as_str()).expect("simulator URL")
     }
@@ -289,7 +294,11 @@ impl TestApp {
 
     /// Around `backends`, with settings replaced or added by `overrides` (a value of `""`
     /// removes the setting).
-    pub async fn spawn_with(backends: Backends, delay: Duration, overrides: Vec<(String, String)>) -> TestApp {
+    pub async fn spawn_with(
+        backends: Backends,
+        delay: Duration,
+        overrides: Vec<(String, String)>,
+    ) -> TestApp {
         let mut env = backends.settings_env();
         for (name, value) in overrides {
             env.retain(|(n, _)| *n != name);
