@@ -23,6 +23,8 @@
 //!   manifest.
 //! - [`storage`] — blob/queue clients with account-SAS or Entra ID credentials.
 //! - [`functions`] — the custom-handler adapter: payload codec and one route per function.
+//! - [`pipeline::reconcile`] / [`reconcile_cli`] — find completed instances whose events never
+//!   arrived and feed them in as synthetic events (`EventsReconciler`, `aos reconcile`).
 //! - [`simulator`] — an in-process Altinn simulator (Storage, app API, a Maskinporten that
 //!   verifies grants, the token exchange) for tests and local development.
 
@@ -37,6 +39,7 @@ pub mod functions;
 pub mod pipeline;
 pub mod poison;
 pub mod queue;
+pub mod reconcile_cli;
 pub mod simulator;
 pub mod standalone;
 pub mod storage;
