@@ -88,8 +88,9 @@ pub struct Reconciliation {
     pub failed: usize,
     /// Why (the first [`MAX_REASONS`]).
     pub reasons: Vec<String>,
-    /// Queries that failed (a subset of `failed`), and queries run.
+    /// Queries that failed (also counted in `failed`).
     pub failed_queries: usize,
+    /// Queries started.
     pub queries: usize,
     /// The run stopped at `max_instances`; the next run continues.
     pub truncated: bool,
