@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
-use crate::event::OrgName;
+use crate::event::{AppName, OrgName};
 
 const AOS: &str = "AltinnApplicationOwnerSystemSettings__";
 const QUEUES: &str = "QueueStorageSettings__";
@@ -233,6 +233,9 @@ pub struct Settings {
     pub platform_base_url: BaseUrl,
     /// The org, for work that has no event to read it from (reconciliation).
     pub org: Option<OrgName>,
+    /// `ReconcileApps`: the apps the reconciler queries (comma-separated `org/app`); empty means
+    /// every app of `org` that Storage returns for an org-wide query.
+    pub reconcile_apps: Vec<(OrgName, AppName)>,
     pub blob: BlobSettings,
     pub queues: QueueSettings,
     /// CloudEvent types that are archived; others are answered 200 and dropped.
@@ -375,6 +378,8 @@ impl Settings {
             None => org_from_apps_host(&apps_base_url),
         };
 
+        let reconcile_apps = reconcile_apps(src)?;
+
         let endpoint_name = format!("{AOS}BlobEndpoint");
         let endpoint = BaseUrl::parse(&endpoint_name, &src.required(&endpoint_name)?)?;
         let account_name = src.get(&format!("{AOS}AccountName"));
@@ -435,6 +440,7 @@ impl Settings {
             apps_base_url,
             platform_base_url,
             org,
+            reconcile_apps,
             blob: BlobSettings {
                 endpoint,
                 account,
@@ -450,6 +456,29 @@ impl Settings {
     pub fn processes_event_type(&self, event_type: &str) -> bool {
         self.event_types.iter().any(|t| t == event_type)
     }
+}
+
+/// `ReconcileApps`: comma-separated `org/app`, each name checked like an event's.
+fn reconcile_apps(src: &SettingSource) -> Result<Vec<(OrgName, AppName)>, SettingsError> {
+    let name = format!("{AOS}ReconcileApps");
+    let Some(value) = src.get(&name) else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let bad = |problem: String| SettingsError::new(&name, format!("`{item}`: {problem}"));
+            let (org, app) = item
+                .split_once('/')
+                .ok_or_else(|| bad("is not `org/app`".into()))?;
+            Ok((
+                OrgName::parse(org).map_err(|e| bad(format!("org {e}")))?,
+                AppName::parse(app).map_err(|e| bad(format!("app {e}")))?,
+            ))
+        })
+        .collect()
 }
 
 /// `Static` when `AltinnToken` is set (local development); otherwise the Maskinporten settings
@@ -671,6 +700,30 @@ mod tests {
         pairs[0].1 = "http://127.0.0.1:5000/";
         let s = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap();
         assert!(s.org.is_none());
+    }
+
+    #[test]
+    fn reconcile_apps_are_parsed_and_checked() {
+        let s = Settings::from_source(&SettingSource::from_pairs(minimal())).unwrap();
+        assert!(s.reconcile_apps.is_empty());
+        let mut pairs = minimal();
+        pairs.push((
+            "AltinnApplicationOwnerSystemSettings__ReconcileApps",
+            " ttd/app-one, ttd/app2 ,",
+        ));
+        let s = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap();
+        let apps: Vec<String> = s
+            .reconcile_apps
+            .iter()
+            .map(|(o, a)| format!("{}/{}", o.as_str(), a.as_str()))
+            .collect();
+        assert_eq!(apps, ["ttd/app-one", "ttd/app2"]);
+        for bad in ["ttd", "ttd/../x", "TTD/app", "ttd/app/extra"] {
+            let mut pairs = minimal();
+            pairs.push(("AltinnApplicationOwnerSystemSettings__ReconcileApps", bad));
+            let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
+            assert!(err.name.ends_with("ReconcileApps"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -31,6 +31,8 @@
 //! - [`standalone`] — `aos run`: the same steps without the Functions host (webhook + queue
 //!   workers with the host's semantics).
 //! - [`dev`] — `aos dev`: the local demo (Azurite, simulator, standalone runtime, sample batch).
+//! - [`pipeline::reconcile`] / [`reconcile_cli`] — find completed instances whose events never
+//!   arrived and feed them in as synthetic events (`EventsReconciler`, `aos reconcile`).
 //! - [`simulator`] — an in-process Altinn simulator (Storage, app API, Events subscriptions and
 //!   push delivery, a Maskinporten that verifies grants, the token exchange) for tests and local
 //!   development.
@@ -46,6 +48,7 @@ pub mod functions;
 pub mod pipeline;
 pub mod poison;
 pub mod queue;
+pub mod reconcile_cli;
 pub mod simulator;
 pub mod standalone;
 pub mod storage;

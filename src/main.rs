@@ -5,6 +5,7 @@
 //! - `aos run` runs the same steps without Azure Functions (webhook + queue workers).
 //! - `aos dev` runs the whole system locally with a demo batch (Azurite, simulator, `aos run`).
 //! - `aos simulator` runs the Altinn simulator for local development.
+//! - `aos reconcile` queues completed instances whose events never arrived.
 //! - `aos check-config` loads the settings and the Maskinporten key, does one grant and one
 //!   Altinn token exchange, and prints what it found (exit 1 with one line if a step fails).
 //!
@@ -89,6 +90,18 @@ enum Command {
     },
     /// Check the settings and the Maskinporten key with one grant and one Altinn token exchange.
     CheckConfig,
+    /// Find completed instances whose events never arrived (Storage's instance query for
+    /// `ReconcileApps`, or every app of `Org`) and queue each one not yet archived and confirmed
+    /// on the inbound queue; ends with a summary line.
+    Reconcile {
+        /// Start of the time-window sweep on `process.ended` (RFC 3339, or a date
+        /// `YYYY-MM-DD`); default: 7 days ago.
+        #[arg(long)]
+        since: Option<String>,
+        /// Report what would be queued; queue nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -237,6 +250,20 @@ async fn run(command: Command) -> ExitCode {
                 }
                 Err(CheckError::Failed(line)) => {
                     eprintln!("aos: check-config: {line}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Reconcile { since, dry_run } => {
+            match altinn_aos::reconcile_cli::run(since.as_deref(), dry_run).await {
+                Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(altinn_aos::reconcile_cli::CliError::Usage(line)) => {
+                    eprintln!("aos: {line}");
+                    ExitCode::from(2)
+                }
+                Err(altinn_aos::reconcile_cli::CliError::Failed(line)) => {
+                    eprintln!("aos reconcile: {line}");
                     ExitCode::FAILURE
                 }
             }

@@ -68,6 +68,45 @@ pub struct FetchedInstance {
     pub instance: Instance,
 }
 
+/// One page of an instance query: the instances (raw JSON) and the token of the next page.
+#[derive(Clone, Debug, Default)]
+pub struct InstancePage {
+    pub instances: Vec<serde_json::Value>,
+    /// `continuationToken` of the `next` link; `None` on the last page.
+    pub continuation: Option<String>,
+}
+
+impl InstancePage {
+    /// `{"count", "self", "next", "instances": [...]}`; `next` absent or null on the last page.
+    pub fn parse(raw: &[u8]) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            instances: Option<Vec<serde_json::Value>>,
+            next: Option<String>,
+        }
+        let body: Body = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+        let instances = body.instances.ok_or("no `instances` array")?;
+        let continuation = match body.next.filter(|n| !n.trim().is_empty()) {
+            None => None,
+            Some(next) => {
+                let url = url::Url::parse(&next)
+                    .map_err(|e| format!("`next` is not a URL ({e}): {next}"))?;
+                let token = url
+                    .query_pairs()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("continuationToken"))
+                    .map(|(_, value)| value.into_owned())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| format!("`next` has no continuationToken: {next}"))?;
+                Some(token)
+            }
+        };
+        Ok(InstancePage {
+            instances,
+            continuation,
+        })
+    }
+}
+
 impl AltinnClient {
     pub fn new(apps: BaseUrl, platform: BaseUrl, tokens: Arc<dyn TokenProvider>) -> Self {
         let http = reqwest::Client::builder()
@@ -136,6 +175,42 @@ impl AltinnClient {
         // No total timeout: elements can be gigabytes; the read timeout catches stalls.
         self.send(Method::GET, url, &what, Duration::from_secs(24 * 3600))
             .await
+    }
+
+    /// One page of `GET {platform}storage/api/v1/instances?{params}` (spec §3.6), continuing
+    /// after `continuation` when given.
+    ///
+    /// Of Storage's `next` link only the `continuationToken` is used: the next URL is built here
+    /// from the configured platform base, so the token never follows a link from a response.
+    /// Instances are returned as raw JSON values, so one malformed instance is reported by the
+    /// caller instead of failing the whole page.
+    pub async fn query_instances(
+        &self,
+        params: &[(&str, String)],
+        continuation: Option<&str>,
+    ) -> Result<InstancePage, AltinnError> {
+        let what = "query instances".to_string();
+        let mut url = self.platform.join("storage/api/v1/instances");
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in params {
+                query.append_pair(name, value);
+            }
+            if let Some(token) = continuation {
+                query.append_pair("continuationToken", token);
+            }
+        }
+        let response = self
+            .send(Method::GET, url, &what, Duration::from_secs(60))
+            .await?;
+        let raw = response
+            .bytes()
+            .await
+            .map_err(|source| AltinnError::Transport {
+                what: what.clone(),
+                source,
+            })?;
+        InstancePage::parse(&raw).map_err(|detail| AltinnError::Decode { what, detail })
     }
 
     /// `POST {apps}{org}/{app}/instances/{partyId}/{guid}/complete` (idempotent in Altinn).
@@ -254,6 +329,23 @@ mod tests {
         let samples: std::collections::HashSet<u128> =
             (0..20).map(|_| backoff(2).as_micros()).collect();
         assert!(samples.len() > 1, "jitter varies the wait");
+    }
+
+    #[test]
+    fn instance_pages_yield_the_continuation_token() {
+        let page = InstancePage::parse(
+            br#"{"count":1,"self":"x","next":"https://platform.example/storage/api/v1/instances?org=ttd&continuationToken=a%2Bb%3D","instances":[{"id":"1/x"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(page.instances.len(), 1);
+        assert_eq!(page.continuation.as_deref(), Some("a+b="));
+        let last = InstancePage::parse(br#"{"count":0,"instances":[]}"#).unwrap();
+        assert!(last.continuation.is_none());
+        let null_next = InstancePage::parse(br#"{"next":null,"instances":[]}"#).unwrap();
+        assert!(null_next.continuation.is_none());
+        assert!(InstancePage::parse(br#"{"count":0}"#).is_err());
+        assert!(InstancePage::parse(br#"{"next":"https://x/?a=1","instances":[]}"#).is_err());
+        assert!(InstancePage::parse(b"[]").is_err());
     }
 
     #[test]

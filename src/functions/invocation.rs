@@ -153,6 +153,18 @@ impl InvocationResponse {
         self
     }
 
+    /// Sets a queue output to several messages: the host writes one message per array element
+    /// (each a JSON object, for the same reason as in [`InvocationResponse::queue`]). An empty
+    /// list sets nothing.
+    pub fn queue_all(mut self, binding: &str, messages: Vec<Value>) -> Self {
+        debug_assert!(messages.iter().all(Value::is_object));
+        if !messages.is_empty() {
+            self.outputs
+                .insert(binding.to_string(), Value::Array(messages));
+        }
+        self
+    }
+
     /// Sets the HTTP response (`res`): a JSON body written verbatim with its content type.
     pub fn http(mut self, binding: &str, status: u16, body: &Value) -> Self {
         self.outputs.insert(

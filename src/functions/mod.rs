@@ -21,6 +21,7 @@ use crate::pipeline::Pipeline;
 pub const EVENTS_RECEIVER: &str = "EventsReceiver";
 pub const EVENTS_PROCESSOR: &str = "EventsProcessor";
 pub const EVENTS_CONFIRMATION: &str = "EventsConfirmation";
+pub const EVENTS_RECONCILER: &str = "EventsReconciler";
 
 /// Binding names, as in each `function.json`.
 pub mod bindings {
@@ -29,6 +30,7 @@ pub mod bindings {
     pub const INBOUND_OUTPUT: &str = "inbound";
     pub const TRIGGER_EVENT: &str = "event";
     pub const CONFIRMATION_OUTPUT: &str = "confirmation";
+    pub const TIMER_TRIGGER: &str = "timer";
 }
 
 /// Invocation payloads larger than this fail the invocation. The webhook body inside is
@@ -49,6 +51,10 @@ pub fn router(pipeline: Pipeline) -> Router {
         .route(
             &format!("/{EVENTS_CONFIRMATION}"),
             post(routes::events_confirmation),
+        )
+        .route(
+            &format!("/{EVENTS_RECONCILER}"),
+            post(routes::events_reconciler),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_INVOCATION_BYTES))
         .with_state(pipeline)

@@ -12,6 +12,7 @@ use super::invocation::{InvocationRequest, InvocationResponse};
 use crate::event::CloudEvent;
 use crate::pipeline::messages::{QueueStep, describe, parse_message};
 use crate::pipeline::receive::{ReceiveOutcome, receive};
+use crate::pipeline::reconcile::ReconcileOptions;
 use crate::pipeline::{Pipeline, StepError};
 
 /// `GET /`: the host's readiness and health probe.
@@ -135,4 +136,56 @@ pub async fn events_confirmation(State(pipeline): State<Pipeline>, body: Bytes) 
         None,
     )
     .await
+}
+
+/// `EventsReconciler` (timer): finds completed instances not yet archived and confirmed and
+/// queues a synthetic event for each on `events-inbound` (one message per element of the
+/// `inbound` array). The timer payload carries nothing the run needs; the window and the cap
+/// are [`ReconcileOptions::default`]. The invocation fails (non-2xx) only when reconciliation
+/// cannot start or every query failed, so the host records a failed run; otherwise partial
+/// failures are in the logs and the summary.
+pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
+    let function = super::EVENTS_RECONCILER;
+    let past_due = InvocationRequest::parse(&body)
+        .ok()
+        .and_then(|r| r.data.get(TIMER_TRIGGER).cloned())
+        .and_then(|t| t.get("IsPastDue").and_then(serde_json::Value::as_bool))
+        .unwrap_or(false);
+    let mut logs = Vec::new();
+    if past_due {
+        logs.push("timer is past due; reconciling now".to_string());
+    }
+    let options = ReconcileOptions::default();
+    let mut progress = |line: String| {
+        tracing::info!(function, "{line}");
+        logs.push(line);
+    };
+    let run = match pipeline.reconcile(&options, &mut progress).await {
+        Ok(run) => run,
+        Err(e) => return failed(function, "reconcile", &e, e.is_retryable()),
+    };
+    if run.all_queries_failed() {
+        let error = run.reasons.join("; ");
+        return failed(function, "every instance query failed", &error, true);
+    }
+    let summary = run.summary(run.events.len());
+    tracing::info!(
+        function,
+        found = summary.found,
+        already_done = summary.already_done,
+        queued = summary.queued,
+        failed = summary.failed,
+        "reconciled"
+    );
+    let mut response = InvocationResponse::default();
+    for line in logs
+        .into_iter()
+        .chain(run.reasons.iter().map(|r| format!("failed: {r}")))
+    {
+        response = response.log(line);
+    }
+    let messages = run.events.iter().map(CloudEvent::to_json).collect();
+    ok(response
+        .log(summary.to_string())
+        .queue_all(INBOUND_OUTPUT, messages))
 }

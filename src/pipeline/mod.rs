@@ -9,6 +9,7 @@ pub mod identity;
 pub mod messages;
 pub mod process;
 pub mod receive;
+pub mod reconcile;
 
 use std::sync::Arc;
 

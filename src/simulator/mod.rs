@@ -16,7 +16,7 @@
 //! Module map: `spec` (test-facing instance descriptions), `state` (instances
 //! and recordings), `model` (Altinn JSON), `content` (generator), `routes`
 //! (Altinn endpoints + request recording), `auth`, `faults`, `control`
-//! (`/_sim/` API for the dev command); Altinn Events: `events` (registry,
+//! (`/_sim/` API for the dev command), `query` (the Storage instance query); Altinn Events: `events` (registry,
 //! publishing), `subscription` (rules), `events_routes`, `push`, `events_handle`;
 //! Maskinporten and tokens: `maskinporten` (grant verification), `altinn_token` (exchange
 //! and Altinn JWTs).
@@ -32,6 +32,7 @@ mod faults;
 mod maskinporten;
 mod model;
 mod push;
+mod query;
 mod routes;
 mod spec;
 mod state;
@@ -207,6 +208,13 @@ impl SimulatorHandle {
         value: serde_json::Value,
     ) -> bool {
         self.state().tamper(instance_guid, pointer, value)
+    }
+
+    /// Makes the instance query's confirmed filter (`excludeConfirmedBy`, `confirmed=false`)
+    /// leave `instance_guid` out although it is not confirmed: the production bug of
+    /// Altinn/altinn-studio#5482, which a time-window sweep must compensate for.
+    pub fn miss_in_confirmed_filter(&self, instance_guid: uuid::Uuid) {
+        self.state().query.miss(instance_guid)
     }
 
     /// Adds a fault rule (a rule with `times == 0` never fires).

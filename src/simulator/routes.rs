@@ -39,6 +39,10 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
     const APP_INSTANCE: &str = "/{org}/{app}/instances/{party}/{guid}";
 
     let protected = Router::new()
+        .route(
+            "/storage/api/v1/instances",
+            get(super::query::query_instances),
+        )
         .route(INSTANCE, get(storage_instance))
         .route(&format!("{INSTANCE}/data/{{data}}"), get(storage_data))
         .route(&format!("{INSTANCE}/complete"), post(storage_complete))

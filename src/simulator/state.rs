@@ -77,6 +77,8 @@ pub(crate) struct SimState {
     pub base: Url,
     pub faults: FaultTable,
     pub events: Events,
+    /// The instance query's fault hook (`query.rs`).
+    pub query: super::query::QueryState,
     instances: Mutex<HashMap<Uuid, StoredInstance>>,
     calls: Mutex<Vec<RecordedCall>>,
     confirmations: Mutex<Vec<Confirmation>>,
@@ -108,6 +110,7 @@ impl SimState {
             altinn_tokens: AltinnTokens::default(),
             base,
             faults: FaultTable::default(),
+            query: Default::default(),
             instances: Mutex::new(HashMap::new()),
             calls: Mutex::new(Vec::new()),
             confirmations: Mutex::new(Vec::new()),
@@ -163,6 +166,11 @@ impl SimState {
             }
             None => false,
         }
+    }
+
+    /// Every instance, in no particular order (the instance query filters and sorts).
+    pub(crate) fn all_instances(&self) -> Vec<StoredInstance> {
+        lock(&self.instances).values().cloned().collect()
     }
 
     /// Looks up an instance by owner party and guid; a guid under another

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::app::{Binding, FunctionApp, FunctionDef};
 use super::invocation::{
     HOST_VERSION, HandlerResponse, QueueMessageInfo, QueueOutput, SysInfo, apply_outputs,
-    decode_message, http_request, parse_handler_response, queue_request,
+    decode_message, http_request, parse_handler_response, queue_request, timer_request,
 };
 pub use super::invocation::{HttpCall, HttpResult};
 use super::process::GroupChild;
@@ -310,6 +310,28 @@ impl FunctionsHost {
             ),
             Err(_) => outcome(HttpResult::internal_server_error(), false, None),
         })
+    }
+
+    /// Fires a timer-triggered function once, as the host does when its schedule is due (the
+    /// harness has no clock of its own: tests decide when a timer fires). Outputs are bound
+    /// like any invocation's — a queue output array becomes one message per element. Returns
+    /// the invocation's record.
+    pub async fn invoke_timer(&self, function: &str) -> anyhow::Result<InvocationRecord> {
+        let shared = &self.shared;
+        let def = shared.app.function(function)?;
+        let trigger = def
+            .bindings
+            .iter()
+            .find(|b| b.kind.eq_ignore_ascii_case("timerTrigger"))
+            .ok_or_else(|| anyhow!("function `{function}` is not timer-triggered"))?;
+        let payload = timer_request(trigger, &SysInfo::now(function), false);
+        let _in_flight = InFlight::enter(shared);
+        let started = (SystemTime::now(), Instant::now());
+        let (status, completion) = invoke(shared, def, &payload).await;
+        shared.record(def, None, status, &completion, started);
+        self.invocations_of(function)
+            .pop()
+            .ok_or_else(|| anyhow!("no record of the `{function}` invocation"))
     }
 
     /// Every invocation so far, in completion order.

@@ -208,6 +208,30 @@ pub fn queue_request(
 }
 
 // ----------------------------------------------------------------------------------------------
+// Timer trigger request
+// ----------------------------------------------------------------------------------------------
+
+/// The invocation request for a timer-triggered function: `Data.<trigger>` is the WebJobs
+/// `TimerInfo` as JSON (`Schedule`, `ScheduleStatus` with `Last`/`Next`/`LastUpdated`,
+/// `IsPastDue`), `Metadata` only `sys`. Not in the spec's captures; this is the shape the
+/// custom-handler documentation shows for timer triggers, which the handler must accept.
+pub fn timer_request(trigger: &Binding, sys: &SysInfo, past_due: bool) -> Value {
+    let now = sys.utc_now;
+    let timer = json!({
+        "Schedule": { "AdjustForDST": true },
+        "ScheduleStatus": {
+            "Last": host_time(now - time::Duration::minutes(15)),
+            "Next": host_time(now + time::Duration::minutes(15)),
+            "LastUpdated": host_time(now),
+        },
+        "IsPastDue": past_due,
+    });
+    let mut metadata = Map::new();
+    metadata.insert("sys".into(), sys.to_json());
+    json!({ "Data": { trigger.name.clone(): timer }, "Metadata": metadata })
+}
+
+// ----------------------------------------------------------------------------------------------
 // §3.3 HTTP trigger request
 // ----------------------------------------------------------------------------------------------
 

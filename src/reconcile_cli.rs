@@ -1,0 +1,150 @@
+//! `aos reconcile [--since <date>] [--dry-run]`: the reconciler run by hand (or by a scheduler
+//! outside Azure Functions).
+//!
+//! Same settings and same search as the `EventsReconciler` function
+//! ([`crate::pipeline::reconcile`]); the synthetic events go to the inbound queue on
+//! `QueueStorageSettings__ConnectionString`, base64 like the host's messages, so whichever
+//! runtime works that queue (the Functions host or `aos run`) archives and confirms them.
+//! Progress goes to stderr, one line per query page and per 100 messages queued; stdout gets
+//! the failures and the summary line.
+
+use std::time::Instant;
+
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime};
+
+use crate::config::{SettingSource, Settings};
+use crate::pipeline::Pipeline;
+use crate::pipeline::reconcile::{ReconcileOptions, Summary};
+use crate::queue::Queue;
+use crate::storage::StorageEndpoint;
+
+/// Why the command stopped before its summary.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad settings or arguments (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The run could not proceed (exit 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// `--since`: RFC 3339 (`2024-05-01T00:00:00Z`) or a date (`2024-05-01`, midnight UTC).
+pub fn parse_since(value: &str) -> Result<OffsetDateTime, String> {
+    let value = value.trim();
+    if let Ok(at) = OffsetDateTime::parse(value, &Rfc3339) {
+        return Ok(at);
+    }
+    Date::parse(value, format_description!("[year]-[month]-[day]"))
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| format!("--since `{value}` is neither an RFC 3339 time nor a YYYY-MM-DD date"))
+}
+
+/// Runs one reconciliation and prints its summary; `Ok` carries the summary (failures
+/// included, for the exit status).
+pub async fn run(since: Option<&str>, dry_run: bool) -> Result<Summary, CliError> {
+    let mut options = ReconcileOptions::default();
+    if let Some(since) = since {
+        options.since = parse_since(since).map_err(CliError::Usage)?;
+    }
+    let source = SettingSource::from_process().map_err(|e| CliError::Usage(e.to_string()))?;
+    let settings = Settings::from_source(&source).map_err(|e| CliError::Usage(e.to_string()))?;
+    // Checked before the (possibly long) search: without it nothing could be queued.
+    let inbound = if dry_run {
+        None
+    } else {
+        let connection = settings.queues.connection_string.clone().ok_or_else(|| {
+            CliError::Usage(
+                "setting QueueStorageSettings__ConnectionString: is required by `aos reconcile` \
+                 (or use --dry-run)"
+                    .into(),
+            )
+        })?;
+        let storage = StorageEndpoint::for_queues(&connection)
+            .map_err(|e| CliError::Usage(format!("QueueStorageSettings__ConnectionString: {e}")))?;
+        Some(
+            Queue::new(&storage, &settings.queues.inbound)
+                .map_err(|e| CliError::Usage(e.to_string()))?,
+        )
+    };
+    let pipeline = Pipeline::from_settings(settings)
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+
+    let started = Instant::now();
+    let mut progress = |line: String| eprintln!("{line}");
+    let run = pipeline
+        .reconcile(&options, &mut progress)
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    for reason in &run.reasons {
+        println!("failed: {reason}");
+    }
+    if run.all_queries_failed() {
+        return Err(CliError::Failed(
+            "every instance query failed; nothing was queued".into(),
+        ));
+    }
+
+    let mut summary = run.summary(0);
+    match &inbound {
+        None => {
+            for event in &run.events {
+                println!("would queue {}", event.source());
+            }
+            eprintln!(
+                "dry run: {} instance(s) would be queued; nothing was queued",
+                run.events.len()
+            );
+        }
+        Some(queue) => {
+            if !run.events.is_empty() {
+                queue
+                    .ensure_exists()
+                    .await
+                    .map_err(|e| CliError::Failed(format!("queue {}: {e}", queue.name())))?;
+            }
+            for (n, event) in run.events.iter().enumerate() {
+                match queue.send(&event.to_json().to_string()).await {
+                    Ok(()) => summary.queued += 1,
+                    Err(e) => {
+                        summary.failed += 1;
+                        println!("failed: queueing {}: {e}", event.source());
+                    }
+                }
+                if (n + 1) % 100 == 0 {
+                    eprintln!("queued {} of {}", n + 1, run.events.len());
+                }
+            }
+        }
+    }
+    if run.truncated {
+        println!(
+            "stopped at {} instances; run again to continue",
+            options.max_instances
+        );
+    }
+    println!("{summary} ({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_rfc3339_and_plain_dates() {
+        assert_eq!(
+            parse_since("2024-05-01T12:00:00+02:00").unwrap(),
+            time::macros::datetime!(2024-05-01 10:00 UTC)
+        );
+        assert_eq!(
+            parse_since("2024-05-01").unwrap(),
+            time::macros::datetime!(2024-05-01 0:00 UTC)
+        );
+        assert!(parse_since("yesterday").is_err());
+        assert!(parse_since("2024-13-01").is_err());
+    }
+}
