@@ -256,7 +256,6 @@ fn identity_credential(
         let options = azure_identity::ManagedIdentityCredentialOptions {
             user_assigned_id: client_id.map(azure_identity::UserAssignedId::ClientId),
             client_options,
-            ..Default::default()
         };
         Ok(azure_identity::ManagedIdentityCredential::new(Some(
             options,
