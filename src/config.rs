@@ -203,10 +203,10 @@ impl std::fmt::Debug for BlobSettings {
     }
 }
 
-/// Queue names (and the connection string used by the standalone runtime and tools).
+/// Queue names (and the connection used by the standalone runtime and tools).
 #[derive(Clone)]
 pub struct QueueSettings {
-    pub connection_string: Option<String>,
+    pub connection: Option<QueueConnection>,
     pub inbound: String,
     pub feedback: String,
     pub confirmation: String,
@@ -215,15 +215,90 @@ pub struct QueueSettings {
 impl std::fmt::Debug for QueueSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueueSettings")
-            .field(
-                "connection_string",
-                &self.connection_string.as_ref().map(|_| "<redacted>"),
-            )
+            .field("connection", &self.connection)
             .field("inbound", &self.inbound)
             .field("feedback", &self.feedback)
             .field("confirmation", &self.confirmation)
             .finish()
     }
+}
+
+/// How the queue account is reached: the two shapes the Functions host accepts for the
+/// binding connection `QueueStorageSettings:ConnectionString`, so one set of app settings
+/// serves the host, `aos run` and `aos poison`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum QueueConnection {
+    /// `QueueStorageSettings__ConnectionString`: a storage connection string (may hold a key).
+    ConnectionString(String),
+    /// Identity-based: `QueueStorageSettings__ConnectionString__queueServiceUri` (or
+    /// `__accountName`), with `__credential=managedidentity` and, for a user-assigned identity,
+    /// `__clientId`. No secret is involved.
+    Identity {
+        service_uri: BaseUrl,
+        client_id: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for QueueConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueConnection::ConnectionString(_) => f.write_str("ConnectionString(<redacted>)"),
+            QueueConnection::Identity {
+                service_uri,
+                client_id,
+            } => f
+                .debug_struct("Identity")
+                .field("service_uri", &service_uri.to_string())
+                .field("client_id", client_id)
+                .finish(),
+        }
+    }
+}
+
+/// The queue connection from the settings; a plain connection string wins (as in the host,
+/// where a setting with the exact connection name is a connection string).
+fn queue_connection(src: &SettingSource) -> Result<Option<QueueConnection>, SettingsError> {
+    let base = format!("{QUEUES}ConnectionString");
+    if let Some(text) = src.get(&base) {
+        return Ok(Some(QueueConnection::ConnectionString(text)));
+    }
+    let uri_name = format!("{base}__queueServiceUri");
+    let account_name = format!("{base}__accountName");
+    let service_uri = match (src.get(&uri_name), src.get(&account_name)) {
+        (Some(uri), _) => BaseUrl::parse(&uri_name, &uri)?,
+        (None, Some(account)) => {
+            let valid = (3..=24).contains(&account.len())
+                && account
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            if !valid {
+                return Err(SettingsError::new(
+                    &account_name,
+                    format!("`{account}` is not a storage account name"),
+                ));
+            }
+            BaseUrl::parse(
+                &account_name,
+                &format!("https://{account}.queue.core.windows.net/"),
+            )?
+        }
+        (None, None) => return Ok(None),
+    };
+    // The host knows one credential kind for these connections; refuse anything else rather
+    // than silently using a different identity than the host does.
+    let credential_name = format!("{base}__credential");
+    if let Some(kind) = src.get(&credential_name)
+        && !kind.eq_ignore_ascii_case("managedidentity")
+    {
+        return Err(SettingsError::new(
+            &credential_name,
+            format!("`{kind}` is not supported (only `managedidentity`)"),
+        ));
+    }
+    Ok(Some(QueueConnection::Identity {
+        service_uri,
+        client_id: src.get(&format!("{base}__clientId")),
+    }))
 }
 
 /// Every setting the handler needs, parsed and checked.
@@ -418,7 +493,7 @@ impl Settings {
             Ok(value)
         };
         let queues = QueueSettings {
-            connection_string: src.get(&format!("{QUEUES}ConnectionString")),
+            connection: queue_connection(src)?,
             inbound: queue("InboundQueueName", "events-inbound")?,
             feedback: queue("FeedbackQueueName", "events-feedback")?,
             confirmation: queue("ConfirmationQueueName", "events-confirmation")?,
@@ -884,5 +959,134 @@ mod tests {
         let err =
             maskinporten(&[("KeyVault__KeyVaultURI", "http://aos.vault.azure.net")]).unwrap_err();
         assert_eq!(err.name, "KeyVault__KeyVaultURI");
+    }
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<Settings, SettingsError> {
+        let mut pairs = minimal();
+        pairs.extend_from_slice(extra);
+        Settings::from_source(&SettingSource::from_pairs(pairs))
+    }
+
+    #[test]
+    fn queue_connection_string_is_used_as_given() {
+        let s = with(&[(
+            "QueueStorageSettings__ConnectionString",
+            "UseDevelopmentStorage=true",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.queues.connection,
+            Some(QueueConnection::ConnectionString(
+                "UseDevelopmentStorage=true".into()
+            ))
+        );
+        assert!(!format!("{s:?}").contains("UseDevelopmentStorage"));
+        assert_eq!(with(&[]).unwrap().queues.connection, None);
+    }
+
+    #[test]
+    fn identity_based_queue_connection() {
+        // The app settings infra/main.bicep writes (user-assigned identity).
+        let s = with(&[
+            (
+                "QueueStorageSettings__ConnectionString__queueServiceUri",
+                "https://aosacct.queue.core.windows.net",
+            ),
+            (
+                "QueueStorageSettings__ConnectionString__credential",
+                "managedidentity",
+            ),
+            (
+                "QueueStorageSettings__ConnectionString__clientId",
+                "11111111-2222-3333-4444-555555555555",
+            ),
+        ])
+        .unwrap();
+        let Some(QueueConnection::Identity {
+            service_uri,
+            client_id,
+        }) = &s.queues.connection
+        else {
+            panic!("identity connection expected: {:?}", s.queues.connection)
+        };
+        assert_eq!(
+            service_uri.to_string(),
+            "https://aosacct.queue.core.windows.net/"
+        );
+        assert_eq!(
+            client_id.as_deref(),
+            Some("11111111-2222-3333-4444-555555555555")
+        );
+
+        // `:` separators and the account-name shape; system-assigned when no client id.
+        let s = with(&[(
+            "QueueStorageSettings:ConnectionString:accountName",
+            "aosacct",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.queues.connection,
+            Some(QueueConnection::Identity {
+                service_uri: BaseUrl::parse("X", "https://aosacct.queue.core.windows.net/")
+                    .unwrap(),
+                client_id: None,
+            })
+        );
+    }
+
+    #[test]
+    fn connection_string_wins_over_identity_settings() {
+        let s = with(&[
+            (
+                "QueueStorageSettings__ConnectionString",
+                "UseDevelopmentStorage=true",
+            ),
+            (
+                "QueueStorageSettings__ConnectionString__queueServiceUri",
+                "https://aosacct.queue.core.windows.net",
+            ),
+        ])
+        .unwrap();
+        assert!(matches!(
+            s.queues.connection,
+            Some(QueueConnection::ConnectionString(_))
+        ));
+    }
+
+    #[test]
+    fn bad_identity_queue_settings_are_named() {
+        let err = with(&[(
+            "QueueStorageSettings__ConnectionString__queueServiceUri",
+            "http://aosacct.queue.core.windows.net",
+        )])
+        .unwrap_err();
+        assert_eq!(
+            err.name,
+            "QueueStorageSettings__ConnectionString__queueServiceUri"
+        );
+        let err = with(&[(
+            "QueueStorageSettings__ConnectionString__accountName",
+            "Not_An_Account",
+        )])
+        .unwrap_err();
+        assert_eq!(
+            err.name,
+            "QueueStorageSettings__ConnectionString__accountName"
+        );
+        let err = with(&[
+            (
+                "QueueStorageSettings__ConnectionString__queueServiceUri",
+                "https://aosacct.queue.core.windows.net",
+            ),
+            (
+                "QueueStorageSettings__ConnectionString__credential",
+                "secret",
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.name,
+            "QueueStorageSettings__ConnectionString__credential"
+        );
     }
 }

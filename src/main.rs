@@ -333,12 +333,13 @@ async fn poison(action: PoisonAction) -> anyhow::Result<()> {
     use altinn_aos::storage::StorageEndpoint;
 
     let settings = load_settings().map_err(anyhow::Error::msg)?;
-    let connection = settings.queues.connection_string.clone().ok_or_else(|| {
+    let connection = settings.queues.connection.clone().ok_or_else(|| {
         anyhow::anyhow!(
-            "setting QueueStorageSettings__ConnectionString: is required by `aos poison`"
+            "setting QueueStorageSettings__ConnectionString: is required by `aos poison` \
+             (or its identity-based form, QueueStorageSettings__ConnectionString__queueServiceUri)"
         )
     })?;
-    let storage = StorageEndpoint::for_queues(&connection)?;
+    let storage = StorageEndpoint::for_queue_connection(&connection)?;
     let inbound = Queue::new(&storage, &settings.queues.inbound)?;
     let confirmation = Queue::new(&storage, &settings.queues.confirmation)?;
     match action {

@@ -55,14 +55,14 @@ pub async fn run(since: Option<&str>, dry_run: bool) -> Result<Summary, CliError
     let inbound = if dry_run {
         None
     } else {
-        let connection = settings.queues.connection_string.clone().ok_or_else(|| {
+        let connection = settings.queues.connection.clone().ok_or_else(|| {
             CliError::Usage(
-                "setting QueueStorageSettings__ConnectionString: is required by `aos reconcile` \
-                 (or use --dry-run)"
+                "setting QueueStorageSettings__ConnectionString (or its identity-based \
+                 __queueServiceUri form): is required by `aos reconcile` (or use --dry-run)"
                     .into(),
             )
         })?;
-        let storage = StorageEndpoint::for_queues(&connection)
+        let storage = StorageEndpoint::for_queue_connection(&connection)
             .map_err(|e| CliError::Usage(format!("QueueStorageSettings__ConnectionString: {e}")))?;
         Some(
             Queue::new(&storage, &settings.queues.inbound)

@@ -20,7 +20,7 @@ use azure_storage_blob::{
 use azure_storage_queue::{QueueClient, QueueClientOptions};
 use time::{Duration, OffsetDateTime};
 
-use crate::config::{BaseUrl, BlobSettings, SettingsError};
+use crate::config::{BaseUrl, BlobSettings, QueueConnection, SettingsError};
 
 /// How long a minted account SAS is valid.
 const SAS_LIFETIME: Duration = Duration::hours(2);
@@ -75,6 +75,29 @@ impl StorageEndpoint {
     pub fn for_queues(connection_string: &str) -> Result<Self, SettingsError> {
         let parsed = ConnectionString::parse(connection_string)?;
         Ok(Self::new(parsed.queue_endpoint, parsed.auth))
+    }
+
+    /// The queue endpoint of `QueueStorageSettings__ConnectionString` in either shape the
+    /// Functions host accepts: a connection string, or identity-based sub-settings (managed
+    /// identity; the connection's own `__clientId`, else `AZURE_CLIENT_ID`).
+    pub fn for_queue_connection(connection: &QueueConnection) -> Result<Self, SettingsError> {
+        match connection {
+            QueueConnection::ConnectionString(text) => Self::for_queues(text),
+            QueueConnection::Identity {
+                service_uri,
+                client_id,
+            } => {
+                let client_id = client_id.clone().or_else(env_client_id);
+                let credential =
+                    identity_credential(ClientOptions::default(), client_id).map_err(|e| {
+                        SettingsError {
+                            name: "QueueStorageSettings__ConnectionString__queueServiceUri".into(),
+                            problem: format!("is set but no managed identity is available: {e}"),
+                        }
+                    })?;
+                Ok(Self::new(service_uri.clone(), Auth::Identity(credential)))
+            }
+        }
     }
 
     /// The blob endpoint named by a storage connection string.
@@ -200,7 +223,8 @@ pub(crate) fn default_retry() -> RetryOptions {
 
 /// Entra ID credential for storage and Key Vault: managed identity when the platform provides
 /// one (App Service/Functions set `IDENTITY_ENDPOINT`, older hosts `MSI_ENDPOINT`), the
-/// developer's Azure CLI / azd login otherwise.
+/// developer's Azure CLI / azd login otherwise. A user-assigned identity is chosen by
+/// `AZURE_CLIENT_ID` (the Azure SDKs' convention; `infra/main.bicep` sets it).
 pub(crate) fn default_credential() -> azure_core::Result<Arc<dyn TokenCredential>> {
     credential_with(ClientOptions::default())
 }
@@ -209,12 +233,29 @@ pub(crate) fn default_credential() -> azure_core::Result<Arc<dyn TokenCredential
 pub(crate) fn credential_with(
     client_options: ClientOptions,
 ) -> azure_core::Result<Arc<dyn TokenCredential>> {
+    identity_credential(client_options, env_client_id())
+}
+
+/// The user-assigned identity named by `AZURE_CLIENT_ID`, if set (empty counts as unset).
+fn env_client_id() -> Option<String> {
+    std::env::var("AZURE_CLIENT_ID")
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Managed identity (user-assigned when `client_id` is given, system-assigned otherwise) in
+/// Azure; the developer tools' login elsewhere, where `client_id` has no meaning.
+fn identity_credential(
+    client_options: ClientOptions,
+    client_id: Option<String>,
+) -> azure_core::Result<Arc<dyn TokenCredential>> {
     let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some()
         || std::env::var_os("MSI_ENDPOINT").is_some();
     if in_azure {
         let options = azure_identity::ManagedIdentityCredentialOptions {
+            user_assigned_id: client_id.map(azure_identity::UserAssignedId::ClientId),
             client_options,
-            ..Default::default()
         };
         Ok(azure_identity::ManagedIdentityCredential::new(Some(
             options,
@@ -383,5 +424,25 @@ mod tests {
             "https://acct.queue.core.windows.net/"
         );
         assert!(ConnectionString::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn identity_queue_connection_uses_the_service_uri_without_a_sas() {
+        let connection = QueueConnection::Identity {
+            service_uri: BaseUrl::parse("X", "https://aosacct.queue.core.windows.net").unwrap(),
+            client_id: Some("11111111-2222-3333-4444-555555555555".into()),
+        };
+        let endpoint = StorageEndpoint::for_queue_connection(&connection).unwrap();
+        assert_eq!(
+            endpoint.endpoint().to_string(),
+            "https://aosacct.queue.core.windows.net/"
+        );
+        assert!(endpoint.credential().is_some());
+        assert_eq!(endpoint.current_sas().unwrap(), None);
+        let url = endpoint.queue("events-inbound").unwrap().url().clone();
+        assert_eq!(
+            url.as_str(),
+            "https://aosacct.queue.core.windows.net/events-inbound"
+        );
     }
 }

@@ -13,7 +13,7 @@ mod routes;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 
 use crate::pipeline::Pipeline;
 
@@ -23,6 +23,15 @@ pub const EVENTS_PROCESSOR: &str = "EventsProcessor";
 pub const EVENTS_CONFIRMATION: &str = "EventsConfirmation";
 pub const EVENTS_RECONCILER: &str = "EventsReconciler";
 
+/// Every function the handler serves: each has a route here and a folder with a
+/// `function.json` in the Function App (`tests/packaging.rs` checks both ways).
+pub const FUNCTIONS: &[&str] = &[
+    EVENTS_RECEIVER,
+    EVENTS_PROCESSOR,
+    EVENTS_CONFIRMATION,
+    EVENTS_RECONCILER,
+];
+
 /// Binding names, as in each `function.json`.
 pub mod bindings {
     pub const REQUEST: &str = "req";
@@ -31,30 +40,108 @@ pub mod bindings {
     pub const TRIGGER_EVENT: &str = "event";
     pub const CONFIRMATION_OUTPUT: &str = "confirmation";
     pub const TIMER_TRIGGER: &str = "timer";
+
+    /// Which queue a queue binding names, as the settings call it (their defaults are the
+    /// `queueName`s in `function.json`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum QueueRole {
+        Inbound,
+        Confirmation,
+    }
+
+    /// A binding the code reads or writes; `function.json` must declare it exactly so, or the
+    /// host drops the output (or never delivers the input) without an error.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Binding {
+        pub function: &'static str,
+        pub name: &'static str,
+        pub kind: &'static str,
+        pub direction: &'static str,
+        pub queue: Option<QueueRole>,
+    }
+
+    const fn binding(
+        function: &'static str,
+        name: &'static str,
+        kind: &'static str,
+        direction: &'static str,
+        queue: Option<QueueRole>,
+    ) -> Binding {
+        Binding {
+            function,
+            name,
+            kind,
+            direction,
+            queue,
+        }
+    }
+
+    use super::{EVENTS_CONFIRMATION, EVENTS_PROCESSOR, EVENTS_RECEIVER, EVENTS_RECONCILER};
+    use QueueRole::*;
+
+    /// The bindings each route uses (see `routes.rs`).
+    pub const USED: &[Binding] = &[
+        binding(EVENTS_RECEIVER, REQUEST, "httpTrigger", "in", None),
+        binding(EVENTS_RECEIVER, RESPONSE, "http", "out", None),
+        binding(
+            EVENTS_RECEIVER,
+            INBOUND_OUTPUT,
+            "queue",
+            "out",
+            Some(Inbound),
+        ),
+        binding(
+            EVENTS_PROCESSOR,
+            TRIGGER_EVENT,
+            "queueTrigger",
+            "in",
+            Some(Inbound),
+        ),
+        binding(
+            EVENTS_PROCESSOR,
+            CONFIRMATION_OUTPUT,
+            "queue",
+            "out",
+            Some(Confirmation),
+        ),
+        binding(
+            EVENTS_CONFIRMATION,
+            TRIGGER_EVENT,
+            "queueTrigger",
+            "in",
+            Some(Confirmation),
+        ),
+        binding(EVENTS_RECONCILER, TIMER_TRIGGER, "timerTrigger", "in", None),
+        binding(
+            EVENTS_RECONCILER,
+            INBOUND_OUTPUT,
+            "queue",
+            "out",
+            Some(Inbound),
+        ),
+    ];
 }
 
 /// Invocation payloads larger than this fail the invocation. The webhook body inside is
 /// limited to 1 MiB separately (answered 413); the margin covers the host's JSON escaping.
 const MAX_INVOCATION_BYTES: usize = 8 * 1024 * 1024;
 
+/// One route per function, named by the function (the host's invocation path).
+fn function_routes() -> [(&'static str, MethodRouter<Pipeline>); 4] {
+    [
+        (EVENTS_RECEIVER, post(routes::events_receiver)),
+        (EVENTS_PROCESSOR, post(routes::events_processor)),
+        (EVENTS_CONFIRMATION, post(routes::events_confirmation)),
+        (EVENTS_RECONCILER, post(routes::events_reconciler)),
+    ]
+}
+
 pub fn router(pipeline: Pipeline) -> Router {
-    Router::new()
-        .route("/", get(routes::ready))
-        .route(
-            &format!("/{EVENTS_RECEIVER}"),
-            post(routes::events_receiver),
-        )
-        .route(
-            &format!("/{EVENTS_PROCESSOR}"),
-            post(routes::events_processor),
-        )
-        .route(
-            &format!("/{EVENTS_CONFIRMATION}"),
-            post(routes::events_confirmation),
-        )
-        .route(
-            &format!("/{EVENTS_RECONCILER}"),
-            post(routes::events_reconciler),
+    function_routes()
+        .into_iter()
+        .fold(
+            Router::new().route("/", get(routes::ready)),
+            |router, (name, route)| router.route(&format!("/{name}"), route),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_INVOCATION_BYTES))
         .with_state(pipeline)
@@ -69,4 +156,13 @@ pub async fn serve(pipeline: Pipeline, port: u16) -> std::io::Result<()> {
     axum::serve(listener, router(pipeline))
         .with_graceful_shutdown(crate::shutdown_signal())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_function_has_a_route_and_every_route_is_a_function() {
+        let routed: Vec<&str> = super::function_routes().iter().map(|(n, _)| *n).collect();
+        assert_eq!(routed, super::FUNCTIONS);
+    }
 }

@@ -47,13 +47,15 @@ pub async fn run(
         })?;
     let connection = settings
         .queues
-        .connection_string
+        .connection
         .clone()
         .ok_or_else(|| SettingsError {
             name: "QueueStorageSettings__ConnectionString".into(),
-            problem: "is required by `aos run`".into(),
+            problem: "is required by `aos run` (or its identity-based form, \
+                      QueueStorageSettings__ConnectionString__queueServiceUri)"
+                .into(),
         })?;
-    let storage = StorageEndpoint::for_queues(&connection)?;
+    let storage = StorageEndpoint::for_queue_connection(&connection)?;
     let open = |name: &str| -> anyhow::Result<Queue> { Ok(Queue::new(&storage, name)?) };
     let inbound = open(&settings.queues.inbound)?;
     let confirmation = open(&settings.queues.confirmation)?;
