@@ -33,6 +33,8 @@
 //! - [`dev`] — `aos dev`: the local demo (Azurite, simulator, standalone runtime, sample batch).
 //! - [`pipeline::reconcile`] / [`reconcile_cli`] — find completed instances whose events never
 //!   arrived and feed them in as synthetic events (`EventsReconciler`, `aos reconcile`).
+//! - [`altinn::subscriptions`] / [`subscriptions_cli`] — the Events subscription API and
+//!   `aos subscriptions add|list|show|remove|verify`.
 //! - [`simulator`] — an in-process Altinn simulator (Storage, app API, Events subscriptions and
 //!   push delivery, a Maskinporten that verifies grants, the token exchange) for tests and local
 //!   development.
@@ -52,6 +54,7 @@ pub mod reconcile_cli;
 pub mod simulator;
 pub mod standalone;
 pub mod storage;
+pub mod subscriptions_cli;
 
 /// Resolves on Ctrl-C or SIGTERM (what the Functions host and container platforms send).
 pub async fn shutdown_signal() {

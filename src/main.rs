@@ -6,6 +6,7 @@
 //! - `aos dev` runs the whole system locally with a demo batch (Azurite, simulator, `aos run`).
 //! - `aos simulator` runs the Altinn simulator for local development.
 //! - `aos reconcile` queues completed instances whose events never arrived.
+//! - `aos subscriptions` adds, lists, shows, removes and verifies Altinn Events subscriptions.
 //! - `aos check-config` loads the settings and the Maskinporten key, does one grant and one
 //!   Altinn token exchange, and prints what it found (exit 1 with one line if a step fails).
 //!
@@ -102,6 +103,50 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Manage the Altinn Events subscriptions that feed the webhook.
+    Subscriptions {
+        #[command(subcommand)]
+        action: SubscriptionAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubscriptionAction {
+    /// Subscribe to an app's events (source filter `{AppsBaseUrl}{org}/{app}`) and wait until
+    /// Altinn has validated the endpoint.
+    Add {
+        /// The app, `org/app`.
+        #[arg(long)]
+        app: String,
+        /// Event type filter (default `app.instance.process.completed`).
+        #[arg(long = "type")]
+        type_filter: Option<String>,
+        /// Webhook URL (default: setting AltinnApplicationOwnerSystemSettings__WebhookUrl).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Seconds to wait for validation.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+    },
+    /// List this org's subscriptions (id, validated, source, type, endpoint without its query).
+    List,
+    /// Show one subscription as JSON (endpoint query redacted).
+    Show { id: u64 },
+    /// Delete a subscription.
+    Remove { id: u64 },
+    /// Check every expected subscription (`--app`, else ReconcileApps) exists and is validated;
+    /// re-post (idempotent) those that are not.
+    Verify {
+        /// Expected app `org/app` (repeatable); default: ReconcileApps.
+        #[arg(long = "app")]
+        apps: Vec<String>,
+        #[arg(long = "type")]
+        type_filter: Option<String>,
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,7 +170,7 @@ fn main() -> ExitCode {
     // brings them back). Warnings (e.g. certificate expiry) still show.
     let quiet = matches!(
         cli.command,
-        Some(Command::Dev { .. } | Command::CheckConfig)
+        Some(Command::Dev { .. } | Command::CheckConfig | Command::Subscriptions { .. })
     );
     init_tracing(if quiet { "warn" } else { "info" });
     let command = match cli.command {
@@ -264,6 +309,47 @@ async fn run(command: Command) -> ExitCode {
                 }
                 Err(altinn_aos::reconcile_cli::CliError::Failed(line)) => {
                     eprintln!("aos reconcile: {line}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Subscriptions { action } => {
+            use altinn_aos::subscriptions_cli::{Action, CliError};
+            let action = match action {
+                SubscriptionAction::Add {
+                    app,
+                    type_filter,
+                    endpoint,
+                    wait_secs,
+                } => Action::Add {
+                    app,
+                    type_filter,
+                    endpoint,
+                    wait: Duration::from_secs(wait_secs),
+                },
+                SubscriptionAction::List => Action::List,
+                SubscriptionAction::Show { id } => Action::Show { id },
+                SubscriptionAction::Remove { id } => Action::Remove { id },
+                SubscriptionAction::Verify {
+                    apps,
+                    type_filter,
+                    endpoint,
+                    wait_secs,
+                } => Action::Verify {
+                    apps,
+                    type_filter,
+                    endpoint,
+                    wait: Duration::from_secs(wait_secs),
+                },
+            };
+            match altinn_aos::subscriptions_cli::run(action).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(CliError::Usage(line)) => {
+                    eprintln!("aos: {line}");
+                    ExitCode::from(2)
+                }
+                Err(CliError::Failed(line)) => {
+                    eprintln!("aos subscriptions: {line}");
                     ExitCode::FAILURE
                 }
             }

@@ -126,6 +126,11 @@ impl AltinnClient {
         }
     }
 
+    /// The configured platform base (for the subscription API, [`super::subscriptions`]).
+    pub(crate) fn platform(&self) -> &BaseUrl {
+        &self.platform
+    }
+
     fn storage_instance_url(&self, instance: &InstanceRef) -> url::Url {
         self.platform.join(&format!(
             "storage/api/v1/instances/{}",
@@ -237,6 +242,18 @@ impl AltinnClient {
         what: &str,
         timeout: Duration,
     ) -> Result<reqwest::Response, AltinnError> {
+        self.send_json(method, url, what, timeout, None).await
+    }
+
+    /// [`Self::send`] with an optional JSON request body (same token, 401 and retry rules).
+    pub(crate) async fn send_json(
+        &self,
+        method: Method,
+        url: url::Url,
+        what: &str,
+        timeout: Duration,
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, AltinnError> {
         let mut refreshed = false;
         let mut attempt = 1;
         loop {
@@ -246,7 +263,9 @@ impl AltinnClient {
                 .request(method.clone(), url.clone())
                 .bearer_auth(token.secret())
                 .timeout(timeout);
-            if method == Method::POST {
+            if let Some(body) = body {
+                request = request.json(body);
+            } else if method == Method::POST {
                 request = request.header(reqwest::header::CONTENT_LENGTH, 0);
             }
             let error = match request.send().await {

@@ -2,5 +2,6 @@
 
 pub mod client;
 pub mod model;
+pub mod subscriptions;
 
 pub use client::{AltinnClient, AltinnError};

@@ -1,0 +1,335 @@
+//! `aos subscriptions add|list|show|remove|verify`: manage the Altinn Events subscriptions that
+//! feed the webhook (spec §2.4–2.6).
+//!
+//! - The source filter is always built here, exactly `{AppsBaseUrl}{org}/{app}` with no trailing
+//!   slash ([`app_source_filter`]); org and app are checked like an event's names.
+//! - The endpoint is `--endpoint`, else the setting
+//!   `AltinnApplicationOwnerSystemSettings__WebhookUrl` (the EventsReceiver URL with its
+//!   `?code=` function key). Its query is never printed.
+//! - `add` and `verify` poll `GET /subscriptions/{id}` until Altinn reports `validated: true`:
+//!   only validated subscriptions receive events.
+
+use std::time::{Duration, Instant};
+
+use crate::altinn::AltinnClient;
+use crate::altinn::subscriptions::{
+    DEFAULT_TYPE_FILTER, Subscription, app_source_filter, parse_app, redact_endpoint,
+};
+use crate::config::{SettingSource, Settings};
+use crate::event::{AppName, OrgName};
+
+/// The setting that supplies the endpoint when `--endpoint` is not given.
+pub const WEBHOOK_URL_SETTING: &str = "AltinnApplicationOwnerSystemSettings__WebhookUrl";
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad settings or arguments (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Altinn refused, or a subscription did not validate (exit 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What `aos subscriptions` was asked to do.
+pub enum Action {
+    Add {
+        app: String,
+        type_filter: Option<String>,
+        endpoint: Option<String>,
+        wait: Duration,
+    },
+    List,
+    Show {
+        id: u64,
+    },
+    Remove {
+        id: u64,
+    },
+    Verify {
+        apps: Vec<String>,
+        type_filter: Option<String>,
+        endpoint: Option<String>,
+        wait: Duration,
+    },
+}
+
+const CACHE_WARNING: &str = "note: Altinn caches subscriptions for up to an hour; the first \
+     events for a new subscription can take that long to arrive (run `aos reconcile` to catch \
+     instances completed meanwhile)";
+
+struct Context {
+    settings: Settings,
+    source: SettingSource,
+    altinn: AltinnClient,
+}
+
+async fn context() -> Result<Context, CliError> {
+    let source = SettingSource::from_process().map_err(|e| CliError::Usage(e.to_string()))?;
+    let settings = Settings::from_source(&source).map_err(|e| CliError::Usage(e.to_string()))?;
+    let tokens = crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url)
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let altinn = AltinnClient::new(
+        settings.apps_base_url.clone(),
+        settings.platform_base_url.clone(),
+        tokens,
+    );
+    Ok(Context {
+        settings,
+        source,
+        altinn,
+    })
+}
+
+impl Context {
+    /// `--endpoint`, else `WebhookUrl`; an absolute https URL (http only on loopback).
+    fn endpoint(&self, given: Option<String>) -> Result<String, CliError> {
+        let endpoint = given
+            .or_else(|| self.source.get(WEBHOOK_URL_SETTING))
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "no endpoint: give --endpoint or set {WEBHOOK_URL_SETTING} (the \
+                     EventsReceiver URL with its ?code= function key)"
+                ))
+            })?;
+        let url = url::Url::parse(endpoint.trim()).map_err(|e| {
+            CliError::Usage(format!(
+                "endpoint `{}` is not a URL ({e})",
+                redact_endpoint(&endpoint)
+            ))
+        })?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        };
+        match url.scheme() {
+            "https" if url.host().is_some() => {}
+            "http" if loopback => {}
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "endpoint `{}` must be an absolute https URL (Altinn rejects anything else)",
+                    redact_endpoint(&endpoint)
+                )));
+            }
+        }
+        Ok(endpoint.trim().to_string())
+    }
+
+    /// Polls until Altinn reports the subscription validated, or explains why not.
+    async fn wait_validated(
+        &self,
+        sub: Subscription,
+        wait: Duration,
+    ) -> Result<Subscription, CliError> {
+        let started = Instant::now();
+        let mut sub = sub;
+        loop {
+            if sub.validated {
+                return Ok(sub);
+            }
+            if started.elapsed() >= wait {
+                let endpoint = sub.end_point.as_deref().map(redact_endpoint);
+                return Err(CliError::Failed(format!(
+                    "subscription {} is not validated after {}s. Altinn sends a validation \
+                     event (type platform.events.validatesubscription) to {} and needs a 2xx \
+                     answer: the endpoint is unreachable from Altinn (not public, not https with \
+                     a trusted certificate, firewall) or does not answer 2xx (wrong ?code= key, \
+                     function app stopped). Fix it and run the same command again: re-posting \
+                     is idempotent and triggers a new validation. Only validated subscriptions \
+                     receive events.",
+                    sub.id,
+                    wait.as_secs(),
+                    endpoint.as_deref().unwrap_or("the endpoint"),
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500).min(wait)).await;
+            sub = self
+                .altinn
+                .get_subscription(sub.id)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+        }
+    }
+
+    /// POSTs (idempotently) and waits for validation.
+    async fn subscribe(
+        &self,
+        org: &OrgName,
+        app: &AppName,
+        type_filter: &str,
+        endpoint: &str,
+        wait: Duration,
+    ) -> Result<Subscription, CliError> {
+        let filter = app_source_filter(&self.settings.apps_base_url, org, app);
+        let created = self
+            .altinn
+            .create_subscription(endpoint, &filter, Some(type_filter))
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        eprintln!(
+            "subscription {} for {filter} ({type_filter}) -> {}: waiting for Altinn to validate \
+             the endpoint",
+            created.id,
+            redact_endpoint(endpoint)
+        );
+        self.wait_validated(created, wait).await
+    }
+}
+
+fn line(sub: &Subscription) -> String {
+    format!(
+        "{}\t{}\t{}\t{}\t{}",
+        sub.id,
+        if sub.validated {
+            "validated"
+        } else {
+            "NOT-VALIDATED"
+        },
+        sub.source_filter.as_deref().unwrap_or("-"),
+        sub.type_filter.as_deref().unwrap_or("(any type)"),
+        sub.end_point
+            .as_deref()
+            .map(redact_endpoint)
+            .unwrap_or_else(|| "-".into()),
+    )
+}
+
+fn redacted_json(sub: &Subscription) -> String {
+    let mut raw = sub.raw.clone();
+    for key in ["endPoint", "endpoint"] {
+        if let Some(e) = raw.get(key).and_then(|v| v.as_str()).map(redact_endpoint) {
+            raw[key] = e.into();
+        }
+    }
+    serde_json::to_string_pretty(&raw).unwrap_or_default()
+}
+
+/// Runs one `aos subscriptions` command, printing to stdout (results) and stderr (progress).
+pub async fn run(action: Action) -> Result<(), CliError> {
+    let ctx = context().await?;
+    let failed = |e: crate::altinn::AltinnError| CliError::Failed(e.to_string());
+    match action {
+        Action::Add {
+            app,
+            type_filter,
+            endpoint,
+            wait,
+        } => {
+            let (org, app) = parse_app(&app).map_err(CliError::Usage)?;
+            let endpoint = ctx.endpoint(endpoint)?;
+            let type_filter = type_filter.unwrap_or_else(|| DEFAULT_TYPE_FILTER.into());
+            if type_filter.trim().is_empty() {
+                return Err(CliError::Usage(
+                    "--type must not be empty (an empty type filter matches nothing)".into(),
+                ));
+            }
+            let sub = ctx
+                .subscribe(&org, &app, &type_filter, &endpoint, wait)
+                .await?;
+            println!("{}", line(&sub));
+            eprintln!("{CACHE_WARNING}");
+        }
+        Action::List => {
+            let subs = ctx.altinn.list_subscriptions().await.map_err(failed)?;
+            for sub in &subs {
+                println!("{}", line(sub));
+                if sub
+                    .source_filter
+                    .as_deref()
+                    .is_some_and(|f| f.ends_with('/'))
+                {
+                    eprintln!(
+                        "warning: subscription {} has a source filter ending in `/`: Altinn \
+                         delivers nothing for it; remove it and add the app again",
+                        sub.id
+                    );
+                }
+            }
+            eprintln!("{} subscription(s)", subs.len());
+        }
+        Action::Show { id } => {
+            let sub = ctx.altinn.get_subscription(id).await.map_err(failed)?;
+            println!("{}", redacted_json(&sub));
+        }
+        Action::Remove { id } => {
+            ctx.altinn.delete_subscription(id).await.map_err(failed)?;
+            println!("removed subscription {id}");
+            eprintln!(
+                "note: Altinn caches subscriptions for up to an hour; events may still arrive \
+                 until then"
+            );
+        }
+        Action::Verify {
+            apps,
+            type_filter,
+            endpoint,
+            wait,
+        } => {
+            let expected: Vec<(OrgName, AppName)> = if apps.is_empty() {
+                ctx.settings.reconcile_apps.clone()
+            } else {
+                apps.iter()
+                    .map(|a| parse_app(a))
+                    .collect::<Result<_, _>>()
+                    .map_err(CliError::Usage)?
+            };
+            if expected.is_empty() {
+                return Err(CliError::Usage(
+                    "no apps to verify: give --app org/app (repeatable) or set \
+                     AltinnApplicationOwnerSystemSettings__ReconcileApps"
+                        .into(),
+                ));
+            }
+            let endpoint = ctx.endpoint(endpoint)?;
+            let type_filter = type_filter.unwrap_or_else(|| DEFAULT_TYPE_FILTER.into());
+            let existing = ctx.altinn.list_subscriptions().await.map_err(failed)?;
+            let mut problems = Vec::new();
+            let mut reposted = false;
+            for (org, app) in &expected {
+                let filter = app_source_filter(&ctx.settings.apps_base_url, org, app);
+                let found = existing.iter().find(|s| {
+                    s.source_filter.as_deref() == Some(filter.as_str())
+                        && s.type_filter.as_deref() == Some(type_filter.as_str())
+                        && s.end_point.as_deref() == Some(endpoint.as_str())
+                });
+                match found {
+                    Some(sub) if sub.validated => println!("ok\t{}", line(sub)),
+                    other => {
+                        eprintln!(
+                            "{}: {filter} ({type_filter}); re-posting",
+                            match other {
+                                Some(s) => format!("subscription {} is not validated", s.id),
+                                None => "no subscription".to_string(),
+                            }
+                        );
+                        reposted = true;
+                        match ctx.subscribe(org, app, &type_filter, &endpoint, wait).await {
+                            Ok(sub) => println!("fixed\t{}", line(&sub)),
+                            Err(e) => {
+                                println!("failed\t{filter}\t{e}");
+                                problems.push(filter);
+                            }
+                        }
+                    }
+                }
+            }
+            if reposted {
+                eprintln!("{CACHE_WARNING}");
+            }
+            if !problems.is_empty() {
+                return Err(CliError::Failed(format!(
+                    "{} of {} subscription(s) are not validated: {}",
+                    problems.len(),
+                    expected.len(),
+                    problems.join(", ")
+                )));
+            }
+            eprintln!("{} subscription(s) present and validated", expected.len());
+        }
+    }
+    Ok(())
+}
