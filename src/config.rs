@@ -319,6 +319,8 @@ pub struct Settings {
     /// The `?code=` secret the standalone webhook requires (`aos run`); unused under Functions,
     /// where the function key plays this role.
     pub webhook_secret: Option<Secret>,
+    /// The feedback step (`XMLFeedbackDataType` + `XMLFeedbackEventType`); `None` = off.
+    pub feedback: Option<crate::pipeline::feedback::FeedbackSettings>,
 }
 
 /// A secret setting value: never shown by `Debug`.
@@ -525,6 +527,7 @@ impl Settings {
             event_types,
             token,
             webhook_secret: src.get(&format!("{AOS}WebhookSecret")).map(Secret),
+            feedback: crate::pipeline::feedback::FeedbackSettings::from_source(src)?,
         })
     }
 

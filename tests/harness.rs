@@ -485,6 +485,7 @@ fn app_configuration_comes_from_the_function_app_files() -> anyhow::Result<()> {
         triggered,
         [
             ("EventsConfirmation", Some("events-confirmation")),
+            ("EventsFeedback", Some("events-feedback")),
             ("EventsProcessor", Some("events-inbound"))
         ]
     );

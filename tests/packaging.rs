@@ -93,6 +93,7 @@ fn every_binding_the_code_uses_is_declared_in_function_json() {
             let expected = match role {
                 QueueRole::Inbound => &settings.queues.inbound,
                 QueueRole::Confirmation => &settings.queues.confirmation,
+                QueueRole::Feedback => &settings.queues.feedback,
             };
             assert_eq!(
                 declared["queueName"].as_str(),

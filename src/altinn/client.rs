@@ -17,6 +17,9 @@ use crate::event::InstanceRef;
 
 use super::model::Instance;
 
+/// Data element upload (the feedback step).
+mod upload;
+
 /// An Altinn call that failed, classified once as retryable or permanent.
 #[derive(Debug, thiserror::Error)]
 pub enum AltinnError {

@@ -22,6 +22,7 @@ pub const EVENTS_RECEIVER: &str = "EventsReceiver";
 pub const EVENTS_PROCESSOR: &str = "EventsProcessor";
 pub const EVENTS_CONFIRMATION: &str = "EventsConfirmation";
 pub const EVENTS_RECONCILER: &str = "EventsReconciler";
+pub const EVENTS_FEEDBACK: &str = "EventsFeedback";
 
 /// Every function the handler serves: each has a route here and a folder with a
 /// `function.json` in the Function App (`tests/packaging.rs` checks both ways).
@@ -30,6 +31,7 @@ pub const FUNCTIONS: &[&str] = &[
     EVENTS_PROCESSOR,
     EVENTS_CONFIRMATION,
     EVENTS_RECONCILER,
+    EVENTS_FEEDBACK,
 ];
 
 /// Binding names, as in each `function.json`.
@@ -40,6 +42,7 @@ pub mod bindings {
     pub const TRIGGER_EVENT: &str = "event";
     pub const CONFIRMATION_OUTPUT: &str = "confirmation";
     pub const TIMER_TRIGGER: &str = "timer";
+    pub const FEEDBACK_OUTPUT: &str = "feedback";
 
     /// Which queue a queue binding names, as the settings call it (their defaults are the
     /// `queueName`s in `function.json`).
@@ -47,6 +50,7 @@ pub mod bindings {
     pub enum QueueRole {
         Inbound,
         Confirmation,
+        Feedback,
     }
 
     /// A binding the code reads or writes; `function.json` must declare it exactly so, or the
@@ -76,6 +80,7 @@ pub mod bindings {
         }
     }
 
+    use super::EVENTS_FEEDBACK;
     use super::{EVENTS_CONFIRMATION, EVENTS_PROCESSOR, EVENTS_RECEIVER, EVENTS_RECONCILER};
     use QueueRole::*;
 
@@ -119,6 +124,28 @@ pub mod bindings {
             "out",
             Some(Inbound),
         ),
+        // Feedback: the processor writes to `feedback` instead of `confirmation` when it is on.
+        binding(
+            EVENTS_PROCESSOR,
+            FEEDBACK_OUTPUT,
+            "queue",
+            "out",
+            Some(Feedback),
+        ),
+        binding(
+            EVENTS_FEEDBACK,
+            TRIGGER_EVENT,
+            "queueTrigger",
+            "in",
+            Some(Feedback),
+        ),
+        binding(
+            EVENTS_FEEDBACK,
+            CONFIRMATION_OUTPUT,
+            "queue",
+            "out",
+            Some(Confirmation),
+        ),
     ];
 }
 
@@ -127,12 +154,13 @@ pub mod bindings {
 const MAX_INVOCATION_BYTES: usize = 8 * 1024 * 1024;
 
 /// One route per function, named by the function (the host's invocation path).
-fn function_routes() -> [(&'static str, MethodRouter<Pipeline>); 4] {
+fn function_routes() -> [(&'static str, MethodRouter<Pipeline>); 5] {
     [
         (EVENTS_RECEIVER, post(routes::events_receiver)),
         (EVENTS_PROCESSOR, post(routes::events_processor)),
         (EVENTS_CONFIRMATION, post(routes::events_confirmation)),
         (EVENTS_RECONCILER, post(routes::events_reconciler)),
+        (EVENTS_FEEDBACK, post(routes::events_feedback)),
     ]
 }
 

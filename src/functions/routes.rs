@@ -114,12 +114,31 @@ async fn queue_step(
     }
 }
 
-/// `EventsProcessor`: archive the instance, then pass the event on to `events-confirmation`.
+/// `EventsProcessor`: archive the instance, then pass the event on to `events-confirmation`
+/// (or to `events-feedback` when feedback is configured).
 pub async fn events_processor(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
+    let output = if pipeline.settings.feedback.is_some() {
+        FEEDBACK_OUTPUT
+    } else {
+        CONFIRMATION_OUTPUT
+    };
     queue_step(
         super::EVENTS_PROCESSOR,
         &pipeline,
         QueueStep::Process,
+        &body,
+        Some(output),
+    )
+    .await
+}
+
+/// `EventsFeedback`: upload the feedback element when configured, then pass the event on to
+/// `events-confirmation`.
+pub async fn events_feedback(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
+    queue_step(
+        super::EVENTS_FEEDBACK,
+        &pipeline,
+        QueueStep::Feedback,
         &body,
         Some(CONFIRMATION_OUTPUT),
     )

@@ -3,11 +3,15 @@
 //! Before calling *complete*: the manifest must exist, the instance's process must have ended,
 //! and every data element the instance lists now must be in the manifest and stored with its
 //! size. Complete is idempotent in Altinn, so a repeated confirmation is harmless.
+//!
+//! Elements of the feedback data type (`XMLFeedbackDataType`) are left out of the comparison:
+//! the feedback step adds one after archiving, and it is our own output, not the user's data.
+//! Every other element added or changed after archiving still blocks the confirmation.
 
 use crate::archive::InstancePaths;
 use crate::event::{CloudEvent, InstanceRef};
 
-use super::process::same_elements;
+use super::process::same_elements_except;
 use super::{Pipeline, StepError};
 
 #[derive(Debug, PartialEq)]
@@ -43,7 +47,7 @@ impl Pipeline {
         if !fetched.instance.process_ended() {
             return Ok(ConfirmOutcome::NotEnded { instance });
         }
-        if !same_elements(&manifest, &elements) {
+        if !same_elements_except(&manifest, &elements, self.feedback_data_type()) {
             return Err(StepError::Permanent(format!(
                 "instance {instance} changed after it was archived (manifest has {} elements, instance has {}); replay it to events-inbound to re-archive",
                 manifest.elements.len(),

@@ -5,6 +5,7 @@
 use crate::event::CloudEvent;
 
 use super::confirm::ConfirmOutcome;
+use super::feedback::FeedbackOutcome;
 use super::process::ProcessOutcome;
 use super::{Pipeline, StepError};
 
@@ -33,6 +34,8 @@ pub enum QueueStep {
     Process,
     /// `events-confirmation` → complete.
     Confirm,
+    /// `events-feedback` → upload feedback (when configured) → `events-confirmation`.
+    Feedback,
 }
 
 impl Pipeline {
@@ -41,6 +44,17 @@ impl Pipeline {
         match step {
             QueueStep::Process => &self.settings.queues.inbound,
             QueueStep::Confirm => &self.settings.queues.confirmation,
+            QueueStep::Feedback => &self.settings.queues.feedback,
+        }
+    }
+
+    /// Where the processor passes an archived instance on: `events-feedback` when feedback is
+    /// configured, otherwise straight to `events-confirmation` (no extra hop when it is off).
+    pub fn processed_queue(&self) -> &str {
+        if self.settings.feedback.is_some() {
+            &self.settings.queues.feedback
+        } else {
+            &self.settings.queues.confirmation
         }
     }
 
@@ -68,6 +82,7 @@ impl Pipeline {
         match step {
             QueueStep::Process => self.process_message(event).await,
             QueueStep::Confirm => self.confirm_message(event).await,
+            QueueStep::Feedback => self.feedback_message(event).await,
         }
     }
 
@@ -126,6 +141,30 @@ impl Pipeline {
         Ok(StepReport {
             line,
             forward: None,
+        })
+    }
+
+    /// `events-feedback`: upload feedback when configured, then forward to confirmation.
+    pub async fn feedback_message(&self, event: &CloudEvent) -> Result<StepReport, StepError> {
+        let context = describe(event);
+        let line = match self.feedback(event).await? {
+            FeedbackOutcome::NotConfigured => {
+                format!("feedback is off; passing on to confirmation ({context})")
+            }
+            FeedbackOutcome::NotForThisEvent => {
+                format!("no feedback for this event type; passing on to confirmation ({context})")
+            }
+            FeedbackOutcome::AlreadyGiven { instance } => format!(
+                "instance {instance} already has its feedback element; passing on to confirmation ({context})"
+            ),
+            FeedbackOutcome::Uploaded { instance, bytes } => {
+                tracing::info!(event_id = event.id(), instance = %instance, bytes, "feedback uploaded");
+                format!("uploaded feedback ({bytes} bytes) to instance {instance} ({context})")
+            }
+        };
+        Ok(StepReport {
+            line,
+            forward: Some(event.clone()),
         })
     }
 }

@@ -5,6 +5,7 @@
 //! outcomes to their own language: outputs and 2xx, or a non-2xx so the message is retried.
 
 pub mod confirm;
+pub mod feedback;
 pub mod identity;
 pub mod messages;
 pub mod process;

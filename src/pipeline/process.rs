@@ -58,7 +58,7 @@ impl Pipeline {
         if let Some(existing) = self.archive.manifest(&paths).await? {
             // Elements decide: Altinn changes `lastChanged` on later metadata updates (the
             // confirmation itself, substatus), which do not call for a new archive.
-            if same_elements(&existing, &elements) {
+            if same_elements_except(&existing, &elements, self.feedback_data_type()) {
                 if fetched.instance.confirmed_by(instance.org.as_str()) {
                     return Ok(ProcessOutcome::AlreadyDone { instance });
                 }
@@ -186,11 +186,25 @@ fn manifest_element(paths: &InstancePaths, element: &CheckedElement) -> Manifest
 
 /// Whether the manifest lists exactly these elements with these sizes.
 pub fn same_elements(manifest: &Manifest, elements: &[CheckedElement]) -> bool {
-    manifest.elements.len() == elements.len()
-        && elements.iter().all(|e| {
-            manifest
-                .elements
-                .iter()
-                .any(|m| m.id == e.id && m.size == e.size)
-        })
+    same_elements_except(manifest, elements, None)
+}
+
+/// [`same_elements`], leaving elements of `ignored` (the feedback data type, added to the
+/// instance after it was archived) out on both sides.
+pub fn same_elements_except(
+    manifest: &Manifest,
+    elements: &[CheckedElement],
+    ignored: Option<&str>,
+) -> bool {
+    let kept = |data_type: &str| ignored != Some(data_type);
+    let listed: Vec<_> = manifest
+        .elements
+        .iter()
+        .filter(|m| kept(&m.data_type))
+        .collect();
+    let current: Vec<_> = elements.iter().filter(|e| kept(&e.data_type)).collect();
+    listed.len() == current.len()
+        && current
+            .iter()
+            .all(|e| listed.iter().any(|m| m.id == e.id && m.size == e.size))
 }

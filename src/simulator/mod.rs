@@ -37,6 +37,7 @@ mod routes;
 mod spec;
 mod state;
 mod subscription;
+mod upload;
 
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,7 @@ pub use maskinporten::ClientKey;
 pub use push::{Delivery, altinn_retry_schedule};
 pub use spec::{CreatedElement, CreatedInstance, ElementSpec, InstanceSpec};
 pub use state::{ConfirmGuard, Confirmation, RecordedCall};
+pub use upload::DataUpload;
 
 use state::SimState;
 

@@ -46,6 +46,10 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .route(INSTANCE, get(storage_instance))
         .route(&format!("{INSTANCE}/data/{{data}}"), get(storage_data))
         .route(&format!("{INSTANCE}/complete"), post(storage_complete))
+        .route(
+            &format!("{INSTANCE}/data"),
+            post(super::upload::storage_upload),
+        )
         .route(APP_INSTANCE, get(app_instance))
         .route(&format!("{APP_INSTANCE}/data/{{data}}"), get(app_data))
         .route(&format!("{APP_INSTANCE}/complete"), post(app_complete))

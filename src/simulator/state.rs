@@ -84,6 +84,8 @@ pub(crate) struct SimState {
     confirmations: Mutex<Vec<Confirmation>>,
     guard: Mutex<Option<ConfirmGuard>>,
     violations: Mutex<Vec<String>>,
+    /// Data element uploads (`upload.rs`).
+    pub(crate) uploads: super::upload::Uploads,
 }
 
 /// Locks ignoring poisoning: a panicking test thread must not turn every later
@@ -116,7 +118,24 @@ impl SimState {
             confirmations: Mutex::new(Vec::new()),
             guard: Mutex::new(None),
             violations: Mutex::new(Vec::new()),
+            uploads: Default::default(),
         }
+    }
+
+    /// Adds an uploaded element to an instance; its instance id, or `None` if unknown.
+    pub(crate) fn add_element(
+        &self,
+        party_id: u64,
+        guid: Uuid,
+        element: CreatedElement,
+    ) -> Option<String> {
+        let mut instances = lock(&self.instances);
+        let inst = instances
+            .get_mut(&guid)
+            .filter(|i| i.created.party_id == party_id)?;
+        inst.created.elements.push(element);
+        inst.last_changed = now();
+        Some(inst.created.instance_id())
     }
 
     /// Creates an instance with fresh random ids. Element seeds derive from

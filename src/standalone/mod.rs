@@ -61,11 +61,15 @@ pub async fn run(
     let confirmation = open(&settings.queues.confirmation)?;
     let inbound_poison = open(&poison_queue_name(&settings.queues.inbound))?;
     let confirmation_poison = open(&poison_queue_name(&settings.queues.confirmation))?;
+    let feedback = open(&settings.queues.feedback)?;
+    let feedback_poison = open(&poison_queue_name(&settings.queues.feedback))?;
     for queue in [
         &inbound,
         &confirmation,
         &inbound_poison,
         &confirmation_poison,
+        &feedback,
+        &feedback_poison,
     ] {
         queue
             .ensure_exists()
@@ -87,11 +91,27 @@ pub async fn run(
             .await
     });
 
+    // Archived instances go to `events-feedback` when feedback is on, else to confirmation;
+    // the feedback worker always runs, so messages already in `events-feedback` are handled.
+    let processed = if settings.feedback.is_some() {
+        feedback.clone()
+    } else {
+        confirmation.clone()
+    };
     let processor = tokio::spawn(worker::run_worker(
         pipeline.clone(),
         QueueStep::Process,
         inbound,
         inbound_poison,
+        Some(processed),
+        options.worker.clone(),
+        shutdown.clone(),
+    ));
+    let feedbacker = tokio::spawn(worker::run_worker(
+        pipeline.clone(),
+        QueueStep::Feedback,
+        feedback,
+        feedback_poison,
         Some(confirmation.clone()),
         options.worker.clone(),
         shutdown.clone(),
@@ -105,9 +125,11 @@ pub async fn run(
         options.worker.clone(),
         shutdown.clone(),
     ));
-    let (server, processor, confirmer) = tokio::join!(server, processor, confirmer);
+    let (server, processor, feedbacker, confirmer) =
+        tokio::join!(server, processor, feedbacker, confirmer);
     server??;
     processor?;
+    feedbacker?;
     confirmer?;
     tracing::info!("stopped");
     Ok(())

@@ -158,7 +158,9 @@ impl Backends {
         BaseUrl::parse("apps", self.sim.base_url().as_str()).expect("simulator URL")
     }
 
-    /// Every complete call must find the instance's manifest already in the archive.
+    /// Every complete call must find the instance's manifest already in the archive. While
+    /// storage itself is down (chaos tests stop Azurite) the manifest cannot be read: the guard
+    /// keeps trying for a while, since only a definite "no manifest" is a violation.
     fn guard_confirms_with_the_manifest(&self) {
         let archive = self.archive.clone();
         let apps = self.apps_base();
@@ -167,16 +169,24 @@ impl Backends {
                 let archive = archive.clone();
                 let paths = InstancePaths::new(&instance_ref(&apps, &inst));
                 Box::pin(async move {
-                    match archive.manifest(&paths).await {
-                        Ok(Some(_)) => Ok(()),
-                        Ok(None) => Err(format!(
-                            "confirm of {} before its manifest existed",
-                            inst.instance_id()
-                        )),
-                        Err(e) => Err(format!(
-                            "confirm of {}: manifest unreadable: {e}",
-                            inst.instance_id()
-                        )),
+                    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                    loop {
+                        match archive.manifest(&paths).await {
+                            Ok(Some(_)) => return Ok(()),
+                            Ok(None) => {
+                                return Err(format!(
+                                    "confirm of {} before its manifest existed",
+                                    inst.instance_id()
+                                ));
+                            }
+                            Err(e) if std::time::Instant::now() > deadline => {
+                                return Err(format!(
+                                    "confirm of {}: manifest unreadable: {e}",
+                                    inst.instance_id()
+                                ));
+                            }
+                            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                        }
                     }
                 })
             }));

@@ -1,0 +1,213 @@
+//! Feedback (parity with the reference system's `EventsFeedback`): after an instance is
+//! archived and before it is confirmed, upload a feedback data element to the instance.
+//!
+//! Configured by `AltinnApplicationOwnerSystemSettings__XMLFeedbackDataType` (the data type of
+//! the uploaded element) and `__XMLFeedbackEventType` (the event type that gets feedback); both
+//! empty or unset means off, and the step passes every event straight on with no Altinn call.
+//! The content comes from a template (`__XMLFeedbackTemplatePath`, default
+//! [`DEFAULT_TEMPLATE`]) whose placeholders are replaced with XML-escaped values:
+//! `{instanceId}`, `{org}`, `{app}`, `{eventId}`, `{eventType}`, `{archivedAt}` (the manifest's
+//! time) and `{now}`. `__XMLFeedbackContentType` sets its content type (default
+//! `application/xml`).
+//!
+//! Idempotent: the instance's data list is read first, and when it already holds an element of
+//! the feedback data type nothing is uploaded (the data type is the application owner's
+//! feedback; a repeated event or a retry after a lost answer must not add a second one).
+//!
+//! The feedback element is added after the archive was written, so the archive checks
+//! (`process` recognising an archived instance, `confirm` verifying it) leave elements of the
+//! feedback data type out of the comparison between manifest and instance.
+
+use std::path::PathBuf;
+
+use time::format_description::well_known::Rfc3339;
+
+use crate::archive::InstancePaths;
+use crate::config::{SettingSource, SettingsError};
+use crate::event::CloudEvent;
+
+use super::{Pipeline, StepError};
+
+/// Used when `XMLFeedbackTemplatePath` is not set.
+pub const DEFAULT_TEMPLATE: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+<ArchiveFeedback>\n  <InstanceId>{instanceId}</InstanceId>\n  <EventId>{eventId}</EventId>\n  \
+<ArchivedAt>{archivedAt}</ArchivedAt>\n</ArchiveFeedback>\n";
+
+const AOS: &str = "AltinnApplicationOwnerSystemSettings__";
+
+/// The feedback step's settings; present only when feedback is on.
+#[derive(Clone, Debug)]
+pub struct FeedbackSettings {
+    pub data_type: String,
+    pub event_type: String,
+    pub content_type: String,
+    /// The template text, read at start so a missing file stops the process with one line.
+    pub template: String,
+    pub template_path: Option<PathBuf>,
+}
+
+impl FeedbackSettings {
+    pub fn from_source(src: &SettingSource) -> Result<Option<Self>, SettingsError> {
+        let data_name = format!("{AOS}XMLFeedbackDataType");
+        let event_name = format!("{AOS}XMLFeedbackEventType");
+        let (data_type, event_type) = match (src.get(&data_name), src.get(&event_name)) {
+            (None, None) => return Ok(None),
+            (Some(d), Some(e)) => (d, e),
+            (Some(_), None) => {
+                return Err(SettingsError::new(
+                    &event_name,
+                    "is required when XMLFeedbackDataType is set (or unset both to turn feedback off)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError::new(
+                    &data_name,
+                    "is required when XMLFeedbackEventType is set (or unset both to turn feedback off)",
+                ));
+            }
+        };
+        let path_name = format!("{AOS}XMLFeedbackTemplatePath");
+        let template_path = src.get(&path_name).map(PathBuf::from);
+        let template = match &template_path {
+            None => DEFAULT_TEMPLATE.to_string(),
+            Some(path) => std::fs::read_to_string(path).map_err(|e| {
+                SettingsError::new(
+                    &path_name,
+                    format!("`{}` cannot be read: {e}", path.display()),
+                )
+            })?,
+        };
+        let content_type = src
+            .get(&format!("{AOS}XMLFeedbackContentType"))
+            .unwrap_or_else(|| "application/xml".into());
+        Ok(Some(FeedbackSettings {
+            data_type,
+            event_type,
+            content_type,
+            template,
+            template_path,
+        }))
+    }
+
+    /// The template with its placeholders replaced (values XML-escaped).
+    pub fn render(&self, values: &[(&str, &str)]) -> String {
+        let mut out = self.template.clone();
+        for (name, value) in values {
+            out = out.replace(&format!("{{{name}}}"), &xml_escape(value));
+        }
+        out
+    }
+}
+
+fn xml_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[derive(Debug, PartialEq)]
+pub enum FeedbackOutcome {
+    /// Feedback is off, or not for this event type: passed on unchanged.
+    NotConfigured,
+    NotForThisEvent,
+    /// The instance already has a feedback element: not uploaded again.
+    AlreadyGiven {
+        instance: String,
+    },
+    Uploaded {
+        instance: String,
+        bytes: usize,
+    },
+}
+
+impl Pipeline {
+    /// The data type whose elements the archive checks ignore (the feedback element).
+    pub fn feedback_data_type(&self) -> Option<&str> {
+        self.settings
+            .feedback
+            .as_ref()
+            .map(|f| f.data_type.as_str())
+    }
+
+    pub async fn feedback(&self, event: &CloudEvent) -> Result<FeedbackOutcome, StepError> {
+        let Some(feedback) = &self.settings.feedback else {
+            return Ok(FeedbackOutcome::NotConfigured);
+        };
+        if event.is_validation_ping() || event.event_type() != feedback.event_type {
+            return Ok(FeedbackOutcome::NotForThisEvent);
+        }
+        let instance = event.instance(&self.settings.apps_base_url)?;
+        let paths = InstancePaths::new(&instance);
+        let Some(manifest) = self.archive.manifest(&paths).await? else {
+            return Err(StepError::Retry(format!(
+                "instance {instance} has no manifest yet; no feedback before it is archived"
+            )));
+        };
+        let fetched = self.altinn.get_instance(&instance).await?;
+        let instance_id = instance.instance_id();
+        if fetched
+            .instance
+            .data
+            .iter()
+            .any(|d| d.data_type.as_deref() == Some(feedback.data_type.as_str()))
+        {
+            return Ok(FeedbackOutcome::AlreadyGiven {
+                instance: instance_id,
+            });
+        }
+        let now = time::OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default();
+        let body = feedback.render(&[
+            ("instanceId", &instance_id),
+            ("org", instance.org.as_str()),
+            ("app", instance.app.as_str()),
+            ("eventId", event.id()),
+            ("eventType", event.event_type()),
+            ("archivedAt", &manifest.archived_at),
+            ("now", &now),
+        ]);
+        let bytes = body.len();
+        self.altinn
+            .upload_data(
+                &instance,
+                &feedback.data_type,
+                &feedback.content_type,
+                body.into_bytes(),
+            )
+            .await?;
+        Ok(FeedbackOutcome::Uploaded {
+            instance: instance_id,
+            bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_replaced_and_escaped() {
+        let f = FeedbackSettings {
+            data_type: "feedback".into(),
+            event_type: "t".into(),
+            content_type: "application/xml".into(),
+            template: "<a id=\"{instanceId}\">{eventId}{unknown}</a>".into(),
+            template_path: None,
+        };
+        assert_eq!(
+            f.render(&[("instanceId", "1/abc"), ("eventId", "x<&>")]),
+            "<a id=\"1/abc\">x&lt;&amp;&gt;{unknown}</a>"
+        );
+    }
+}
