@@ -151,13 +151,7 @@ impl AltinnClient {
         let response = self
             .send(Method::GET, url, &what, Duration::from_secs(30))
             .await?;
-        let raw = response
-            .bytes()
-            .await
-            .map_err(|source| AltinnError::Transport {
-                what: what.clone(),
-                source,
-            })?;
+        let raw = body_bytes(response, &what).await?;
         let parsed = serde_json::from_slice(&raw).map_err(|e| AltinnError::Decode {
             what,
             detail: e.to_string(),
@@ -211,13 +205,7 @@ impl AltinnClient {
         let response = self
             .send(Method::GET, url, &what, Duration::from_secs(60))
             .await?;
-        let raw = response
-            .bytes()
-            .await
-            .map_err(|source| AltinnError::Transport {
-                what: what.clone(),
-                source,
-            })?;
+        let raw = body_bytes(response, &what).await?;
         InstancePage::parse(&raw).map_err(|detail| AltinnError::Decode { what, detail })
     }
 
@@ -310,6 +298,21 @@ impl AltinnClient {
             attempt += 1;
         }
     }
+}
+
+/// Reads a whole (small) response body; a body that breaks off is a transport error, so the
+/// call is retried like any other connection failure.
+pub(crate) async fn body_bytes(
+    response: reqwest::Response,
+    what: &str,
+) -> Result<Bytes, AltinnError> {
+    response
+        .bytes()
+        .await
+        .map_err(|source| AltinnError::Transport {
+            what: what.to_string(),
+            source,
+        })
 }
 
 /// Tries per call before the error goes back to the queue (which retries again, later).

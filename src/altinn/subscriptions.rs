@@ -100,13 +100,7 @@ impl AltinnClient {
         response: reqwest::Response,
         what: &str,
     ) -> Result<Value, AltinnError> {
-        let raw = response
-            .bytes()
-            .await
-            .map_err(|source| AltinnError::Transport {
-                what: what.to_string(),
-                source,
-            })?;
+        let raw = super::client::body_bytes(response, what).await?;
         serde_json::from_slice(&raw).map_err(|e| AltinnError::Decode {
             what: what.to_string(),
             detail: e.to_string(),
