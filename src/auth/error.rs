@@ -98,6 +98,24 @@ pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     line
 }
 
+/// Sends a token request and reads its (small) body whole; a failure on either side is a
+/// transport error. The grant and the exchange both go through here.
+pub(crate) async fn send_and_read(
+    request: reqwest::RequestBuilder,
+    what: &'static str,
+) -> Result<(reqwest::StatusCode, bytes::Bytes), TokenError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| TokenError::transport(what, &e))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| TokenError::transport(what, &e))?;
+    Ok((status, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

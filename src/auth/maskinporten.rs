@@ -108,22 +108,15 @@ impl MaskinportenClient {
     /// One grant, one token request.
     pub async fn fetch_token(&self) -> Result<MaskinportenToken, TokenError> {
         let assertion = self.assertion(OffsetDateTime::now_utc())?;
-        let response = self
+        let request = self
             .http
             .post(self.token_endpoint.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&[
                 ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
                 ("assertion", assertion.as_str()),
-            ])
-            .send()
-            .await
-            .map_err(|e| TokenError::transport(WHAT, &e))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| TokenError::transport(WHAT, &e))?;
+            ]);
+        let (status, body) = super::error::send_and_read(request, WHAT).await?;
         if !status.is_success() {
             return Err(refusal(status.as_u16(), &body));
         }

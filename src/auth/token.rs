@@ -98,19 +98,12 @@ impl AltinnTokenProvider {
 
     /// Trades a Maskinporten token for an Altinn token.
     pub async fn exchange(&self, maskinporten: &AccessToken) -> Result<ExchangedToken, TokenError> {
-        let response = self
+        let request = self
             .http
             .get(self.exchange_url.clone())
             .bearer_auth(maskinporten.secret())
-            .header(reqwest::header::ACCEPT, "text/plain")
-            .send()
-            .await
-            .map_err(|e| TokenError::transport(WHAT, &e))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| TokenError::transport(WHAT, &e))?;
+            .header(reqwest::header::ACCEPT, "text/plain");
+        let (status, body) = super::error::send_and_read(request, WHAT).await?;
         if !status.is_success() {
             return Err(TokenError::Status {
                 what: WHAT,
