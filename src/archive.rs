@@ -186,6 +186,17 @@ impl Archive {
         }
     }
 
+    /// Deletes a blob; `false` when it did not exist (deleting twice is not an error, so a
+    /// retried step can repeat its clean-up).
+    pub async fn delete(&self, name: &str) -> Result<bool, ArchiveError> {
+        let blob = self.storage.blob(&self.container, name)?;
+        match blob.delete(None).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Writes a blob in one request (instance JSON, manifest, small elements).
     pub async fn put(
         &self,

@@ -207,6 +207,11 @@ impl std::fmt::Debug for BlobSettings {
 #[derive(Clone)]
 pub struct QueueSettings {
     pub connection: Option<QueueConnection>,
+    /// The blob service of the same connection when it is identity-based
+    /// (`QueueStorageSettings__ConnectionString__blobServiceUri`, or `__accountName`): the
+    /// account the blob-triggered subscription functions watch. A connection string names
+    /// its blob endpoint itself.
+    pub blob_service_uri: Option<BaseUrl>,
     pub inbound: String,
     pub feedback: String,
     pub confirmation: String,
@@ -216,6 +221,10 @@ impl std::fmt::Debug for QueueSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueueSettings")
             .field("connection", &self.connection)
+            .field(
+                "blob_service_uri",
+                &self.blob_service_uri.as_ref().map(ToString::to_string),
+            )
             .field("inbound", &self.inbound)
             .field("feedback", &self.feedback)
             .field("confirmation", &self.confirmation)
@@ -301,6 +310,27 @@ fn queue_connection(src: &SettingSource) -> Result<Option<QueueConnection>, Sett
     }))
 }
 
+/// The blob service of an identity-based `QueueStorageSettings:ConnectionString`: the
+/// host's blob trigger reads `__blobServiceUri` (or derives it from `__accountName`), so the
+/// handler uses the same account for the subscription containers.
+fn connection_blob_service_uri(src: &SettingSource) -> Result<Option<BaseUrl>, SettingsError> {
+    let base = format!("{QUEUES}ConnectionString");
+    let uri_name = format!("{base}__blobServiceUri");
+    if let Some(uri) = src.get(&uri_name) {
+        return BaseUrl::parse(&uri_name, &uri).map(Some);
+    }
+    let account_name = format!("{base}__accountName");
+    match src.get(&account_name) {
+        // Validated by `queue_connection`, which runs first.
+        Some(account) => BaseUrl::parse(
+            &account_name,
+            &format!("https://{account}.blob.core.windows.net/"),
+        )
+        .map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Every setting the handler needs, parsed and checked.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -313,6 +343,9 @@ pub struct Settings {
     pub reconcile_apps: Vec<(OrgName, AppName)>,
     pub blob: BlobSettings,
     pub queues: QueueSettings,
+    /// `RegisteredSubStorageContainer`: where `EventsSubscriber` stores Altinn's answer for
+    /// each added subscription file; default `active-subscriptions`.
+    pub active_subscriptions_container: String,
     /// CloudEvent types that are archived; others are answered 200 and dropped.
     pub event_types: Vec<String>,
     pub token: TokenSettings,
@@ -488,6 +521,12 @@ impl Settings {
             .unwrap_or_else(|| "inbound".into());
         check_container_name(&format!("{AOS}StorageContainer"), &container)?;
 
+        let active_name = format!("{AOS}RegisteredSubStorageContainer");
+        let active_subscriptions_container = src
+            .get(&active_name)
+            .unwrap_or_else(|| "active-subscriptions".into());
+        check_container_name(&active_name, &active_subscriptions_container)?;
+
         let queue = |key: &str, default: &str| -> Result<String, SettingsError> {
             let name = format!("{QUEUES}{key}");
             let value = src.get(&name).unwrap_or_else(|| default.to_string());
@@ -496,6 +535,7 @@ impl Settings {
         };
         let queues = QueueSettings {
             connection: queue_connection(src)?,
+            blob_service_uri: connection_blob_service_uri(src)?,
             inbound: queue("InboundQueueName", "events-inbound")?,
             feedback: queue("FeedbackQueueName", "events-feedback")?,
             confirmation: queue("ConfirmationQueueName", "events-confirmation")?,
@@ -524,6 +564,7 @@ impl Settings {
                 container,
             },
             queues,
+            active_subscriptions_container,
             event_types,
             token,
             webhook_secret: src.get(&format!("{AOS}WebhookSecret")).map(Secret),

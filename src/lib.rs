@@ -34,7 +34,8 @@
 //! - [`pipeline::reconcile`] / [`reconcile_cli`] — find completed instances whose events never
 //!   arrived and feed them in as synthetic events (`EventsReconciler`, `aos reconcile`).
 //! - [`altinn::subscriptions`] / [`subscriptions_cli`] — the Events subscription API and
-//!   `aos subscriptions add|list|show|remove|verify`.
+//!   `aos subscriptions add|list|show|remove|verify`; [`subscription_files`] — the same through
+//!   files dropped into blob containers (`EventsSubscriber`, `EventsDeSubscriber`).
 //! - [`simulator`] — an in-process Altinn simulator (Storage, app API, Events subscriptions and
 //!   push delivery, a Maskinporten that verifies grants, the token exchange) for tests and local
 //!   development.
@@ -54,6 +55,7 @@ pub mod reconcile_cli;
 pub mod simulator;
 pub mod standalone;
 pub mod storage;
+pub mod subscription_files;
 pub mod subscriptions_cli;
 
 /// Resolves on Ctrl-C or SIGTERM (what the Functions host and container platforms send).

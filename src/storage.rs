@@ -100,6 +100,37 @@ impl StorageEndpoint {
         }
     }
 
+    /// The blob service of the account behind `QueueStorageSettings__ConnectionString` — the
+    /// account the Functions host's blob triggers on that connection watch. A connection string
+    /// names it; the identity-based form needs `__blobServiceUri` (or `__accountName`), as the
+    /// host's blob trigger does.
+    pub fn blobs_for_queue_connection(
+        connection: &QueueConnection,
+        blob_service_uri: Option<&BaseUrl>,
+    ) -> Result<Self, SettingsError> {
+        match connection {
+            QueueConnection::ConnectionString(text) => Self::blobs_from_connection_string(text),
+            QueueConnection::Identity { client_id, .. } => {
+                let name = "QueueStorageSettings__ConnectionString__blobServiceUri";
+                let uri = blob_service_uri.ok_or_else(|| SettingsError {
+                    name: name.into(),
+                    problem: "is required for the blob-triggered subscription functions when \
+                              the connection is identity-based"
+                        .into(),
+                })?;
+                let client_id = client_id.clone().or_else(env_client_id);
+                let credential =
+                    identity_credential(ClientOptions::default(), client_id).map_err(|e| {
+                        SettingsError {
+                            name: name.into(),
+                            problem: format!("is set but no managed identity is available: {e}"),
+                        }
+                    })?;
+                Ok(Self::new(uri.clone(), Auth::Identity(credential)))
+            }
+        }
+    }
+
     /// The blob endpoint named by a storage connection string.
     pub fn blobs_from_connection_string(connection_string: &str) -> Result<Self, SettingsError> {
         let parsed = ConnectionString::parse(connection_string)?;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::altinn::AltinnClient;
 use crate::altinn::subscriptions::{
-    DEFAULT_TYPE_FILTER, Subscription, app_source_filter, parse_app, redact_endpoint,
+    DEFAULT_TYPE_FILTER, Subscription, app_source_filter, check_endpoint, parse_app,
+    redact_endpoint,
 };
 use crate::config::{SettingSource, Settings};
 use crate::event::{AppName, OrgName};
@@ -94,29 +95,7 @@ impl Context {
                      EventsReceiver URL with its ?code= function key)"
                 ))
             })?;
-        let url = url::Url::parse(endpoint.trim()).map_err(|e| {
-            CliError::Usage(format!(
-                "endpoint `{}` is not a URL ({e})",
-                redact_endpoint(&endpoint)
-            ))
-        })?;
-        let loopback = match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            None => false,
-        };
-        match url.scheme() {
-            "https" if url.host().is_some() => {}
-            "http" if loopback => {}
-            _ => {
-                return Err(CliError::Usage(format!(
-                    "endpoint `{}` must be an absolute https URL (Altinn rejects anything else)",
-                    redact_endpoint(&endpoint)
-                )));
-            }
-        }
-        Ok(endpoint.trim().to_string())
+        check_endpoint(&endpoint).map_err(CliError::Usage)
     }
 
     /// Polls until Altinn reports the subscription validated, or explains why not.

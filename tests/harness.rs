@@ -24,11 +24,12 @@ use uuid::Uuid;
 
 use support::app::{Binding, FunctionApp, FunctionDef, MessageEncoding, parse_timespan};
 use support::azurite::Azurite;
+use support::blobs::Blobs;
 use support::host::{FunctionsHost, HostConfig, HttpCall};
 use support::invocation::{
-    HandlerResponse, QueueMessageInfo, SysInfo, apply_outputs, http_request,
-    http_result_from_value, json_properties_binding_data, parse_handler_response,
-    queue_messages_from_value, queue_request,
+    BlobTriggerInfo, HandlerResponse, QueueMessageInfo, SysInfo, apply_outputs, blob_request,
+    http_request, http_result_from_value, json_properties_binding_data, match_blob_name,
+    parse_handler_response, queue_messages_from_value, queue_request,
 };
 use support::{app_root, fixture, poll_until};
 
@@ -44,6 +45,8 @@ fn binding(kind: &str, direction: &str, name: &str) -> Binding {
         direction: direction.into(),
         name: name.into(),
         queue_name: None,
+        path: None,
+        connection: None,
         data_type: None,
         auth_level: None,
         methods: None,
@@ -172,6 +175,89 @@ fn queue_request_with_the_current_time_has_the_host_formats() -> anyhow::Result<
     assert_eq!(metadata["ExpirationTime"], "2019-10-16T17:58:31+00:00");
     assert!(Uuid::parse_str(metadata["sys"]["RandGuid"].as_str().unwrap_or_default()).is_ok());
     Ok(())
+}
+
+fn blob_info(content: &[u8]) -> BlobTriggerInfo {
+    BlobTriggerInfo {
+        content: content.to_vec(),
+        blob_path: "add-subscriptions/my-sub.json".into(),
+        uri: "http://127.0.0.1:10000/devstoreaccount1/add-subscriptions/my-sub.json".into(),
+        path_data: vec![("name".into(), "my-sub".into())],
+        etag: "\"0x8DC0000000000\"".into(),
+        length: content.len() as u64,
+        content_type: Some("application/json".into()),
+        last_modified: datetime!(2019-10-09 17:58:31.999 UTC),
+        created: datetime!(2019-10-09 17:58:31.999 UTC),
+    }
+}
+
+#[test]
+fn blob_request_encodes_content_and_binding_data_like_the_host() -> anyhow::Result<()> {
+    let content = br#"{"id": 12}"#;
+    let sys = fixture_sys(
+        "EventsDeSubscriber",
+        datetime!(2019-10-09 17:58:32.2205399 UTC),
+        "24ad4c06-24ad-4e5b-8294-3da9714877e9",
+    )?;
+    let binary = Binding {
+        data_type: Some("binary".into()),
+        path: Some("add-subscriptions/{name}.json".into()),
+        ..binding("blobTrigger", "in", "blob")
+    };
+    let request = blob_request(&binary, &blob_info(content), &sys).map_err(anyhow::Error::msg)?;
+    // dataType binary: one base64 string (§3.1 byte[] rule).
+    assert_eq!(
+        STANDARD.decode(request["Data"]["blob"].as_str().unwrap_or_default())?,
+        content
+    );
+    let metadata = &request["Metadata"];
+    // Strings and Uri arrive JSON-encoded once more; objects stay objects; `BlobTrigger`
+    // ends in "trigger" and is dropped.
+    assert_eq!(metadata["name"], "\"my-sub\"");
+    assert_eq!(
+        unquote(&metadata["Uri"])?,
+        "http://127.0.0.1:10000/devstoreaccount1/add-subscriptions/my-sub.json"
+    );
+    assert!(metadata.get("BlobTrigger").is_none());
+    assert!(metadata["Properties"].is_object() && metadata["Metadata"].is_object());
+    assert_eq!(
+        metadata["Properties"]["LastModified"],
+        "2019-10-09T17:58:31+00:00"
+    );
+    assert_eq!(metadata["sys"]["MethodName"], "EventsDeSubscriber");
+
+    // As a string binding the text is JSON-encoded (the double encoding of §3.1).
+    let string = Binding {
+        data_type: None,
+        ..binary
+    };
+    let request = blob_request(&string, &blob_info(content), &sys).map_err(anyhow::Error::msg)?;
+    assert_eq!(unquote(&request["Data"]["blob"])?, r#"{"id": 12}"#);
+    assert!(blob_request(&string, &blob_info(&[0xff, 0xfe]), &sys).is_err());
+    Ok(())
+}
+
+#[test]
+fn blob_names_match_the_trigger_path_pattern() {
+    let name = |v: &str| vec![("name".to_string(), v.to_string())];
+    assert_eq!(match_blob_name("{name}.json", "a.json"), Some(name("a")));
+    assert_eq!(
+        match_blob_name("{name}.json", "a.json.json"),
+        Some(name("a.json"))
+    );
+    assert_eq!(
+        match_blob_name("{name}.json", "dir/a.json"),
+        Some(name("dir/a"))
+    );
+    assert_eq!(match_blob_name("{name}.json", "a.txt"), None);
+    assert_eq!(match_blob_name("{name}.json", ".json"), None);
+    assert_eq!(
+        match_blob_name("in-{org}/{name}", "in-ttd/x"),
+        Some(vec![
+            ("org".to_string(), "ttd".to_string()),
+            ("name".to_string(), "x".to_string())
+        ])
+    );
 }
 
 fn order_function() -> FunctionDef {
@@ -490,6 +576,35 @@ fn app_configuration_comes_from_the_function_app_files() -> anyhow::Result<()> {
         ]
     );
     assert!(app.function("EventsReceiver")?.http_trigger().is_some());
+    let blob_triggered: Vec<(&str, Option<&str>, bool, Option<&str>)> = app
+        .blob_triggered()
+        .map(|(f, t)| {
+            (
+                f.name.as_str(),
+                t.path.as_deref(),
+                t.is_binary(),
+                t.connection.as_deref(),
+            )
+        })
+        .collect();
+    let connection = Some("QueueStorageSettings:ConnectionString");
+    assert_eq!(
+        blob_triggered,
+        [
+            (
+                "EventsDeSubscriber",
+                Some("remove-subscriptions/{name}.json"),
+                true,
+                connection
+            ),
+            (
+                "EventsSubscriber",
+                Some("add-subscriptions/{name}.json"),
+                true,
+                connection
+            ),
+        ]
+    );
     assert_eq!(
         parse_timespan("1.02:00:00.5")?,
         Duration::from_millis(26 * 3_600_000 + 500)
@@ -704,6 +819,78 @@ async fn failing_message_is_tried_max_dequeue_count_times_then_poisoned() -> any
         "logs of failed invocations are dropped"
     );
     assert!(azurite.queue_texts("events-inbound").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_listener_retries_a_failing_blob_then_poisons_it_and_keeps_receipts()
+-> anyhow::Result<()> {
+    let azurite = Azurite::start().await?;
+    let handler = Standin::start(|_, payload| {
+        let content = STANDARD
+            .decode(payload["Data"]["blob"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+        if content == b"fail" {
+            (
+                500,
+                Some("application/json"),
+                br#"{"Logs":["dropped"]}"#.to_vec(),
+            )
+        } else {
+            ok_json(json!({"Logs": ["handled"]}))
+        }
+    })
+    .await?;
+    let app = app_subset(&["EventsSubscriber"])?;
+    let host = FunctionsHost::attach(config(&azurite, app.path()), handler.port).await?;
+    let blobs = Blobs::new(&azurite.connection_string())?;
+    blobs
+        .write("add-subscriptions", "bad.json", b"fail")
+        .await?;
+    blobs.write("add-subscriptions", "good.json", b"{}").await?;
+    blobs
+        .write("add-subscriptions", "ignored.txt", b"{}")
+        .await?;
+
+    let records = host.scan_blobs().await?;
+    let summary: Vec<(Option<u32>, bool)> = records
+        .iter()
+        .map(|r| (r.dequeue_count, r.succeeded))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Some(1), false),
+            (Some(2), false),
+            (Some(3), false),
+            (Some(4), false),
+            (Some(5), false),
+            (Some(1), true),
+        ],
+        "bad.json tried maxDequeueCount times, good.json once, ignored.txt not at all"
+    );
+    let poison = host.blob_poison_texts().await?;
+    assert_eq!(poison.len(), 1, "{poison:?}");
+    let message: Value = serde_json::from_str(&poison[0])?;
+    assert_eq!(
+        (
+            message["ContainerName"].as_str(),
+            message["BlobName"].as_str()
+        ),
+        (Some("add-subscriptions"), Some("bad.json"))
+    );
+    let seen = handler.seen("EventsSubscriber");
+    assert_eq!(seen[0].payload["Metadata"]["name"], "\"bad\"");
+    assert_host_headers(&seen[0].headers);
+
+    // Receipts: unchanged blobs are not invoked again; a new version (new ETag) is.
+    assert!(host.scan_blobs().await?.is_empty());
+    blobs
+        .write("add-subscriptions", "good.json", b"{\"v\":2}")
+        .await?;
+    let again = host.scan_blobs().await?;
+    assert_eq!(again.len(), 1);
+    assert!(again[0].succeeded);
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use altinn_aos::config::{SettingSource, Settings};
 use altinn_aos::functions::FUNCTIONS;
-use altinn_aos::functions::bindings::{QueueRole, USED};
+use altinn_aos::functions::bindings::{BLOB_TRIGGER_PATHS, QueueRole, USED};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -89,6 +89,29 @@ fn every_binding_the_code_uses_is_declared_in_function_json() {
             used.function,
             used.name
         );
+        if used.kind == "blobTrigger" {
+            let path = BLOB_TRIGGER_PATHS
+                .iter()
+                .find(|(f, _)| *f == used.function)
+                .map(|(_, p)| *p);
+            assert!(
+                path.is_some(),
+                "{}: no BLOB_TRIGGER_PATHS entry",
+                used.function
+            );
+            assert_eq!(declared["path"].as_str(), path, "{}: path", used.function);
+            // One base64 string for the content (spec §3.1), on the same account as the queues.
+            assert_eq!(
+                declared["dataType"], "binary",
+                "{}: dataType",
+                used.function
+            );
+            assert_eq!(
+                declared["connection"], "QueueStorageSettings:ConnectionString",
+                "{}: connection",
+                used.function
+            );
+        }
         if let Some(role) = used.queue {
             let expected = match role {
                 QueueRole::Inbound => &settings.queues.inbound,

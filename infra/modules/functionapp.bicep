@@ -37,6 +37,9 @@ var common = union(appSettings, {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   QueueStorageSettings__ConnectionString__queueServiceUri: queueEndpoint
+  // The blob triggers (EventsSubscriber/EventsDeSubscriber) on the same connection watch this
+  // account's blob service, and `aos` keeps the subscription containers there.
+  QueueStorageSettings__ConnectionString__blobServiceUri: blobEndpoint
   QueueStorageSettings__ConnectionString__credential: 'managedidentity'
   QueueStorageSettings__ConnectionString__clientId: identityClientId
   // The identity `aos` uses for blobs and Key Vault (Azure SDK convention).
@@ -55,7 +58,14 @@ var premiumOnly = {
   WEBSITE_RUN_FROM_PACKAGE: '${packageContainerUrl}/altinn-aos.zip'
   WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID: identityId
 }
-var settings = flex ? common : union(common, premiumOnly)
+// Flex Consumption supports the blob trigger only with `source: "EventGrid"`, not the polling
+// trigger the subscription functions use (the reference system's, and the one `func start`
+// runs locally): they are disabled there; manage subscriptions with `aos subscriptions`.
+var flexOnly = {
+  'AzureWebJobs.EventsSubscriber.Disabled': 'true'
+  'AzureWebJobs.EventsDeSubscriber.Disabled': 'true'
+}
+var settings = flex ? union(common, flexOnly) : union(common, premiumOnly)
 
 var flexSku = {
   name: 'FC1'

@@ -23,11 +23,14 @@ mod upload;
 /// An Altinn call that failed, classified once as retryable or permanent.
 #[derive(Debug, thiserror::Error)]
 pub enum AltinnError {
-    #[error("{what}: Altinn answered HTTP {status}")]
+    #[error("{what}: Altinn answered HTTP {status}{}", detail_suffix(.detail))]
     Status {
         what: String,
         status: u16,
         retry_after: Option<Duration>,
+        /// The start of the body of a permanent refusal (e.g. Altinn's validation problem),
+        /// so the error says *why*; `None` for retryable statuses and unread bodies.
+        detail: Option<String>,
     },
     #[error("{what}: {source}")]
     Transport {
@@ -39,6 +42,24 @@ pub enum AltinnError {
     Decode { what: String, detail: String },
     #[error(transparent)]
     Token(#[from] crate::auth::TokenError),
+}
+
+fn detail_suffix(detail: &Option<String>) -> String {
+    detail
+        .as_deref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default()
+}
+
+/// How much of a refusal's body goes into [`AltinnError::Status`].
+const MAX_DETAIL: usize = 500;
+
+/// Reads the start of a refused request's body as one line of text.
+async fn refusal_detail(response: reqwest::Response) -> Option<String> {
+    let bytes = response.bytes().await.ok()?;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_DETAIL)]);
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!line.is_empty()).then_some(line)
 }
 
 impl AltinnError {
@@ -266,11 +287,22 @@ impl AltinnClient {
                     refreshed = true;
                     continue;
                 }
-                Ok(response) => AltinnError::Status {
-                    what: what.to_string(),
-                    status: response.status().as_u16(),
-                    retry_after: retry_after(&response),
-                },
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = retry_after(&response);
+                    let mut error = AltinnError::Status {
+                        what: what.to_string(),
+                        status,
+                        retry_after,
+                        detail: None,
+                    };
+                    if !error.is_retryable()
+                        && let AltinnError::Status { detail, .. } = &mut error
+                    {
+                        *detail = refusal_detail(response).await;
+                    }
+                    error
+                }
                 Err(source) => AltinnError::Transport {
                     what: what.to_string(),
                     source,
@@ -379,6 +411,7 @@ mod tests {
             what: String::new(),
             status,
             retry_after: None,
+            detail: None,
         };
         for s in [500, 502, 503, 504, 429, 408, 401] {
             assert!(status(s).is_retryable(), "{s}");

@@ -83,6 +83,32 @@ pub fn redact_endpoint(endpoint: &str) -> String {
     }
 }
 
+/// An endpoint Altinn accepts: an absolute https URL (http only on a loopback host, for local
+/// runs). Returns it trimmed; the error never contains the query (the function key).
+pub fn check_endpoint(endpoint: &str) -> Result<String, String> {
+    let endpoint = endpoint.trim();
+    let url = url::Url::parse(endpoint).map_err(|e| {
+        format!(
+            "endpoint `{}` is not a URL ({e})",
+            redact_endpoint(endpoint)
+        )
+    })?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(endpoint.to_string()),
+        "http" if loopback => Ok(endpoint.to_string()),
+        _ => Err(format!(
+            "endpoint `{}` must be an absolute https URL (Altinn rejects anything else)",
+            redact_endpoint(endpoint)
+        )),
+    }
+}
+
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 impl AltinnClient {
@@ -115,18 +141,28 @@ impl AltinnClient {
         source_filter: &str,
         type_filter: Option<&str>,
     ) -> Result<Subscription, AltinnError> {
-        let what = format!("create subscription for {source_filter}");
         let mut body = json!({"endPoint": endpoint, "sourceFilter": source_filter});
         if let Some(t) = type_filter {
             body["typeFilter"] = t.into();
         }
+        self.post_subscription(&body, source_filter).await
+    }
+
+    /// `POST /subscriptions` with a request body built and checked by the caller (camelCase
+    /// `SubscriptionRequestModel` fields); `source_filter` names it in errors.
+    pub async fn post_subscription(
+        &self,
+        body: &Value,
+        source_filter: &str,
+    ) -> Result<Subscription, AltinnError> {
+        let what = format!("create subscription for {source_filter}");
         let response = self
             .send_json(
                 Method::POST,
                 self.subscriptions_url(None),
                 &what,
                 TIMEOUT,
-                Some(&body),
+                Some(body),
             )
             .await?;
         let raw = self.subscription_json(response, &what).await?;

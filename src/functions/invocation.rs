@@ -39,6 +39,42 @@ impl InvocationRequest {
         host_text(value).ok_or_else(|| InvocationError(format!("Data.{binding} is not text")))
     }
 
+    /// The content of the blob bound to `binding` (a blob trigger). With `dataType: "binary"`
+    /// the host sends the bytes as one base64 string; as a `string` binding the text arrives
+    /// JSON-encoded (`"\"{…}\""`, spec §3.1). Both are accepted: a value that is a JSON string
+    /// literal is the text, anything else is base64 (or, failing that, the text as given).
+    pub fn blob_content(&self, binding: &str) -> Result<Vec<u8>, InvocationError> {
+        use base64::Engine;
+        let value = self
+            .data
+            .get(binding)
+            .ok_or_else(|| InvocationError(format!("Data has no `{binding}`")))?;
+        match value {
+            Value::String(s) if s.trim_start().starts_with('"') => {
+                Ok(host_text(value).unwrap_or_default().into_bytes())
+            }
+            Value::String(s) => Ok(base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .unwrap_or_else(|_| s.clone().into_bytes())),
+            Value::Null => Ok(Vec::new()),
+            other => Ok(other.to_string().into_bytes()),
+        }
+    }
+
+    /// A `Metadata` value as text, its §3.1 encoding removed (`"\"foo\""` → `foo`); keys are
+    /// matched case-insensitively, as the host's binding data is.
+    pub fn metadata_text(&self, key: &str) -> Option<String> {
+        self.metadata
+            .get(key)
+            .or_else(|| {
+                self.metadata
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| v)
+            })
+            .and_then(host_text)
+    }
+
     /// How many times the queue has handed out this message (1 on the first attempt).
     pub fn dequeue_count(&self) -> Option<u32> {
         self.metadata
@@ -213,6 +249,24 @@ mod tests {
         let docs =
             InvocationRequest::parse(&fixture("queue-trigger-request.docs-example.json")).unwrap();
         assert!(docs.dequeue_count().is_some());
+    }
+
+    #[test]
+    fn decodes_blob_content_in_both_encodings_and_the_quoted_name() {
+        let content = br#"{"id": 12}"#;
+        let binary = json!({
+            "Data": {"blob": "eyJpZCI6IDEyfQ=="},
+            "Metadata": {"name": "\"my-sub\"", "Uri": "\"http://x/y\"", "Properties": {}},
+        });
+        let req = InvocationRequest::parse(binary.to_string().as_bytes()).unwrap();
+        assert_eq!(req.blob_content("blob").unwrap(), content);
+        assert_eq!(req.metadata_text("name").as_deref(), Some("my-sub"));
+        assert_eq!(req.metadata_text("NAME").as_deref(), Some("my-sub"));
+        let string = json!({"Data": {"blob": serde_json::to_string(r#"{"id": 12}"#).unwrap()}});
+        let req = InvocationRequest::parse(string.to_string().as_bytes()).unwrap();
+        assert_eq!(req.blob_content("blob").unwrap(), content);
+        assert!(req.blob_content("other").is_err());
+        assert_eq!(req.metadata_text("name"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod invocation;
 mod routes;
+mod subscription_routes;
 
 use std::net::SocketAddr;
 
@@ -23,6 +24,8 @@ pub const EVENTS_PROCESSOR: &str = "EventsProcessor";
 pub const EVENTS_CONFIRMATION: &str = "EventsConfirmation";
 pub const EVENTS_RECONCILER: &str = "EventsReconciler";
 pub const EVENTS_FEEDBACK: &str = "EventsFeedback";
+pub const EVENTS_SUBSCRIBER: &str = "EventsSubscriber";
+pub const EVENTS_DESUBSCRIBER: &str = "EventsDeSubscriber";
 
 /// Every function the handler serves: each has a route here and a folder with a
 /// `function.json` in the Function App (`tests/packaging.rs` checks both ways).
@@ -32,6 +35,8 @@ pub const FUNCTIONS: &[&str] = &[
     EVENTS_CONFIRMATION,
     EVENTS_RECONCILER,
     EVENTS_FEEDBACK,
+    EVENTS_SUBSCRIBER,
+    EVENTS_DESUBSCRIBER,
 ];
 
 /// Binding names, as in each `function.json`.
@@ -43,6 +48,18 @@ pub mod bindings {
     pub const CONFIRMATION_OUTPUT: &str = "confirmation";
     pub const TIMER_TRIGGER: &str = "timer";
     pub const FEEDBACK_OUTPUT: &str = "feedback";
+    pub const BLOB_TRIGGER: &str = "blob";
+
+    /// The blob triggers' `path`s (`{name}` is the file's name without `.json`); their
+    /// `connection` is `QueueStorageSettings:ConnectionString` and `dataType` `binary`
+    /// (`tests/packaging.rs` checks the `function.json` files against this).
+    pub const BLOB_TRIGGER_PATHS: &[(&str, &str)] = &[
+        (super::EVENTS_SUBSCRIBER, "add-subscriptions/{name}.json"),
+        (
+            super::EVENTS_DESUBSCRIBER,
+            "remove-subscriptions/{name}.json",
+        ),
+    ];
 
     /// Which queue a queue binding names, as the settings call it (their defaults are the
     /// `queueName`s in `function.json`).
@@ -80,8 +97,8 @@ pub mod bindings {
         }
     }
 
-    use super::EVENTS_FEEDBACK;
     use super::{EVENTS_CONFIRMATION, EVENTS_PROCESSOR, EVENTS_RECEIVER, EVENTS_RECONCILER};
+    use super::{EVENTS_DESUBSCRIBER, EVENTS_FEEDBACK, EVENTS_SUBSCRIBER};
     use QueueRole::*;
 
     /// The bindings each route uses (see `routes.rs`).
@@ -146,6 +163,10 @@ pub mod bindings {
             "out",
             Some(Confirmation),
         ),
+        // The subscription files (reference parity): blob triggers, no outputs — the handler
+        // writes and deletes the blobs itself, so the order (result first, source last) is its own.
+        binding(EVENTS_SUBSCRIBER, BLOB_TRIGGER, "blobTrigger", "in", None),
+        binding(EVENTS_DESUBSCRIBER, BLOB_TRIGGER, "blobTrigger", "in", None),
     ];
 }
 
@@ -154,13 +175,21 @@ pub mod bindings {
 const MAX_INVOCATION_BYTES: usize = 8 * 1024 * 1024;
 
 /// One route per function, named by the function (the host's invocation path).
-fn function_routes() -> [(&'static str, MethodRouter<Pipeline>); 5] {
+fn function_routes() -> [(&'static str, MethodRouter<Pipeline>); 7] {
     [
         (EVENTS_RECEIVER, post(routes::events_receiver)),
         (EVENTS_PROCESSOR, post(routes::events_processor)),
         (EVENTS_CONFIRMATION, post(routes::events_confirmation)),
         (EVENTS_RECONCILER, post(routes::events_reconciler)),
         (EVENTS_FEEDBACK, post(routes::events_feedback)),
+        (
+            EVENTS_SUBSCRIBER,
+            post(subscription_routes::events_subscriber),
+        ),
+        (
+            EVENTS_DESUBSCRIBER,
+            post(subscription_routes::events_desubscriber),
+        ),
     ]
 }
 
@@ -192,5 +221,13 @@ mod tests {
     fn every_function_has_a_route_and_every_route_is_a_function() {
         let routed: Vec<&str> = super::function_routes().iter().map(|(n, _)| *n).collect();
         assert_eq!(routed, super::FUNCTIONS);
+    }
+
+    #[test]
+    fn blob_trigger_paths_watch_the_subscription_containers() {
+        use crate::subscription_files::{ADD_CONTAINER, REMOVE_CONTAINER};
+        let paths = super::bindings::BLOB_TRIGGER_PATHS;
+        assert_eq!(paths[0].1, format!("{ADD_CONTAINER}/{{name}}.json"));
+        assert_eq!(paths[1].1, format!("{REMOVE_CONTAINER}/{{name}}.json"));
     }
 }

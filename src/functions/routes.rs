@@ -22,7 +22,7 @@ pub async fn ready() -> Json<serde_json::Value> {
 
 /// A failed invocation: non-2xx, so the host retries the message (and poisons it after the
 /// last attempt). The host drops `Logs` of failed invocations, so the line also goes to stdout.
-fn failed(
+pub(super) fn failed(
     function: &str,
     context: &str,
     error: &dyn std::fmt::Display,
@@ -34,7 +34,7 @@ fn failed(
     (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
 }
 
-fn ok(response: InvocationResponse) -> Response {
+pub(super) fn ok(response: InvocationResponse) -> Response {
     (StatusCode::OK, Json(response)).into_response()
 }
 

@@ -20,6 +20,7 @@ use crate::config::{Settings, SettingsError};
 use crate::event::EventError;
 use crate::failures::{Failures, STATE_CONTAINER};
 use crate::storage::StorageEndpoint;
+use crate::subscription_files::SubscriptionFiles;
 
 /// A step failed. `Retry` means the same message may succeed later (Altinn or storage
 /// unavailable, truncated download, scan pending); `Permanent` means it never will (malformed
@@ -68,6 +69,10 @@ pub struct Pipeline {
     pub archive: Archive,
     /// Last-failure records in `aos-state`, for `aos poison list`.
     pub failures: Failures,
+    /// The blob-triggered subscription functions' containers, in the trigger connection's
+    /// account; the reason when that connection is not configured (only those two functions
+    /// need it, so the rest of the app still starts).
+    pub subscription_files: Result<SubscriptionFiles, String>,
 }
 
 impl Pipeline {
@@ -86,13 +91,36 @@ impl Pipeline {
         let blobs = StorageEndpoint::for_blobs(&settings.blob)?;
         let archive = Archive::new(blobs.clone(), settings.blob.container.clone());
         let failures = Failures::new(Archive::new(blobs, STATE_CONTAINER));
+        let subscription_files = subscription_files(&settings, &altinn);
         Ok(Pipeline {
             settings: Arc::new(settings),
             altinn,
             archive,
             failures,
+            subscription_files,
         })
     }
+}
+
+/// The subscription files' store on the trigger connection's blob service.
+fn subscription_files(
+    settings: &Settings,
+    altinn: &AltinnClient,
+) -> Result<SubscriptionFiles, String> {
+    let connection = settings.queues.connection.as_ref().ok_or(
+        "QueueStorageSettings__ConnectionString is not set (the blob triggers' connection)",
+    )?;
+    let blobs = StorageEndpoint::blobs_for_queue_connection(
+        connection,
+        settings.queues.blob_service_uri.as_ref(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(SubscriptionFiles::new(
+        altinn.clone(),
+        settings.apps_base_url.clone(),
+        blobs,
+        &settings.active_subscriptions_container,
+    ))
 }
 
 impl Pipeline {

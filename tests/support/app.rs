@@ -65,6 +65,10 @@ pub struct Binding {
     pub direction: String,
     pub name: String,
     pub queue_name: Option<String>,
+    /// A blob binding's `path`, e.g. `add-subscriptions/{name}.json`.
+    pub path: Option<String>,
+    /// The app setting naming the storage account (`connection`).
+    pub connection: Option<String>,
     pub data_type: Option<String>,
     pub auth_level: Option<String>,
     pub methods: Option<Vec<String>>,
@@ -100,6 +104,10 @@ impl Binding {
 impl FunctionDef {
     pub fn queue_trigger(&self) -> Option<&Binding> {
         self.bindings.iter().find(|b| b.is_kind("queueTrigger"))
+    }
+
+    pub fn blob_trigger(&self) -> Option<&Binding> {
+        self.bindings.iter().find(|b| b.is_kind("blobTrigger"))
     }
 
     pub fn http_trigger(&self) -> Option<&Binding> {
@@ -143,6 +151,13 @@ impl FunctionApp {
                     self.root.display()
                 )
             })
+    }
+
+    /// Functions with a `blobTrigger`, each with its trigger binding.
+    pub fn blob_triggered(&self) -> impl Iterator<Item = (&FunctionDef, &Binding)> {
+        self.functions
+            .iter()
+            .filter_map(|f| f.blob_trigger().map(|t| (f, t)))
     }
 
     /// Functions with a `queueTrigger`, each with its trigger binding.
@@ -202,6 +217,8 @@ fn parse_binding(b: &Value) -> anyhow::Result<Binding> {
         direction: required("direction")?,
         name: required("name")?,
         queue_name: text("queueName"),
+        path: text("path"),
+        connection: text("connection"),
         data_type: text("dataType"),
         auth_level: text("authLevel"),
         methods,

@@ -5,7 +5,10 @@
 //! and waits for `GET /` (§1), sends JSON-payload invocations (§2–3), validates answers and
 //! binds outputs (§4), and drives queue triggers with dequeue counts, retries after
 //! `visibilityTimeout` and `<queue>-poison` (§7). All settings come from the app's `host.json`
-//! and `function.json` files. The payload rules themselves live in `invocation.rs`.
+//! and `function.json` files. Blob triggers are driven by the test ([`FunctionsHost::invoke_blob`]
+//! for one attempt, [`FunctionsHost::scan_blobs`] for the host's listener: receipts per
+//! (name, ETag), retries, `webjobs-blobtrigger-poison`). The payload rules themselves live in
+//! `invocation.rs`.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -23,9 +26,11 @@ use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
 use super::app::{Binding, FunctionApp, FunctionDef};
+use super::blobs::{Blobs, ListedBlob};
 use super::invocation::{
-    HOST_VERSION, HandlerResponse, QueueMessageInfo, QueueOutput, SysInfo, apply_outputs,
-    decode_message, http_request, parse_handler_response, queue_request, timer_request,
+    BlobTriggerInfo, HOST_VERSION, HandlerResponse, QueueMessageInfo, QueueOutput, SysInfo,
+    apply_outputs, blob_request, decode_message, http_request, match_blob_name,
+    parse_handler_response, queue_request, split_blob_path, timer_request,
 };
 pub use super::invocation::{HttpCall, HttpResult};
 use super::process::GroupChild;
@@ -52,6 +57,9 @@ const MAX_HANDLER_ERRORS: usize = 3;
 const ERROR_WINDOW: Duration = Duration::from_secs(30 * 60);
 /// Longest queue name the service accepts (a poison queue name must fit too).
 const MAX_QUEUE_NAME: usize = 63;
+/// Where the blob trigger puts a blob that failed every attempt (docs, blob trigger
+/// "Poison blobs"; one queue for every function of the app).
+pub const BLOB_POISON_QUEUE: &str = "webjobs-blobtrigger-poison";
 
 /// Set this environment variable to echo handler output, invocation logs and host events to
 /// the test's stderr (e.g. `AOS_HARNESS_ECHO=1 cargo test -- --nocapture`).
@@ -134,7 +142,8 @@ impl HttpOutcome {
 #[derive(Debug, Clone)]
 pub struct InvocationRecord {
     pub function: String,
-    /// For queue triggers: the message's dequeue count on this attempt.
+    /// For queue triggers: the message's dequeue count on this attempt. For blob triggers
+    /// driven by [`FunctionsHost::scan_blobs`]: the attempt (the host's internal queue count).
     pub dequeue_count: Option<u32>,
     pub succeeded: bool,
     /// The handler's HTTP status; 0 when no response arrived.
@@ -162,6 +171,12 @@ struct Shared {
     port: u16,
     client: reqwest::Client,
     queues: Queues,
+    /// The account of every blob trigger (the harness has one account, whatever `connection`
+    /// a `function.json` names).
+    blobs: Blobs,
+    /// Blob receipts: (function, blob path, ETag) already handled — succeeded or poisoned —
+    /// which the host keeps in `azure-webjobs-hosts/blobreceipts`; kept in memory here.
+    receipts: Mutex<std::collections::HashSet<(String, String, String)>>,
     retry_delay: Duration,
     echo: bool,
     records: Mutex<Vec<InvocationRecord>>,
@@ -229,6 +244,8 @@ impl FunctionsHost {
             port,
             client: client.build().context("building the host's HTTP client")?,
             queues: Queues::new(&config.connection_string)?,
+            blobs: Blobs::new(&config.connection_string)?,
+            receipts: Mutex::new(std::collections::HashSet::new()),
             retry_delay,
             echo: std::env::var_os(ECHO_VARIABLE).is_some(),
             records: Mutex::new(Vec::new()),
@@ -332,6 +349,158 @@ impl FunctionsHost {
         self.invocations_of(function)
             .pop()
             .ok_or_else(|| anyhow!("no record of the `{function}` invocation"))
+    }
+
+    /// Invokes a blob-triggered function once for `blob_name` in the container of its trigger
+    /// `path`, reading the blob from storage and sending it as the host does (one attempt, no
+    /// receipt, no retry). Fails when the blob does not exist or does not match the path.
+    pub async fn invoke_blob(
+        &self,
+        function: &str,
+        blob_name: &str,
+    ) -> anyhow::Result<InvocationRecord> {
+        let def = self.shared.app.function(function)?.clone();
+        let (container, _) = blob_trigger_path(&def)?;
+        let listed = self
+            .shared
+            .blobs
+            .list(container)
+            .await?
+            .into_iter()
+            .find(|b| b.name == blob_name)
+            .ok_or_else(|| anyhow!("no blob {container}/{blob_name}"))?;
+        self.blob_attempt(&def, &listed, None).await
+    }
+
+    /// One pass of the host's blob listener over every blob-triggered function: each blob
+    /// matching the trigger's `path` whose (name, ETag) has no receipt is invoked; a failed
+    /// attempt is retried after the queues' `visibilityTimeout` up to `maxDequeueCount` attempts
+    /// in all (the host retries through an internal queue with those settings), then a message
+    /// naming the blob goes to `webjobs-blobtrigger-poison`. Succeeded and poisoned blobs get a
+    /// receipt, so an unchanged blob is never invoked again; a changed one (new ETag) is.
+    /// Returns this pass's invocations.
+    pub async fn scan_blobs(&self) -> anyhow::Result<Vec<InvocationRecord>> {
+        let mut records = Vec::new();
+        let functions: Vec<FunctionDef> = self
+            .shared
+            .app
+            .blob_triggered()
+            .map(|(f, _)| f.clone())
+            .collect();
+        for def in functions {
+            let (container, pattern) = blob_trigger_path(&def)?;
+            for blob in self.shared.blobs.list(container).await? {
+                if match_blob_name(pattern, &blob.name).is_none() {
+                    continue;
+                }
+                let receipt = (
+                    def.name.clone(),
+                    format!("{container}/{}", blob.name),
+                    blob.etag.clone(),
+                );
+                if lock(&self.shared.receipts).contains(&receipt) {
+                    continue;
+                }
+                let max = self.shared.app.host.queues.max_dequeue_count;
+                for attempt in 1..=max {
+                    let record = self.blob_attempt(&def, &blob, Some(attempt)).await?;
+                    let succeeded = record.succeeded;
+                    records.push(record);
+                    if succeeded {
+                        break;
+                    }
+                    if attempt == max {
+                        self.poison_blob(&def, container, &blob).await?;
+                    } else {
+                        tokio::time::sleep(self.shared.retry_delay).await;
+                    }
+                }
+                lock(&self.shared.receipts).insert(receipt);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Texts in `webjobs-blobtrigger-poison` (up to 32).
+    pub async fn blob_poison_texts(&self) -> anyhow::Result<Vec<String>> {
+        let encoding = self.shared.app.host.queues.message_encoding;
+        self.shared
+            .queues
+            .peek_texts(BLOB_POISON_QUEUE, encoding)
+            .await
+    }
+
+    async fn blob_attempt(
+        &self,
+        def: &FunctionDef,
+        listed: &ListedBlob,
+        attempt: Option<u32>,
+    ) -> anyhow::Result<InvocationRecord> {
+        let shared = &self.shared;
+        let (container, pattern) = blob_trigger_path(def)?;
+        let trigger = def
+            .blob_trigger()
+            .ok_or_else(|| anyhow!("`{}` is not blob-triggered", def.name))?;
+        let path_data = match_blob_name(pattern, &listed.name)
+            .ok_or_else(|| anyhow!("{container}/{} does not match `{pattern}`", listed.name))?;
+        let now = OffsetDateTime::now_utc();
+        let started = (SystemTime::now(), Instant::now());
+        let _in_flight = InFlight::enter(shared);
+        let (status, completion) = match shared.blobs.read(container, &listed.name).await? {
+            // Deleted since the listing: the host's attempt fails to bind the blob.
+            None => (
+                0,
+                Err(format!("{container}/{} no longer exists", listed.name)),
+            ),
+            Some(content) => {
+                let info = BlobTriggerInfo {
+                    content,
+                    blob_path: format!("{container}/{}", listed.name),
+                    uri: shared.blobs.uri(container, &listed.name),
+                    path_data,
+                    etag: listed.etag.clone(),
+                    length: listed.length,
+                    content_type: listed.content_type.clone(),
+                    last_modified: listed.last_modified.unwrap_or(now),
+                    created: listed.created.unwrap_or(now),
+                };
+                match blob_request(trigger, &info, &SysInfo::now(&def.name)) {
+                    Ok(payload) => invoke(shared, def, &payload).await,
+                    Err(e) => (0, Err(e)),
+                }
+            }
+        };
+        shared.record(def, attempt, status, &completion, started);
+        self.invocations_of(&def.name)
+            .pop()
+            .ok_or_else(|| anyhow!("no record of the `{}` invocation", def.name))
+    }
+
+    /// The WebJobs SDK's poison message for a blob (`BlobTriggerMessage`: the function id and
+    /// the blob's container, name and ETag; member names inferred from the SDK, not captured).
+    async fn poison_blob(
+        &self,
+        def: &FunctionDef,
+        container: &str,
+        blob: &ListedBlob,
+    ) -> anyhow::Result<()> {
+        let message = serde_json::json!({
+            "Type": "BlobTrigger",
+            "FunctionId": format!("Host.Functions.{}", def.name),
+            "BlobType": "BlockBlob",
+            "ContainerName": container,
+            "BlobName": blob.name,
+            "ETag": blob.etag,
+        });
+        self.shared.event(format!(
+            "moving blob {container}/{} to `{BLOB_POISON_QUEUE}` after {} attempts",
+            blob.name, self.shared.app.host.queues.max_dequeue_count
+        ));
+        let encoding = self.shared.app.host.queues.message_encoding;
+        self.shared
+            .queues
+            .send(BLOB_POISON_QUEUE, message.to_string().as_bytes(), encoding)
+            .await
     }
 
     /// Every invocation so far, in completion order.
@@ -875,6 +1044,19 @@ impl MessageJob {
             shared.event(format!("poisoning message {id} failed: {e:#}"));
         }
     }
+}
+
+/// The container and blob-name pattern of a function's blob trigger `path`.
+fn blob_trigger_path(def: &FunctionDef) -> anyhow::Result<(&str, &str)> {
+    let trigger = def
+        .blob_trigger()
+        .ok_or_else(|| anyhow!("function `{}` is not blob-triggered", def.name))?;
+    let path = trigger
+        .path
+        .as_deref()
+        .ok_or_else(|| anyhow!("`{}`: blobTrigger without path", def.name))?;
+    split_blob_path(path)
+        .ok_or_else(|| anyhow!("`{}`: path `{path}` has no container/name", def.name))
 }
 
 pub fn poison_queue_name(queue: &str) -> String {

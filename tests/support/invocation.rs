@@ -208,6 +208,121 @@ pub fn queue_request(
 }
 
 // ----------------------------------------------------------------------------------------------
+// Blob trigger request
+// ----------------------------------------------------------------------------------------------
+
+/// A blob the blob trigger found, with what the Storage Blobs extension hands the host.
+#[derive(Debug, Clone)]
+pub struct BlobTriggerInfo {
+    pub content: Vec<u8>,
+    /// `container/name`, the extension's `BlobTrigger` binding data.
+    pub blob_path: String,
+    /// The blob's URI (`Uri`).
+    pub uri: String,
+    /// The parameters of the trigger's `path` pattern, e.g. `("name", "my-sub")`.
+    pub path_data: Vec<(String, String)>,
+    pub etag: String,
+    pub length: u64,
+    pub content_type: Option<String>,
+    pub last_modified: OffsetDateTime,
+    pub created: OffsetDateTime,
+}
+
+/// The invocation request for a blob-triggered function. What is sourced and what inferred:
+///
+/// - `Data.<trigger>`: with `dataType: "binary"` the bytes as one base64 string, otherwise the
+///   text JSON-encoded once more — §3.1's rule for `byte[]` and strings (sourced, H2).
+/// - Binding data keys `BlobTrigger`, `Uri`, `Properties`, `Metadata` are the extension's
+///   documented blob-trigger metadata (docs "functions-bindings-storage-blob-trigger",
+///   "Metadata"); `BlobTrigger` ends in "trigger" and is dropped, `Uri` (a `System.Uri`) is not
+///   an object and so arrives as a quoted string, `Metadata` (a dictionary) as an object
+///   (§3.1, sourced). `Properties` is the SDK's `BlobProperties` object: its member set here
+///   is a plausible subset (inferred; the handler must not depend on it).
+/// - Each `{param}` of the `path` pattern is binding data too (`name` → `"\"my-sub\""`,
+///   §3.1; the pattern parameters as binding data are sourced from the docs' "Blob name
+///   patterns"); `sys` as for every trigger.
+pub fn blob_request(
+    trigger: &Binding,
+    blob: &BlobTriggerInfo,
+    sys: &SysInfo,
+) -> Result<Value, String> {
+    let data_value = if trigger.is_binary() {
+        Value::String(STANDARD.encode(&blob.content))
+    } else {
+        let text = std::str::from_utf8(&blob.content).map_err(|e| {
+            format!(
+                "blob for string trigger `{}` is not UTF-8: {e}",
+                trigger.name
+            )
+        })?;
+        Value::String(json_literal(text))
+    };
+    let mut metadata = Map::new();
+    metadata.insert(
+        "BlobTrigger".into(),
+        Value::String(json_literal(&blob.blob_path)),
+    );
+    metadata.insert("Uri".into(), Value::String(json_literal(&blob.uri)));
+    metadata.insert(
+        "Properties".into(),
+        json!({
+            "LastModified": host_time(blob.last_modified),
+            "CreatedOn": host_time(blob.created),
+            "ContentLength": blob.length,
+            "ContentType": blob.content_type,
+            "ETag": blob.etag,
+            "BlobType": "Block",
+            "Metadata": {},
+        }),
+    );
+    metadata.insert("Metadata".into(), json!({}));
+    for (key, value) in &blob.path_data {
+        metadata.insert(key.clone(), Value::String(json_literal(value)));
+    }
+    metadata.insert("sys".into(), sys.to_json());
+    finish_metadata(&mut metadata);
+    Ok(json!({ "Data": { trigger.name.clone(): data_value }, "Metadata": metadata }))
+}
+
+/// Splits a blob trigger `path` into its container and the blob-name pattern.
+pub fn split_blob_path(path: &str) -> Option<(&str, &str)> {
+    path.split_once('/')
+        .filter(|(c, p)| !c.is_empty() && !p.is_empty())
+}
+
+/// Matches a blob name against a `path` pattern's name part (`{name}.json`): literal text must
+/// match exactly, each `{param}` takes one or more characters (including `/`, so a blob in a
+/// virtual folder matches with the folder in the parameter — inferred from the docs'
+/// "Blob name patterns"). The first way that matches wins. `None` when it does not match.
+pub fn match_blob_name(pattern: &str, name: &str) -> Option<Vec<(String, String)>> {
+    fn go(pattern: &str, name: &str, params: &mut Vec<(String, String)>) -> bool {
+        match pattern.find('{') {
+            None => pattern == name,
+            Some(0) => {
+                let Some(close) = pattern.find('}') else {
+                    return false;
+                };
+                let param = &pattern[1..close];
+                let rest = &pattern[close + 1..];
+                for end in (1..=name.len()).filter(|i| name.is_char_boundary(*i)) {
+                    params.push((param.to_string(), name[..end].to_string()));
+                    if go(rest, &name[end..], params) {
+                        return true;
+                    }
+                    params.pop();
+                }
+                false
+            }
+            Some(open) => {
+                name.starts_with(&pattern[..open]) && go(&pattern[open..], &name[open..], params)
+            }
+        }
+    }
+    let mut params = Vec::new();
+    go(pattern, name, &mut params).then_some(params)
+}
+
+// ----------------------------------------------------------------------------------------------
 // Timer trigger request
 // ----------------------------------------------------------------------------------------------
 

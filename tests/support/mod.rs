@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod azurite;
+pub mod blobs;
 pub mod host;
 pub mod invocation;
 pub mod process;

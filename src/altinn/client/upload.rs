@@ -48,6 +48,7 @@ impl AltinnClient {
                     what,
                     status: response.status().as_u16(),
                     retry_after: retry_after(&response),
+                    detail: None,
                 }),
                 Err(source) => Err(AltinnError::Transport { what, source }),
             };
