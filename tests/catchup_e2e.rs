@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use altinn_aos::archive::{Archive, BlobInfo};
+use altinn_aos::config::{SettingSource, Settings};
+use altinn_aos::pipeline::Pipeline;
+use altinn_aos::pipeline::catchup::{CatchUpOptions, EventSink};
 use altinn_aos::simulator::CreatedInstance;
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -82,11 +85,11 @@ fn summary(stdout: &str) -> &str {
     line(stdout, "catch-up summary:")
 }
 
-fn state(app: &TestApp) -> Archive {
+fn state(app: &Backends) -> Archive {
     Archive::new(app.blobs.clone(), "aos-state")
 }
 
-async fn cursor(app: &TestApp) -> Option<Value> {
+async fn cursor(app: &Backends) -> Option<Value> {
     state(app)
         .read_small(CURSOR)
         .await
@@ -447,4 +450,90 @@ async fn cursor_writes_are_conditional_so_a_concurrent_run_cannot_move_it_back()
     assert!(!put(r#"{"after":"1"}"#, Some(first)).await);
     let (body, _) = state.read_tagged(CURSOR).await.unwrap().unwrap();
     assert_eq!(&body[..], br#"{"after":"2"}"#);
+}
+
+/// Stores events in memory and fails from the `fail_at`-th one on (1-based).
+struct FlakySink {
+    fail_at: usize,
+    sent: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl EventSink for FlakySink {
+    async fn send(&self, event: &altinn_aos::event::CloudEvent) -> Result<(), String> {
+        let mut sent = self.sent.lock().unwrap();
+        if sent.len() + 1 >= self.fail_at {
+            return Err("queue unavailable".into());
+        }
+        sent.push(event.id().to_string());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_not_queued_whole_leaves_the_cursor_where_it_was() {
+    let backends = Backends::start().await;
+    backends.sim.set_events_hold_back(Duration::ZERO);
+    let mut env = backends.settings_env();
+    env.push((APPS_SETTING.into(), "ttd/test-app".into()));
+    let settings = Settings::from_source(&SettingSource::from_pairs(env)).unwrap();
+    let pipeline = Pipeline::from_settings(settings).await.unwrap();
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            backends
+                .sim
+                .complete_instance(instance(86_000 + i, vec![element(5, None)]));
+            backends.sim.feed_events().last().unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let options = CatchUpOptions {
+        first_from: time::OffsetDateTime::now_utc() - time::Duration::hours(1),
+        page_size: 2,
+        max_events: 100,
+    };
+    let mut progress = |_: String| {};
+
+    // The second event of the first page cannot be queued: the app stops, no cursor.
+    let flaky = FlakySink {
+        fail_at: 2,
+        sent: Mutex::default(),
+    };
+    let run = pipeline
+        .catch_up(&options, Some(&flaky), &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(run.failed(), 1, "{run}");
+    assert_eq!(*flaky.sent.lock().unwrap(), ids[..1].to_vec());
+    assert!(
+        cursor(&backends).await.is_none(),
+        "no cursor past an unqueued event"
+    );
+
+    // The first page queued, the second fails: the cursor is at the end of the first page.
+    let flaky = FlakySink {
+        fail_at: 3,
+        sent: Mutex::default(),
+    };
+    let run = pipeline
+        .catch_up(&options, Some(&flaky), &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(run.failed(), 1, "{run}");
+    assert_eq!(cursor(&backends).await.unwrap()["after"], ids[1]);
+
+    // Working again: the run continues after the cursor, with the unqueued event.
+    let working = FlakySink {
+        fail_at: usize::MAX,
+        sent: Mutex::default(),
+    };
+    let run = pipeline
+        .catch_up(&options, Some(&working), &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(run.failed(), 0, "{run}");
+    assert_eq!(*working.sent.lock().unwrap(), ids[2..].to_vec());
+    assert_eq!(cursor(&backends).await.unwrap()["after"], ids[2]);
 }

@@ -57,6 +57,10 @@ pub const RETENTION: Duration = Duration::days(90);
 /// How much older than the cursor a first event may be before the feed is taken to have
 /// restarted (producers set `time`; a little disorder is normal).
 const RESTART_SLACK: Duration = Duration::hours(1);
+/// A pulled event larger than this is refused: base64-encoded it would not fit in a storage
+/// queue message (64 KiB), and an event that can never be queued must not hold the cursor
+/// back forever. Altinn's events are well under 1 KiB.
+pub const MAX_PULLED_EVENT_BYTES: usize = 48 * 1024;
 /// Reasons kept per app; counts are always exact.
 const MAX_REASONS: usize = 100;
 
@@ -406,6 +410,16 @@ impl Pipeline {
     /// instance already archived needs nothing.
     async fn judge_pulled(&self, org: &OrgName, app: &AppName, raw: &Value) -> Verdict {
         let body = raw.to_string();
+        if body.len() > MAX_PULLED_EVENT_BYTES {
+            let id = raw.get("id").and_then(Value::as_str).unwrap_or("?");
+            return Verdict::Refuse(
+                "refused",
+                format!(
+                    "event {id}: {} bytes, more than a queue message holds ({MAX_PULLED_EVENT_BYTES})",
+                    body.len()
+                ),
+            );
+        }
         let event = match receive(body.as_bytes(), Some("application/json"), &self.settings) {
             ReceiveOutcome::Queue(event) => event,
             ReceiveOutcome::ValidationPing | ReceiveOutcome::Ignored { .. } => {
