@@ -145,10 +145,13 @@ async fn subscribe_failing_webhook(app: &TestApp) -> u64 {
     id
 }
 
+/// Requests a foreign host saw: (URI, Authorization header).
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// A server standing for another host: records every request (path and Authorization
 /// header) and answers `[]`.
-async fn foreign_host() -> (String, Arc<Mutex<Vec<(String, Option<String>)>>>) {
-    let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+async fn foreign_host() -> (String, Seen) {
+    let seen: Seen = Arc::default();
     let record = seen.clone();
     let router = axum::Router::new().fallback(move |req: axum::extract::Request| {
         let record = record.clone();

@@ -178,7 +178,8 @@ struct PullQuery {
 }
 
 impl PullQuery {
-    fn parse(raw_query: Option<&str>) -> Result<Self, Response> {
+    /// `Err` is the `detail` of the 400 problem.
+    fn parse(raw_query: Option<&str>) -> Result<Self, String> {
         let raw: Vec<(String, String)> =
             url::form_urlencoded::parse(raw_query.unwrap_or("").as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -189,28 +190,28 @@ impl PullQuery {
                 .map(|(_, v)| v.clone())
                 .filter(|v| !v.is_empty())
         };
-        let time = |name: &str| -> Result<Option<OffsetDateTime>, Response> {
+        let time = |name: &str| -> Result<Option<OffsetDateTime>, String> {
             match get(name) {
                 None => Ok(None),
                 // RFC 3339 requires an offset, which is Altinn's rule for `from`/`to`.
                 Some(v) => parse_zoned(&v).map(Some).ok_or_else(|| {
-                    problem(&format!(
+                    format!(
                         "The '{}' parameter must specify timezone. E.g. 2022-07-07T11:00:53.3917Z for UTC",
                         capitalised(name)
-                    ))
+                    )
                 }),
             }
         };
         let after = get("after");
         let from = time("from")?;
         if after.is_none() && from.is_none() {
-            return Err(problem("The 'From' or 'After' parameter must be defined."));
+            return Err("The 'From' or 'After' parameter must be defined.".into());
         }
         let size = match get("size") {
             None => DEFAULT_SIZE,
             Some(v) => match v.parse::<i64>() {
                 Ok(n) if n >= 1 => (n as usize).min(MAX_SIZE),
-                _ => return Err(problem("Size must be a number larger that 0.")),
+                _ => return Err("Size must be a number larger that 0.".into()),
             },
         };
         Ok(PullQuery {
@@ -242,12 +243,12 @@ impl PullQuery {
         }
         let time = text("time").and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
         if let Some(from) = self.from
-            && !time.is_some_and(|t| t >= from)
+            && time.is_none_or(|t| t < from)
         {
             return false;
         }
         if let Some(to) = self.to
-            && !time.is_some_and(|t| t <= to)
+            && time.is_none_or(|t| t > to)
         {
             return false;
         }
@@ -323,7 +324,7 @@ pub(crate) async fn app_events(
 ) -> Response {
     let query = match PullQuery::parse(raw.as_deref()) {
         Ok(query) => query,
-        Err(problem) => return problem,
+        Err(detail) => return problem(&detail),
     };
     let (events, next_base) = state.events.feed().page(&org, &app, &query);
     let mut response = (
