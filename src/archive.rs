@@ -215,6 +215,65 @@ impl Archive {
         Ok(())
     }
 
+    /// Reads a small blob whole with its ETag, or `None` when it does not exist (state blobs
+    /// that are updated with [`Self::put_if`]).
+    pub async fn read_tagged(&self, name: &str) -> Result<Option<(Bytes, String)>, ArchiveError> {
+        let blob = self.storage.blob(&self.container, name)?;
+        let options = azure_storage_blob::models::BlobClientDownloadOptions {
+            parallel: std::num::NonZero::new(1),
+            ..Default::default()
+        };
+        match blob.download(Some(options)).await {
+            Ok(result) => {
+                let etag = result
+                    .properties
+                    .etag
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                Ok(Some((result.body.collect().await?, etag)))
+            }
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes a blob only if it is unchanged since it was read with ETag `etag`, or, for
+    /// `None`, only if it does not exist yet. `Ok(false)` means the condition failed (someone
+    /// else wrote it meanwhile) and nothing was written.
+    pub async fn put_if(
+        &self,
+        name: &str,
+        content: Bytes,
+        info: &BlobInfo,
+        etag: Option<&str>,
+    ) -> Result<bool, ArchiveError> {
+        self.ensure_container().await?;
+        let blob = self.storage.blob(&self.container, name)?;
+        let mut options = BlobClientUploadOptions {
+            blob_content_type: Some(info.content_type.clone()),
+            metadata: Some(info.metadata.clone()),
+            ..Default::default()
+        };
+        match etag {
+            Some(etag) => options.if_match = Some(etag.into()),
+            None => options.if_none_match = Some("*".into()),
+        }
+        match blob.upload(content.into(), Some(options)).await {
+            Ok(_) => Ok(true),
+            // 412 for a changed ETag; 409 (BlobAlreadyExists) for `If-None-Match: *`.
+            Err(e)
+                if matches!(
+                    e.http_status(),
+                    Some(StatusCode::PreconditionFailed | StatusCode::Conflict)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Streams `body` into blob `name`, committing only when exactly `expected` bytes arrived,
     /// then checks the committed size. Returns the number of bytes stored.
     pub async fn upload_stream<S, E>(

@@ -354,6 +354,72 @@ pub struct Settings {
     pub webhook_secret: Option<Secret>,
     /// The feedback step (`XMLFeedbackDataType` + `XMLFeedbackEventType`); `None` = off.
     pub feedback: Option<crate::pipeline::feedback::FeedbackSettings>,
+    /// Catch-up from the Events pull API (`EventsCatchUp`, `EventsCatchUpFrom`).
+    pub catch_up: CatchUpSettings,
+}
+
+/// Catch-up from the Events pull API (`crate::pipeline::catchup`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CatchUpSettings {
+    /// `EventsCatchUp=true`: the `EventsReconciler` timer also catches up (off by default; the
+    /// `aos catch-up` command runs whatever this says). Requires `ReconcileApps`.
+    pub enabled: bool,
+    /// `EventsCatchUpFrom`: where an app without a cursor starts (RFC 3339 or `YYYY-MM-DD`);
+    /// `None` = one day before the run.
+    pub first_from: Option<time::OffsetDateTime>,
+}
+
+/// An RFC 3339 time (`2024-05-01T00:00:00Z`) or a date (`2024-05-01`, midnight UTC).
+pub fn parse_time(value: &str) -> Option<time::OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    let value = value.trim();
+    if let Ok(at) = time::OffsetDateTime::parse(value, &Rfc3339) {
+        return Some(at);
+    }
+    time::Date::parse(
+        value,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()
+    .map(|d| d.midnight().assume_utc())
+}
+
+fn catch_up_settings(
+    src: &SettingSource,
+    reconcile_apps: &[(OrgName, AppName)],
+) -> Result<CatchUpSettings, SettingsError> {
+    let enabled_name = format!("{AOS}EventsCatchUp");
+    let enabled = match src.get(&enabled_name) {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            return Err(SettingsError::new(
+                &enabled_name,
+                format!("`{v}` is neither true nor false"),
+            ));
+        }
+    };
+    let from_name = format!("{AOS}EventsCatchUpFrom");
+    let first_from = match src.get(&from_name) {
+        None => None,
+        Some(v) => Some(parse_time(&v).ok_or_else(|| {
+            SettingsError::new(
+                &from_name,
+                format!("`{v}` is neither an RFC 3339 time nor a YYYY-MM-DD date"),
+            )
+        })?),
+    };
+    if enabled && reconcile_apps.is_empty() {
+        return Err(SettingsError::new(
+            &format!("{AOS}ReconcileApps"),
+            "is required when EventsCatchUp is true (the Events pull API is per app)",
+        ));
+    }
+    Ok(CatchUpSettings {
+        enabled,
+        first_from,
+    })
 }
 
 /// A secret setting value: never shown by `Debug`.
@@ -489,6 +555,7 @@ impl Settings {
         };
 
         let reconcile_apps = reconcile_apps(src)?;
+        let catch_up = catch_up_settings(src, &reconcile_apps)?;
 
         let endpoint_name = format!("{AOS}BlobEndpoint");
         let endpoint = BaseUrl::parse(&endpoint_name, &src.required(&endpoint_name)?)?;
@@ -569,6 +636,7 @@ impl Settings {
             token,
             webhook_secret: src.get(&format!("{AOS}WebhookSecret")).map(Secret),
             feedback: crate::pipeline::feedback::FeedbackSettings::from_source(src)?,
+            catch_up,
         })
     }
 

@@ -41,6 +41,11 @@ impl Failures {
         Failures { state }
     }
 
+    /// The `aos-state` container (also home of the catch-up cursors).
+    pub fn state(&self) -> &Archive {
+        &self.state
+    }
+
     /// Records a failed attempt. Best effort: a storage problem here must not hide the
     /// original failure, so it is only logged.
     pub async fn record(&self, queue: &str, event: &CloudEvent, attempt: u32, error: &StepError) {

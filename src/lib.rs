@@ -33,6 +33,8 @@
 //! - [`dev`] — `aos dev`: the local demo (Azurite, simulator, standalone runtime, sample batch).
 //! - [`pipeline::reconcile`] / [`reconcile_cli`] — find completed instances whose events never
 //!   arrived and feed them in as synthetic events (`EventsReconciler`, `aos reconcile`).
+//! - [`pipeline::catchup`] / [`catchup_cli`] — optional catch-up from the Events pull API with a
+//!   cursor per app in `aos-state` (`EventsReconciler` when `EventsCatchUp=true`, `aos catch-up`).
 //! - [`altinn::subscriptions`] / [`subscriptions_cli`] — the Events subscription API and
 //!   `aos subscriptions add|list|show|remove|verify`; [`subscription_files`] — the same through
 //!   files dropped into blob containers (`EventsSubscriber`, `EventsDeSubscriber`).
@@ -43,6 +45,7 @@
 pub mod altinn;
 pub mod archive;
 pub mod auth;
+pub mod catchup_cli;
 pub mod config;
 pub mod dev;
 pub mod event;

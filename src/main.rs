@@ -6,6 +6,7 @@
 //! - `aos dev` runs the whole system locally with a demo batch (Azurite, simulator, `aos run`).
 //! - `aos simulator` runs the Altinn simulator for local development.
 //! - `aos reconcile` queues completed instances whose events never arrived.
+//! - `aos catch-up` queues the events of the Altinn Events pull API after each app's cursor.
 //! - `aos subscriptions` adds, lists, shows, removes and verifies Altinn Events subscriptions.
 //! - `aos check-config` loads the settings and the Maskinporten key, does one grant and one
 //!   Altinn token exchange, and prints what it found (exit 1 with one line if a step fails).
@@ -100,6 +101,21 @@ enum Command {
         #[arg(long)]
         since: Option<String>,
         /// Report what would be queued; queue nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Catch up from the Altinn Events pull API: for each app of `ReconcileApps`, queue the
+    /// events after its cursor (in `aos-state`) that the webhook would have queued, then move
+    /// the cursor; ends with a summary line.
+    CatchUp {
+        /// Start for an app without a cursor (RFC 3339, or a date `YYYY-MM-DD`); default:
+        /// the setting EventsCatchUpFrom, else one day ago.
+        #[arg(long)]
+        from: Option<String>,
+        /// Events per page (1–1000).
+        #[arg(long)]
+        page_size: Option<usize>,
+        /// Report what would be queued; queue nothing and move no cursor.
         #[arg(long)]
         dry_run: bool,
     },
@@ -309,6 +325,30 @@ async fn run(command: Command) -> ExitCode {
                 }
                 Err(altinn_aos::reconcile_cli::CliError::Failed(line)) => {
                     eprintln!("aos reconcile: {line}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CatchUp {
+            from,
+            page_size,
+            dry_run,
+        } => {
+            use altinn_aos::reconcile_cli::CliError;
+            let args = altinn_aos::catchup_cli::Args {
+                from,
+                page_size,
+                dry_run,
+            };
+            match altinn_aos::catchup_cli::run(args).await {
+                Ok(run) if run.failed() == 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(CliError::Usage(line)) => {
+                    eprintln!("aos: {line}");
+                    ExitCode::from(2)
+                }
+                Err(CliError::Failed(line)) => {
+                    eprintln!("aos catch-up: {line}");
                     ExitCode::FAILURE
                 }
             }

@@ -10,9 +10,7 @@
 
 use std::time::Instant;
 
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::config::{SettingSource, Settings};
 use crate::pipeline::Pipeline;
@@ -33,13 +31,12 @@ pub enum CliError {
 
 /// `--since`: RFC 3339 (`2024-05-01T00:00:00Z`) or a date (`2024-05-01`, midnight UTC).
 pub fn parse_since(value: &str) -> Result<OffsetDateTime, String> {
-    let value = value.trim();
-    if let Ok(at) = OffsetDateTime::parse(value, &Rfc3339) {
-        return Ok(at);
-    }
-    Date::parse(value, format_description!("[year]-[month]-[day]"))
-        .map(|d| d.midnight().assume_utc())
-        .map_err(|_| format!("--since `{value}` is neither an RFC 3339 time nor a YYYY-MM-DD date"))
+    crate::config::parse_time(value).ok_or_else(|| {
+        format!(
+            "--since `{}` is neither an RFC 3339 time nor a YYYY-MM-DD date",
+            value.trim()
+        )
+    })
 }
 
 /// Runs one reconciliation and prints its summary; `Ok` carries the summary (failures

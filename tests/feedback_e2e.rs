@@ -8,6 +8,8 @@ mod support;
 use std::time::Duration;
 
 use altinn_aos::simulator::CreatedInstance;
+use support::poll_until;
+use support::standalone::Standalone;
 use support::world::{Backends, TestApp, element, instance};
 
 const COMPLETED: &str = "app.instance.process.completed";
@@ -15,11 +17,12 @@ const FEEDBACK_TYPE: &str = "archive-feedback";
 const TEMPLATE: &str =
     "<Feedback instance=\"{instanceId}\" event=\"{eventId}\" archivedAt=\"{archivedAt}\"/>\n";
 
-async fn spawn_with_feedback(event_type: &str) -> (TestApp, tempfile::TempDir) {
+/// The feedback settings for `event_type`, the template in a temporary directory.
+fn feedback_settings(event_type: &str) -> (Vec<(String, String)>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("feedback.xml");
     std::fs::write(&template, TEMPLATE).unwrap();
-    let overrides = vec![
+    let settings = vec![
         (
             "AltinnApplicationOwnerSystemSettings__XMLFeedbackDataType".to_string(),
             FEEDBACK_TYPE.to_string(),
@@ -33,6 +36,11 @@ async fn spawn_with_feedback(event_type: &str) -> (TestApp, tempfile::TempDir) {
             template.display().to_string(),
         ),
     ];
+    (settings, dir)
+}
+
+async fn spawn_with_feedback(event_type: &str) -> (TestApp, tempfile::TempDir) {
+    let (overrides, dir) = feedback_settings(event_type);
     let app = TestApp::spawn_with(
         Backends::start().await,
         Duration::from_millis(200),
@@ -187,4 +195,108 @@ async fn without_feedback_settings_nothing_is_uploaded_and_queued_feedback_passe
     );
     app.assert_no_poison().await;
     assert_no_feedback_poison(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redelivered_feedback_message_uploads_nothing_more() {
+    let (app, _dir) = spawn_with_feedback(COMPLETED).await;
+    let inst = app
+        .sim
+        .add_instance(instance(71_004, vec![element(700, Some("a.xml"))]));
+    let event = app.sim.completed_event(&inst);
+    assert_eq!(app.post_event(&event).await.status, 200);
+    drain(&app).await;
+    assert_eq!(uploads_for(&app, &inst).len(), 1);
+    let confirmations = app.sim.confirmations().len();
+
+    // The same message again on `events-feedback`, as after a crash between the upload and the
+    // write of the confirmation message (the host then redelivers the feedback message): the
+    // instance already holds the feedback element, so nothing is uploaded and the message is
+    // passed on to confirmation.
+    app.azurite
+        .put_message("events-feedback", &event.to_string())
+        .await
+        .unwrap();
+    drain(&app).await;
+    assert_eq!(
+        uploads_for(&app, &inst).len(),
+        1,
+        "a redelivered feedback message uploads no second element"
+    );
+    assert_eq!(app.sim.confirmations().len(), confirmations + 1);
+    assert_eq!(app.sim.guard_violations(), Vec::<String>::new());
+    app.assert_no_poison().await;
+    assert_no_feedback_poison(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_standalone_runtime_uploads_feedback_once_then_confirms() {
+    let backends = Backends::start().await;
+    let (settings, _dir) = feedback_settings(COMPLETED);
+    let extra: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let runtime = Standalone::start_with_env(&backends, &extra).await;
+    let inst = backends
+        .sim
+        .add_instance(instance(71_005, vec![element(4096, Some("skjema.xml"))]));
+    let event = backends.sim.completed_event(&inst);
+    let (status, body) = runtime.post_event(&event).await;
+    assert_eq!(status, 200, "{body}");
+
+    let id = inst.instance_id();
+    poll_until(
+        "the instance to be confirmed",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            Ok(backends
+                .sim
+                .confirmations()
+                .iter()
+                .any(|c| c.instance_id == id)
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", runtime.output().join("\n")));
+    backends.assert_archived(&inst).await;
+    let uploads: Vec<_> = backends
+        .sim
+        .uploads()
+        .into_iter()
+        .filter(|u| u.instance_id == id)
+        .collect();
+    assert_eq!(uploads.len(), 1, "one feedback element: {uploads:?}");
+    assert_eq!(uploads[0].data_type, FEEDBACK_TYPE);
+    let expected_start = format!(
+        "<Feedback instance=\"{id}\" event=\"{}\"",
+        event["id"].as_str().unwrap()
+    );
+    assert!(
+        String::from_utf8_lossy(&uploads[0].body).starts_with(&expected_start),
+        "{:?}",
+        String::from_utf8_lossy(&uploads[0].body)
+    );
+    let calls = backends.sim.calls();
+    let uploaded = calls
+        .iter()
+        .position(|c| c.method == "POST" && c.path.ends_with(&format!("{id}/data")))
+        .expect("upload call");
+    let completed = calls
+        .iter()
+        .position(|c| c.method == "POST" && c.path.ends_with(&format!("{id}/complete")))
+        .expect("complete call");
+    assert!(uploaded < completed, "feedback before the confirmation");
+    assert_eq!(backends.sim.guard_violations(), Vec::<String>::new());
+    backends.assert_no_poison().await;
+    assert!(
+        backends
+            .azurite
+            .queue_texts("events-feedback-poison")
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
 }

@@ -20,6 +20,10 @@ use super::model::Instance;
 /// Data element upload (the feedback step).
 mod upload;
 
+/// The Events pull API (catch-up).
+mod events;
+pub use events::{EventPage, PullStart};
+
 /// An Altinn call that failed, classified once as retryable or permanent.
 #[derive(Debug, thiserror::Error)]
 pub enum AltinnError {

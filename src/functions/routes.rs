@@ -10,6 +10,7 @@ use serde_json::json;
 use super::bindings::*;
 use super::invocation::{InvocationRequest, InvocationResponse};
 use crate::event::CloudEvent;
+use crate::pipeline::catchup::CatchUpOptions;
 use crate::pipeline::messages::{QueueStep, describe, parse_message};
 use crate::pipeline::receive::{ReceiveOutcome, receive};
 use crate::pipeline::reconcile::ReconcileOptions;
@@ -157,7 +158,8 @@ pub async fn events_confirmation(State(pipeline): State<Pipeline>, body: Bytes) 
     .await
 }
 
-/// `EventsReconciler` (timer): finds completed instances not yet archived and confirmed and
+/// `EventsReconciler` (timer): with `EventsCatchUp=true`, first catches up from the Events pull
+/// API ([`catch_up`]); then finds completed instances not yet archived and confirmed and
 /// queues a synthetic event for each on `events-inbound` (one message per element of the
 /// `inbound` array). The timer payload carries nothing the run needs; the window and the cap
 /// are [`ReconcileOptions::default`]. The invocation fails (non-2xx) only when reconciliation
@@ -173,6 +175,9 @@ pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) ->
     let mut logs = Vec::new();
     if past_due {
         logs.push("timer is past due; reconciling now".to_string());
+    }
+    if pipeline.settings.catch_up.enabled {
+        catch_up(&pipeline, &mut logs).await;
     }
     let options = ReconcileOptions::default();
     let mut progress = |line: String| {
@@ -207,4 +212,65 @@ pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) ->
     ok(response
         .log(summary.to_string())
         .queue_all(INBOUND_OUTPUT, messages))
+}
+
+/// Catch-up from the Events pull API, part of the `EventsReconciler` run when `EventsCatchUp` is
+/// on. Its events are written to the inbound queue directly, not through the output binding:
+/// the host writes outputs only after the invocation returns, and a cursor must move only after
+/// the events before it are stored. A failure is logged (as an error, and in the invocation
+/// log) and does not fail the invocation, so the reconciler's own output is still written.
+async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
+    let function = super::EVENTS_RECONCILER;
+    let fail = |logs: &mut Vec<String>, line: String| {
+        tracing::error!(function, error = %line, "catch-up failed");
+        logs.push(format!("catch-up failed: {line}"));
+    };
+    let settings = &pipeline.settings;
+    let Some(connection) = settings.queues.connection.as_ref() else {
+        return fail(
+            logs,
+            "setting QueueStorageSettings__ConnectionString (or its identity-based form) is not set"
+                .into(),
+        );
+    };
+    let queue = match crate::storage::StorageEndpoint::for_queue_connection(connection)
+        .map_err(|e| e.to_string())
+        .and_then(|storage| {
+            crate::queue::Queue::new(&storage, &settings.queues.inbound).map_err(|e| e.to_string())
+        }) {
+        Ok(queue) => queue,
+        Err(e) => return fail(logs, format!("inbound queue: {e}")),
+    };
+    if let Err(e) = queue.ensure_exists().await {
+        return fail(logs, format!("queue {}: {e}", queue.name()));
+    }
+    let options = CatchUpOptions::from_settings(&settings.catch_up);
+    let run = {
+        let mut progress = |line: String| {
+            tracing::info!(function, "{line}");
+            logs.push(line);
+        };
+        pipeline
+            .catch_up(&options, Some(&queue), &mut progress)
+            .await
+    };
+    match run {
+        Ok(run) => {
+            for app in &run.apps {
+                logs.extend(app.reasons.iter().map(|r| format!("refused: {r}")));
+                logs.extend(app.warnings.iter().map(|w| format!("warning: {w}")));
+                if let Some(failed) = &app.failed {
+                    tracing::error!(function, app = %app.app, error = %failed, "catch-up of an app failed");
+                }
+            }
+            tracing::info!(
+                function,
+                queued = run.queued(),
+                failed = run.failed(),
+                "caught up"
+            );
+            logs.push(run.to_string());
+        }
+        Err(e) => fail(logs, e),
+    }
 }

@@ -4,6 +4,7 @@
 //! a retry can help. The adapters (the Functions handler, later the standalone runtime) map
 //! outcomes to their own language: outputs and 2xx, or a non-2xx so the message is retried.
 
+pub mod catchup;
 pub mod confirm;
 pub mod feedback;
 pub mod identity;

@@ -2,7 +2,8 @@
 //! read confirmations over HTTP when the simulator runs in another process.
 //! It needs no token (it is not part of Altinn) and is never faulted.
 //! `POST /_sim/instances?publish=true` also publishes the instance's completed
-//! event to matching Events subscriptions, as the app would.
+//! event to matching Events subscriptions (and the pull feed), as the app would;
+//! `POST /_sim/events/hold-back?secs=N` sets the pull API's hold-back.
 
 use std::sync::Arc;
 
@@ -23,6 +24,32 @@ pub(crate) fn router() -> Router<Arc<SimState>> {
     Router::new()
         .route("/_sim/instances", post(create_instance))
         .route("/_sim/confirmations", get(confirmations))
+        .route("/_sim/events/hold-back", post(set_hold_back))
+}
+
+/// Query of `POST /_sim/events/hold-back`.
+#[derive(Deserialize)]
+struct HoldBackQuery {
+    secs: f64,
+}
+
+/// `204`: events registered less than `secs` seconds ago are withheld from the pull API from
+/// now on (Altinn: 30).
+async fn set_hold_back(
+    State(state): State<Arc<SimState>>,
+    Query(query): Query<HoldBackQuery>,
+) -> Response {
+    match std::time::Duration::try_from_secs_f64(query.secs) {
+        Ok(hold_back) => {
+            state.events.feed().set_hold_back(hold_back);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(_) => (
+            StatusCode::BAD_REQUEST,
+            "secs must be a non-negative number",
+        )
+            .into_response(),
+    }
 }
 
 /// Org and app become URL path segments and blob path parts, so they must be

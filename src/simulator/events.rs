@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use url::Url;
 use uuid::Uuid;
 
+use super::events_feed::Feed;
 use super::push::{Job, Pusher};
 use super::state::{lock, now};
 use super::subscription::{EventKeys, Problem, Subscription, validate};
@@ -55,6 +56,8 @@ pub(crate) struct Events {
     base: Url,
     registry: Arc<Registry>,
     pusher: Pusher,
+    /// Every published event, for the pull API (`events_feed`).
+    feed: Feed,
 }
 
 impl Events {
@@ -64,11 +67,16 @@ impl Events {
             base,
             registry: Arc::default(),
             pusher: Pusher::new(),
+            feed: Feed::default(),
         }
     }
 
     pub(crate) fn pusher(&self) -> &Pusher {
         &self.pusher
+    }
+
+    pub(crate) fn feed(&self) -> &Feed {
+        &self.feed
     }
 
     /// `POST /subscriptions`: validates, returns the existing subscription if
@@ -132,12 +140,19 @@ impl Events {
         lock(&self.registry.inner).by_id.remove(&id).is_some()
     }
 
-    /// Queues `event` for every matching validated subscription and returns
-    /// how many that is. Events without string `id`, `type` and `source` are
-    /// not published (Altinn would refuse to register them).
+    /// Registers `event` in the pull feed, then queues it for every matching
+    /// validated subscription and returns how many that is. Events without
+    /// string `id`, `type` and `source` are not published (Altinn would
+    /// refuse to register them).
     pub(crate) fn publish(&self, event: &Value) -> usize {
-        let Some(keys) = EventKeys::of(event) else {
+        if EventKeys::of(event).is_none() {
             tracing::warn!("simulator publish ignored: event lacks id, type or source");
+            return 0;
+        }
+        // Registered first, whatever becomes of the pushes (spec §2.7: the feed
+        // has every event, delivered or dead-lettered).
+        let event = &self.feed.register(event);
+        let Some(keys) = EventKeys::of(event) else {
             return 0;
         };
         let targets: Vec<Subscription> = lock(&self.registry.inner)

@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::auth;
+use super::events_feed;
 use super::state::SimState;
 use super::subscription::Problem;
 
@@ -29,6 +30,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router<Arc<SimState>> {
             &format!("{SUBSCRIPTIONS}/{{id}}"),
             get(get_one).delete(delete_one),
         )
+        .route(events_feed::APP_EVENTS, get(events_feed::app_events))
         .route_layer(middleware::from_fn_with_state(state, auth::require_token))
 }
 

@@ -17,7 +17,8 @@
 //! and recordings), `model` (Altinn JSON), `content` (generator), `routes`
 //! (Altinn endpoints + request recording), `auth`, `faults`, `control`
 //! (`/_sim/` API for the dev command), `query` (the Storage instance query); Altinn Events: `events` (registry,
-//! publishing), `subscription` (rules), `events_routes`, `push`, `events_handle`;
+//! publishing), `subscription` (rules), `events_routes`, `push`, `events_handle`, `events_feed`
+//! (the pull API with its sequence numbers, hold-back and `next` links);
 //! Maskinporten and tokens: `maskinporten` (grant verification), `altinn_token` (exchange
 //! and Altinn JWTs).
 
@@ -26,6 +27,7 @@ mod auth;
 mod content;
 mod control;
 mod events;
+mod events_feed;
 mod events_handle;
 mod events_routes;
 mod faults;

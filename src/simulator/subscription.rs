@@ -89,7 +89,7 @@ impl Problem {
 }
 
 /// A W3C traceparent-like id, as ASP.NET puts in its problem details.
-fn trace_id() -> String {
+pub(crate) fn trace_id() -> String {
     let span = Uuid::new_v4().simple().to_string();
     format!("00-{}-{}-00", Uuid::new_v4().simple(), &span[..16])
 }

@@ -24,6 +24,11 @@ impl Standalone {
     /// Starts `aos run` with a short lease (3 s) and retry delay (1 s), so redelivery after a
     /// crash and retries after failures happen within a test's patience.
     pub async fn start(backends: &Backends) -> Standalone {
+        Self::start_with_env(backends, &[]).await
+    }
+
+    /// Like [`Standalone::start`], with `extra` settings added to the environment.
+    pub async fn start_with_env(backends: &Backends, extra: &[(&str, &str)]) -> Standalone {
         let port = free_port().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_aos"));
         command
@@ -42,6 +47,7 @@ impl Standalone {
                 "AltinnApplicationOwnerSystemSettings__WebhookSecret",
                 WEBHOOK_SECRET,
             )
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
