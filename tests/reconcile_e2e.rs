@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use altinn_aos::simulator::{CreatedInstance, InstanceSpec};
 use serde_json::Value;
-use support::host::{FunctionsHost, HostConfig};
 use support::world::{Backends, TestApp, element, instance};
 
 const ORG_SETTING: &str = "AltinnApplicationOwnerSystemSettings__Org";
@@ -22,41 +21,14 @@ async fn spawn(extra: &[(&str, &str)]) -> (TestApp, Vec<(String, String)>) {
     let mut env = backends.settings_env();
     env.push((ORG_SETTING.into(), "ttd".into()));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let host = FunctionsHost::start(HostConfig {
-        app_root: env!("CARGO_MANIFEST_DIR").into(),
-        binary: env!("CARGO_BIN_EXE_aos").into(),
-        env: env.clone(),
-        connection_string: backends.azurite.connection_string(),
-        visibility_timeout: Some(Duration::from_millis(200)),
-    })
-    .await
-    .expect("the handler starts under the host harness");
-    (TestApp { backends, host }, env)
+    let app = TestApp::spawn_with(backends, Duration::from_millis(200), env.clone()).await;
+    (app, env)
 }
 
 /// `aos reconcile <args>` as its own process with the same settings; (exit code, stdout, stderr).
 async fn aos_reconcile(env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
-    let env = env.to_vec();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let dir = tempfile::tempdir().unwrap();
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_aos"))
-            .arg("reconcile")
-            .args(&args)
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    let out = support::cli::run_aos(env, &[&["reconcile"], args].concat()).await;
+    (out.code, out.stdout, out.stderr)
 }
 
 fn summary_line(stdout: &str) -> &str {

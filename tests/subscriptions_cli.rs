@@ -1,6 +1,8 @@
 //! `aos subscriptions` as a process against the simulator's subscription API, with a small
 //! axum webhook answering the validation pushes.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -68,22 +70,8 @@ impl World {
     }
 
     async fn aos(&self, args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_aos"))
-            .arg("subscriptions")
-            .args(args)
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .await
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into(),
-            String::from_utf8_lossy(&output.stderr).into(),
-        )
+        let out = support::cli::run_aos(env, &[&["subscriptions"], args].concat()).await;
+        (out.code, out.stdout, out.stderr)
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod azurite;
 pub mod blobs;
+pub mod cli;
 pub mod host;
 pub mod invocation;
 pub mod process;
