@@ -49,67 +49,59 @@ impl Chart<'_> {
             .x_label_area_size(44)
             .y_label_area_size(64);
         match self.x_scale {
-            XScale::Log => {
-                let mut chart = builder
-                    .build_cartesian_2d((x_min..x_max).log_scale(), y_range)
-                    .map_err(plot_error)?;
-                chart
-                    .configure_mesh()
-                    .x_desc(self.x_label)
-                    .y_desc(self.y_label)
-                    .draw()
-                    .map_err(plot_error)?;
-                draw_lines(&mut chart, series)?;
-            }
-            XScale::Linear => {
-                let mut chart = builder
-                    .build_cartesian_2d(x_min..x_max, y_range)
-                    .map_err(plot_error)?;
-                chart
-                    .configure_mesh()
-                    .x_desc(self.x_label)
-                    .y_desc(self.y_label)
-                    .draw()
-                    .map_err(plot_error)?;
-                draw_lines(&mut chart, series)?;
-            }
+            XScale::Log => self.draw_on(builder, (x_min..x_max).log_scale(), y_range, series)?,
+            XScale::Linear => self.draw_on(builder, x_min..x_max, y_range, series)?,
         }
         root.present().map_err(plot_error)?;
         Ok(())
     }
 }
 
-fn draw_lines<'a, X, Y>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
-    series: &[Series],
-) -> anyhow::Result<()>
-where
-    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
-    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
-{
-    for (i, line) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(line.points.iter().copied(), colour.stroke_width(2)))
-            .map_err(plot_error)?
-            .label(line.name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
-        chart
-            .draw_series(
-                line.points
-                    .iter()
-                    .map(|&p| Circle::new(p, 3, colour.filled())),
-            )
+impl Chart<'_> {
+    /// Axes with their labels, then one line (with points) per series and the legend.
+    fn draw_on<'a, X>(
+        &self,
+        mut builder: ChartBuilder<'_, '_, SVGBackend<'a>>,
+        x_range: X,
+        y_range: std::ops::Range<f64>,
+        series: &[Series],
+    ) -> anyhow::Result<()>
+    where
+        X: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+        X::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+    {
+        let mut chart = builder
+            .build_cartesian_2d(x_range, y_range)
             .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_label)
+            .y_desc(self.y_label)
+            .draw()
+            .map_err(plot_error)?;
+        for (i, line) in series.iter().enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    line.points.iter().copied(),
+                    colour.stroke_width(2),
+                ))
+                .map_err(plot_error)?
+                .label(line.name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+            chart
+                .draw_series(line.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        Ok(())
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error)?;
-    Ok(())
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
