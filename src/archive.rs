@@ -197,6 +197,38 @@ impl Archive {
         }
     }
 
+    /// Deletes a small blob only if it still holds exactly `handled` — the content a trigger
+    /// delivered and the caller acted on. A file replaced meanwhile is left for its own
+    /// trigger instead of being deleted unread: the content is compared, then the delete is
+    /// conditional on the ETag read with it, so a write between the two is not lost either.
+    pub async fn delete_if_unchanged(
+        &self,
+        name: &str,
+        handled: &[u8],
+    ) -> Result<ConditionalDelete, ArchiveError> {
+        let Some((current, etag)) = self.read_tagged(name).await? else {
+            return Ok(ConditionalDelete::AlreadyGone);
+        };
+        if current.as_ref() != handled {
+            return Ok(ConditionalDelete::Changed);
+        }
+        let blob = self.storage.blob(&self.container, name)?;
+        let options = azure_storage_blob::models::BlobClientDeleteOptions {
+            if_match: Some(etag.into()),
+            ..Default::default()
+        };
+        match blob.delete(Some(options)).await {
+            Ok(_) => Ok(ConditionalDelete::Deleted),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
+                Ok(ConditionalDelete::AlreadyGone)
+            }
+            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
+                Ok(ConditionalDelete::Changed)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Writes a blob in one request (instance JSON, manifest, small elements).
     pub async fn put(
         &self,
@@ -439,6 +471,16 @@ pub fn ascii_metadata_value(value: &str) -> String {
     // value stays a valid header and decodes back unambiguously.
     const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
     percent_encoding::utf8_percent_encode(value, ENCODE).to_string()
+}
+
+/// What [`Archive::delete_if_unchanged`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionalDelete {
+    Deleted,
+    /// Nothing to delete (a retried step already did).
+    AlreadyGone,
+    /// The blob now holds other content; it was left in place.
+    Changed,
 }
 
 #[cfg(test)]

@@ -403,3 +403,89 @@ async fn remove_files_delete_the_subscription_and_both_blobs() {
     );
     w.assert_key_never_printed();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_while_it_is_handled_is_left_for_its_own_trigger() {
+    let w = World::start().await;
+    w.add_file("ttd-apps.json", "test-app").await;
+    // Altinn answers slowly, so the file can be replaced while the first version is handled.
+    w.app.sim.inject(FaultRule {
+        path_contains: SUBSCRIPTIONS_PATH.into(),
+        fault: Fault::Delay(Duration::from_millis(1500)),
+        times: 1,
+    });
+    let first_pass = {
+        let host = &w.app.host;
+        async move { host.scan_blobs().await.unwrap() }
+    };
+    let replace = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        w.add_file("ttd-apps.json", "other-app").await;
+    };
+    let (runs, ()) = tokio::join!(first_pass, replace);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].succeeded, "{:?}", runs[0].logs);
+    assert!(
+        runs[0].logs[0].contains("left in place"),
+        "{:?}",
+        runs[0].logs
+    );
+    let waiting = w.json(ADD, "ttd-apps.json").await;
+    assert_eq!(
+        waiting["sourceFilter"],
+        w.source("other-app"),
+        "the new file is kept"
+    );
+
+    // The new content fires its own trigger and is handled like any file.
+    let runs = w.scan().await;
+    assert!(runs.iter().all(|r| r.1), "{runs:?}");
+    let mut sources: Vec<String> = w
+        .subscriptions()
+        .iter()
+        .map(|s| s["sourceFilter"].as_str().unwrap().to_string())
+        .collect();
+    sources.sort();
+    assert_eq!(sources, [w.source("other-app"), w.source("test-app")]);
+    assert!(!w.exists(ADD, "ttd-apps.json").await, "source deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_stays_until_altinns_answer_is_stored() {
+    let w = World::start().await;
+    // An older answer under the same name, leased by someone else: storing the new one fails.
+    w.put(ACTIVE, "ttd-test-app.json", b"{}").await;
+    w.blobs
+        .lease_forever(ACTIVE, "ttd-test-app.json")
+        .await
+        .unwrap();
+    w.add_file("ttd-test-app.json", "test-app").await;
+
+    let attempt = w
+        .app
+        .host
+        .invoke_blob(SUBSCRIBER, "ttd-test-app.json")
+        .await
+        .unwrap();
+    assert!(
+        !attempt.succeeded,
+        "storing the answer failed, so the attempt fails: {attempt:?}"
+    );
+    assert_eq!(w.subscriptions().len(), 1, "Altinn has the subscription");
+    assert!(
+        w.exists(ADD, "ttd-test-app.json").await,
+        "the source is kept while Altinn's answer is not stored"
+    );
+
+    // Once storage accepts the write, the retry stores the answer and only then deletes.
+    w.blobs
+        .break_lease(ACTIVE, "ttd-test-app.json")
+        .await
+        .unwrap();
+    let runs = w.scan().await;
+    assert!(runs.iter().all(|r| r.1), "{runs:?}");
+    assert_eq!(w.subscriptions().len(), 1, "the re-POST is idempotent");
+    let id = w.subscriptions()[0]["id"].clone();
+    assert_eq!(w.json(ACTIVE, "ttd-test-app.json").await["id"], id);
+    assert!(!w.exists(ADD, "ttd-test-app.json").await);
+}

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::altinn::{AltinnClient, AltinnError};
-use crate::archive::{Archive, BlobInfo};
+use crate::archive::{Archive, BlobInfo, ConditionalDelete};
 use crate::config::BaseUrl;
 use crate::failures::STATE_CONTAINER;
 use crate::pipeline::StepError;
@@ -151,16 +151,17 @@ impl SubscriptionFiles {
         self.active
             .put(&name.blob(), Bytes::from(json), &json_info())
             .await?;
-        self.add.delete(&name.blob()).await?;
+        let deleted = self.add.delete_if_unchanged(&name.blob(), content).await?;
         self.clear_report(action, raw_name).await;
         let mut line = format!(
-            "subscription {} for {} ({}) is in {}/{}; {} deleted",
+            "subscription {} for {} ({}) is in {}/{}; {} {}",
             subscription.id,
             request.source_filter,
             subscription.type_filter.as_deref().unwrap_or("any type"),
             self.active.container_name(),
             name.blob(),
             source(action, raw_name),
+            source_fate(deleted),
         );
         if !subscription.validated {
             line.push_str("; Altinn validates the endpoint next (check `validated`)");
@@ -214,14 +215,18 @@ impl SubscriptionFiles {
             }
         };
         self.active.delete(&name.blob()).await?;
-        self.remove.delete(&name.blob()).await?;
+        let deleted = self
+            .remove
+            .delete_if_unchanged(&name.blob(), content)
+            .await?;
         self.clear_report(action, raw_name).await;
         Ok(FileOutcome::Done(format!(
-            "subscription {id} {gone}; {}/{} and {} deleted (Altinn may deliver for up to an \
+            "subscription {id} {gone}; {}/{} deleted; {} {} (Altinn may deliver for up to an \
              hour more)",
             self.active.container_name(),
             name.blob(),
             source(action, raw_name),
+            source_fate(deleted),
         )))
     }
 
@@ -297,5 +302,16 @@ fn json_info() -> BlobInfo {
     BlobInfo {
         content_type: "application/json".into(),
         metadata: HashMap::new(),
+    }
+}
+
+/// How the line tells what became of the source file. A file replaced while it was handled is
+/// left for the trigger that its new content fires.
+fn source_fate(deleted: ConditionalDelete) -> &'static str {
+    match deleted {
+        ConditionalDelete::Deleted | ConditionalDelete::AlreadyGone => "deleted",
+        ConditionalDelete::Changed => {
+            "left in place: it was replaced meanwhile, and its new content is handled by its own trigger"
+        }
     }
 }

@@ -94,4 +94,33 @@ impl Blobs {
             .with_context(|| format!("writing {container}/{name}"))?;
         Ok(())
     }
+
+    /// Takes an infinite lease on a blob: until it is broken, nobody else can write or delete
+    /// it (a storage failure for exactly that blob). Returns the lease id.
+    pub async fn lease_forever(&self, container: &str, name: &str) -> anyhow::Result<String> {
+        let response = self
+            .endpoint
+            .blob(container, name)?
+            .acquire_lease(-1, None)
+            .await
+            .with_context(|| format!("leasing {container}/{name}"))?;
+        use azure_storage_blob::models::BlobClientAcquireLeaseResultHeaders;
+        response
+            .lease_id()?
+            .context("the lease response names no lease id")
+    }
+
+    /// Ends a lease at once.
+    pub async fn break_lease(&self, container: &str, name: &str) -> anyhow::Result<()> {
+        let options = azure_storage_blob::models::BlobClientBreakLeaseOptions {
+            break_period: Some(0),
+            ..Default::default()
+        };
+        self.endpoint
+            .blob(container, name)?
+            .break_lease(Some(options))
+            .await
+            .with_context(|| format!("breaking the lease on {container}/{name}"))?;
+        Ok(())
+    }
 }
