@@ -229,6 +229,41 @@ impl Archive {
         }
     }
 
+    /// Takes a lease of `seconds` (15–60) on the marker blob `name`, creating it when needed:
+    /// a lock between processes that lasts at most that long if its holder dies. `None` when
+    /// another holder has it. Release it with [`Archive::release`].
+    pub async fn try_lease(&self, name: &str, seconds: i32) -> Result<Option<Lease>, ArchiveError> {
+        let info = BlobInfo {
+            content_type: "text/plain".into(),
+            metadata: Default::default(),
+        };
+        // Exists already (`false`) is as good as created.
+        self.put_if(name, Bytes::new(), &info, None).await?;
+        let blob = self.storage.blob(&self.container, name)?;
+        match blob.acquire_lease(seconds, None).await {
+            Ok(response) => {
+                use azure_storage_blob::models::BlobClientAcquireLeaseResultHeaders;
+                let id = response.lease_id()?.unwrap_or_default();
+                Ok(Some(Lease {
+                    blob: name.to_string(),
+                    id,
+                }))
+            }
+            // 409 LeaseAlreadyPresent: someone else holds it.
+            Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(None),
+            // A lease on a blob just deleted elsewhere: treat as taken, the caller retries.
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Ends a lease taken with [`Archive::try_lease`] before it expires.
+    pub async fn release(&self, lease: Lease) -> Result<(), ArchiveError> {
+        let blob = self.storage.blob(&self.container, &lease.blob)?;
+        blob.release_lease(lease.id, None).await?;
+        Ok(())
+    }
+
     /// Writes a blob in one request (instance JSON, manifest, small elements).
     pub async fn put(
         &self,
@@ -471,6 +506,13 @@ pub fn ascii_metadata_value(value: &str) -> String {
     // value stays a valid header and decodes back unambiguously.
     const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
     percent_encoding::utf8_percent_encode(value, ENCODE).to_string()
+}
+
+/// A lease held on a marker blob (see [`Archive::try_lease`]).
+#[derive(Debug)]
+pub struct Lease {
+    blob: String,
+    id: String,
 }
 
 /// What [`Archive::delete_if_unchanged`] did.

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use altinn_aos::simulator::CreatedInstance;
+use altinn_aos::simulator::{CreatedInstance, Fault, FaultRule};
 use support::poll_until;
 use support::standalone::Standalone;
 use support::world::{Backends, TestApp, element, instance};
@@ -224,6 +224,48 @@ async fn a_redelivered_feedback_message_uploads_nothing_more() {
         "a redelivered feedback message uploads no second element"
     );
     assert_eq!(app.sim.confirmations().len(), confirmations + 1);
+    assert_eq!(app.sim.guard_violations(), Vec::<String>::new());
+    app.assert_no_poison().await;
+    assert_no_feedback_poison(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_copies_of_a_feedback_message_at_once_upload_one_element() {
+    let (overrides, _dir) = feedback_settings(COMPLETED);
+    // Retries one second apart, so the copy that waits is not poisoned meanwhile.
+    let app = TestApp::spawn_with(Backends::start().await, Duration::from_secs(1), overrides).await;
+    // No elements: the only `/data` calls for this instance are feedback uploads.
+    let inst = app.sim.add_instance(instance(71_006, vec![]));
+    // The first upload takes two seconds, so a second copy runs while it is in flight.
+    app.sim.inject(FaultRule {
+        path_contains: format!("{}/data", inst.instance_id()),
+        fault: Fault::Delay(Duration::from_secs(2)),
+        times: 1,
+    });
+    let event = app.sim.completed_event(&inst);
+    assert_eq!(app.post_event(&event).await.status, 200);
+    let paths = app.paths(&inst);
+    poll_until(
+        "the instance to be archived",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || async { Ok(app.archive.manifest(&paths).await?.map(|_| ())) },
+    )
+    .await
+    .unwrap();
+    // A duplicate delivery of the same event reaches the feedback step while the first upload
+    // is still in flight.
+    app.azurite
+        .put_message("events-feedback", &event.to_string())
+        .await
+        .unwrap();
+    drain(&app).await;
+    assert_eq!(
+        uploads_for(&app, &inst).len(),
+        1,
+        "concurrent copies upload one feedback element"
+    );
+    assert!(app.confirmed(&inst));
     assert_eq!(app.sim.guard_violations(), Vec::<String>::new());
     app.assert_no_poison().await;
     assert_no_feedback_poison(&app).await;

@@ -24,7 +24,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::archive::InstancePaths;
 use crate::config::{SettingSource, SettingsError};
-use crate::event::CloudEvent;
+use crate::event::{CloudEvent, InstanceRef};
 
 use super::{Pipeline, StepError};
 
@@ -34,6 +34,11 @@ pub const DEFAULT_TEMPLATE: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n
 <ArchivedAt>{archivedAt}</ArchivedAt>\n</ArchiveFeedback>\n";
 
 const AOS: &str = "AltinnApplicationOwnerSystemSettings__";
+
+/// How long one feedback invocation may hold an instance's feedback lease (Storage allows
+/// 15–60 s): a check and one small upload take far less; a holder that dies blocks the other
+/// copies no longer than this.
+const FEEDBACK_LEASE_SECONDS: i32 = 60;
 
 /// The feedback step's settings; present only when feedback is on.
 #[derive(Clone, Debug)]
@@ -152,7 +157,40 @@ impl Pipeline {
                 "instance {instance} has no manifest yet; no feedback before it is archived"
             )));
         };
-        let fetched = self.altinn.get_instance(&instance).await?;
+        // Two copies of the message at once (Altinn delivers at least once) would both find no
+        // feedback element and both upload one: the check and the upload run under a lease on
+        // a marker blob per instance. A copy that finds it taken retries later, and then finds
+        // the element. A holder that dies frees it when the lease ends.
+        let lock = format!(
+            "feedback/{}/{}/{}.lock",
+            instance.org.as_str(),
+            instance.app.as_str(),
+            instance.instance_id()
+        );
+        let state = self.failures.state();
+        let Some(lease) = state.try_lease(&lock, FEEDBACK_LEASE_SECONDS).await? else {
+            return Err(StepError::Retry(format!(
+                "feedback for {instance} is being given by another invocation"
+            )));
+        };
+        let outcome = self
+            .give_feedback(feedback, event, &instance, &manifest.archived_at)
+            .await;
+        if let Err(e) = state.release(lease).await {
+            tracing::warn!(lock, error = %e, "could not release the feedback lease; it ends by itself");
+        }
+        outcome
+    }
+
+    /// The check and the upload, under the instance's feedback lease.
+    async fn give_feedback(
+        &self,
+        feedback: &FeedbackSettings,
+        event: &CloudEvent,
+        instance: &InstanceRef,
+        archived_at: &str,
+    ) -> Result<FeedbackOutcome, StepError> {
+        let fetched = self.altinn.get_instance(instance).await?;
         let instance_id = instance.instance_id();
         if fetched
             .instance
@@ -173,13 +211,13 @@ impl Pipeline {
             ("app", instance.app.as_str()),
             ("eventId", event.id()),
             ("eventType", event.event_type()),
-            ("archivedAt", &manifest.archived_at),
+            ("archivedAt", archived_at),
             ("now", &now),
         ]);
         let bytes = body.len();
         self.altinn
             .upload_data(
-                &instance,
+                instance,
                 &feedback.data_type,
                 &feedback.content_type,
                 body.into_bytes(),
