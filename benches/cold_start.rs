@@ -131,15 +131,30 @@ fn ms(d: Duration) -> String {
 fn settings() -> Vec<(&'static str, String)> {
     use altinn_aos::storage::{AZURITE_ACCOUNT, AZURITE_KEY};
     vec![
-        ("AltinnApplicationOwnerSystemSettings__AppsBaseUrl", APPS_BASE.into()),
-        ("AltinnApplicationOwnerSystemSettings__PlatformBaseUrl", APPS_BASE.into()),
+        (
+            "AltinnApplicationOwnerSystemSettings__AppsBaseUrl",
+            APPS_BASE.into(),
+        ),
+        (
+            "AltinnApplicationOwnerSystemSettings__PlatformBaseUrl",
+            APPS_BASE.into(),
+        ),
         (
             "AltinnApplicationOwnerSystemSettings__BlobEndpoint",
             format!("http://127.0.0.1:9/{AZURITE_ACCOUNT}"),
         ),
-        ("AltinnApplicationOwnerSystemSettings__AccountName", AZURITE_ACCOUNT.into()),
-        ("AltinnApplicationOwnerSystemSettings__AccountKey", AZURITE_KEY.into()),
-        ("AltinnApplicationOwnerSystemSettings__AltinnToken", "bench-token".into()),
+        (
+            "AltinnApplicationOwnerSystemSettings__AccountName",
+            AZURITE_ACCOUNT.into(),
+        ),
+        (
+            "AltinnApplicationOwnerSystemSettings__AccountKey",
+            AZURITE_KEY.into(),
+        ),
+        (
+            "AltinnApplicationOwnerSystemSettings__AltinnToken",
+            "bench-token".into(),
+        ),
         (
             "QueueStorageSettings__ConnectionString",
             format!(

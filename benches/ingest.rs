@@ -65,10 +65,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let apps_base = backends.sim.base_url().to_string();
 
     // ---------------------------------------------------------------- (a) the handler alone
-    let mut binaries = vec![(
-        "aos".to_string(),
-        PathBuf::from(env!("CARGO_BIN_EXE_aos")),
-    )];
+    let mut binaries = vec![("aos".to_string(), PathBuf::from(env!("CARGO_BIN_EXE_aos")))];
     if let Some(baseline) = std::env::var_os("AOS_BENCH_BASELINE") {
         binaries.push(("baseline".to_string(), PathBuf::from(baseline)));
     }
@@ -87,8 +84,15 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for &concurrency in levels {
         for (name, handler) in &handlers {
             // Warm-up: connections, allocator, lazy statics.
-            http::load(handler.port, requests.clone(), concurrency, 1_000, 1, check_invocation)
-                .await?;
+            http::load(
+                handler.port,
+                requests.clone(),
+                concurrency,
+                1_000,
+                1,
+                check_invocation,
+            )
+            .await?;
             let (handler_before, bench_before) = (handler.cpu(), own_cpu());
             let result = http::load(
                 handler.port,
@@ -212,15 +216,22 @@ impl Handler {
             .current_dir(support::app_root())
             .envs(backends.settings_env())
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", uuid::Uuid::new_v4().to_string())
+            .env(
+                "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
+                uuid::Uuid::new_v4().to_string(),
+            )
             .env("FUNCTIONS_APP_ROOT_PATH", support::app_root())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = GroupChild::spawn(command)?;
         for stream in [
-            child.take_stdout().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.take_stderr().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .take_stdout()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .take_stderr()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -313,7 +324,9 @@ fn check_invocation(body: &[u8]) -> anyhow::Result<()> {
     if answer["status"] != "queued" {
         bail!("not queued: {answer}");
     }
-    let inbound = outputs["inbound"].as_object().context("one inbound message")?;
+    let inbound = outputs["inbound"]
+        .as_object()
+        .context("one inbound message")?;
     if inbound.get("id") != answer.get("id") {
         bail!("the queued message is not the event: {v}");
     }
@@ -359,7 +372,8 @@ impl Level {
     }
 
     fn cpu_per_1000(&self) -> Duration {
-        self.handler_cpu.mul_f64(1000.0 / self.result.requests as f64)
+        self.handler_cpu
+            .mul_f64(1000.0 / self.result.requests as f64)
     }
 
     fn row(&self) -> Vec<String> {
@@ -369,7 +383,10 @@ impl Level {
             format!("`{}`", self.binary),
             self.concurrency.to_string(),
             self.result.requests.to_string(),
-            format!("{:.0}", per_second(self.result.requests, self.result.elapsed)),
+            format!(
+                "{:.0}",
+                per_second(self.result.requests, self.result.elapsed)
+            ),
             micros(percentile(&mut latencies, 50.0)),
             micros(percentile(&mut latencies, 90.0)),
             micros(percentile(&mut latencies, 99.0)),
@@ -522,7 +539,12 @@ fn write_report(
         &measured
             .iter()
             .filter(|l| l.binary == "aos")
-            .map(|l| (l.concurrency, per_second(l.result.requests, l.result.elapsed)))
+            .map(|l| {
+                (
+                    l.concurrency,
+                    per_second(l.result.requests, l.result.elapsed),
+                )
+            })
             .collect::<Vec<_>>(),
     );
     let webhook_best = best(

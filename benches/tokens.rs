@@ -64,9 +64,11 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let events = if args.quick { 500 } else { 10_000 };
     let backends = Backends::start().await;
     let pki = auth_common::Pki::new();
-    backends
-        .sim
-        .register_client(auth_common::CLIENT_ID, pki.client_key(), &auth_common::SCOPES);
+    backends.sim.register_client(
+        auth_common::CLIENT_ID,
+        pki.client_key(),
+        &auth_common::SCOPES,
+    );
     let key_dir = tempfile::tempdir()?;
     let p12 = pki.pkcs12(
         auth_common::PASSWORD,
@@ -101,20 +103,17 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for (n, lifetime) in [DEFAULT_LIFETIME, SHORT_LIFETIME].into_iter().enumerate() {
         backends.sim.set_altinn_token_lifetime(lifetime);
         // Fresh instances for each run, so both do the same work (a first archive).
-        let requests = Arc::new(processor_requests(&backends, events, 1_000_000 * (n as u64 + 1))?);
+        let requests = Arc::new(processor_requests(
+            &backends,
+            events,
+            1_000_000 * (n as u64 + 1),
+        )?);
         // A new process: no token cached from the previous run.
         let handler = start_handler(&env).await?;
         let before = counts(&backends);
         let started = Instant::now();
-        let mut result = http::load(
-            handler.1,
-            requests,
-            CONCURRENCY,
-            events,
-            1,
-            check_processed,
-        )
-        .await?;
+        let mut result =
+            http::load(handler.1, requests, CONCURRENCY, events, 1, check_processed).await?;
         let elapsed = started.elapsed();
         drop(handler);
         if result.failures > 0 {
@@ -277,15 +276,22 @@ async fn start_handler(env: &[(String, String)]) -> anyhow::Result<(GroupChild, 
         .current_dir(support::app_root())
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", uuid::Uuid::new_v4().to_string())
+        .env(
+            "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
+            uuid::Uuid::new_v4().to_string(),
+        )
         .env("FUNCTIONS_APP_ROOT_PATH", support::app_root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = GroupChild::spawn(command)?;
     for stream in [
-        child.take_stdout().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child.take_stderr().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .take_stdout()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .take_stderr()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
