@@ -13,7 +13,7 @@
 //! another aos binary>` part (a) also runs that binary, interleaved with this one, so a change
 //! is measured before/after in one run.
 
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 
