@@ -90,7 +90,11 @@ impl Chart<'_> {
                 .label(line.name.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
             chart
-                .draw_series(line.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                .draw_series(
+                    line.points
+                        .iter()
+                        .map(|&p| Circle::new(p, 3, colour.filled())),
+                )
                 .map_err(plot_error)?;
         }
         chart

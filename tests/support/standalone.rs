@@ -114,6 +114,11 @@ impl Standalone {
         self.post(event, Some(WEBHOOK_SECRET)).await
     }
 
+    /// The `aos run` process's id (benchmarks read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn output(&self) -> Vec<String> {
         self.output.lock().unwrap().clone()
     }

@@ -1,0 +1,181 @@
+//! A minimal HTTP/1.1 keep-alive client over one TCP connection, for load generators: one
+//! pre-built request is written, the response is read by its `Content-Length`. Much lighter
+//! than a general client, so the figures are the server's and not the client's (the load
+//! generator shares the machine's cores with the process it measures).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The bytes of one HTTP/1.1 request (keep-alive) with a body.
+pub fn request(method: &str, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// One keep-alive connection.
+pub struct Connection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A response: status and body.
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Connection {
+    pub async fn open(port: u16) -> anyhow::Result<Connection> {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Connection {
+            stream,
+            buf: Vec::with_capacity(8192),
+        })
+    }
+
+    /// Sends `request` and reads the whole response; returns it with the round-trip time.
+    pub async fn send(&mut self, request: &[u8]) -> anyhow::Result<(Response, Duration)> {
+        let started = Instant::now();
+        self.stream.write_all(request).await?;
+        let response = self.read_response().await?;
+        Ok((response, started.elapsed()))
+    }
+
+    async fn read_response(&mut self) -> anyhow::Result<Response> {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).context("response head")?;
+                let status: u16 = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .context("status line")?;
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
+                    .context("the response has no Content-Length")?;
+                let total = end + 4 + length;
+                while self.buf.len() < total {
+                    self.fill().await?;
+                }
+                let body = self.buf[end + 4..total].to_vec();
+                self.buf.drain(..total);
+                return Ok(Response { status, body });
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn fill(&mut self) -> anyhow::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed mid-response");
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Result of [`load`].
+pub struct LoadResult {
+    pub requests: usize,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
+    /// Responses that were not 200 or failed their check.
+    pub failures: usize,
+    pub first_failure: Option<String>,
+    pub checked: usize,
+}
+
+/// Sends `total` requests over `concurrency` keep-alive connections (request `i` is
+/// `requests[i % len]`) and checks every `check_every`-th response body with `check`
+/// (every response's status must be 200).
+pub async fn load(
+    port: u16,
+    requests: std::sync::Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+    total: usize,
+    check_every: usize,
+    check: fn(&[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<LoadResult> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut connections = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        connections.push(Connection::open(port).await?);
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut connection in connections {
+        let (next, requests) = (next.clone(), requests.clone());
+        tasks.spawn(async move {
+            let mut latencies = Vec::with_capacity(total / concurrency + 1);
+            let (mut failures, mut checked, mut first_failure) = (0, 0, None);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let (response, latency) = connection.send(&requests[i % requests.len()]).await?;
+                latencies.push(latency);
+                let verdict = if response.status != 200 {
+                    Err(anyhow::anyhow!(
+                        "status {}: {}",
+                        response.status,
+                        String::from_utf8_lossy(&response.body)
+                    ))
+                } else if i % check_every == 0 {
+                    checked += 1;
+                    check(&response.body)
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = verdict {
+                    failures += 1;
+                    first_failure.get_or_insert_with(|| format!("{e:#}"));
+                }
+            }
+            anyhow::Ok((latencies, failures, checked, first_failure))
+        });
+    }
+    let mut result = LoadResult {
+        requests: total,
+        elapsed: Duration::ZERO,
+        latencies: Vec::with_capacity(total),
+        failures: 0,
+        first_failure: None,
+        checked: 0,
+    };
+    while let Some(done) = tasks.join_next().await {
+        let (latencies, failures, checked, first_failure) = done??;
+        result.latencies.extend(latencies);
+        result.failures += failures;
+        result.checked += checked;
+        if result.first_failure.is_none() {
+            result.first_failure = first_failure;
+        }
+    }
+    result.elapsed = started.elapsed();
+    Ok(result)
+}
