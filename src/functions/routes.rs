@@ -53,7 +53,10 @@ pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> R
         &pipeline.settings,
     );
     match &outcome {
-        ReceiveOutcome::Queue(event) => tracing::info!(
+        // The success line goes to the host with the invocation (`Logs` below); repeating it on
+        // stdout, which the host also records, cost a quarter of the handler's CPU per event
+        // (docs/benchmarks/ingest.md), so stdout gets it only at debug level.
+        ReceiveOutcome::Queue(event) => tracing::debug!(
             function,
             event_id = event.id(),
             source = event.source(),
