@@ -90,7 +90,10 @@ where
     for (i, line) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         chart
-            .draw_series(LineSeries::new(line.points.iter().copied(), colour.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                line.points.iter().copied(),
+                colour.stroke_width(2),
+            ))
             .map_err(plot_error)?
             .label(line.name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));

@@ -17,7 +17,12 @@ pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
 fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// User + system CPU time `pid` has used so far (fields 14 and 15 of `/proc/<pid>/stat`).
@@ -27,7 +32,9 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     let after_name = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second()))
+    Some(Duration::from_secs_f64(
+        ticks as f64 / clock_ticks_per_second(),
+    ))
 }
 
 /// Total CPU time of `pid` and all its descendants that are still running (Azurite is a node

@@ -24,7 +24,11 @@ impl Report {
         let _ = writeln!(body, "- Date: {}", now_utc());
         let _ = writeln!(body, "- Commit: {}", git_commit());
         let _ = writeln!(body, "- Machine: {}", machine());
-        let _ = writeln!(body, "- Toolchain: {}", command_line("rustc", &["--version"]));
+        let _ = writeln!(
+            body,
+            "- Toolchain: {}",
+            command_line("rustc", &["--version"])
+        );
         if args.quick {
             let _ = writeln!(
                 body,
