@@ -14,7 +14,7 @@
 //! `cargo bench --bench archive` (`-- --quick` for a smoke run, `-- --no-write` to only print).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 mod common;

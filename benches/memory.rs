@@ -9,7 +9,7 @@
 //! `cargo bench --bench memory` (`-- --quick` for a smoke run, `-- --no-write` to only print).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 mod common;
