@@ -12,8 +12,15 @@
 //! size, and nothing becomes visible until the block list is committed — which happens only
 //! after the byte count matched the element's `size`. A truncated download therefore never
 //! leaves a blob that looks complete.
+//!
+//! While one block is being staged the next one is already downloading (at most one block in
+//! flight per element, so two buffers). Block buffers come out of a process-wide budget
+//! ([`BUFFER_BUDGET`]): an element reserves its buffers before its download is opened, so however
+//! many invocations and elements run at once, their blocks never exceed the budget — the rest
+//! wait their turn without holding a connection open.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use azure_core::http::{RequestContent, StatusCode};
 use azure_storage_blob::models::{
@@ -23,7 +30,7 @@ use azure_storage_blob::models::{
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::event::InstanceRef;
@@ -32,6 +39,21 @@ use crate::storage::StorageEndpoint;
 /// Block size for streamed uploads: large enough for few round trips, small enough that a
 /// couple of dozen concurrent invocations stay well inside a Function instance's memory.
 pub const BLOCK_SIZE: usize = 4 * 1024 * 1024;
+
+/// Memory for block buffers shared by every element upload of an [`Archive`] (one per process):
+/// four elements staging and downloading at once (2 × [`BLOCK_SIZE`] each), or many more small
+/// ones. Keeps the process well inside 64 MiB with 24 concurrent invocations.
+pub const BUFFER_BUDGET: usize = 32 * 1024 * 1024;
+
+/// Budget permits are KiB (a semaphore counts in `u32` per acquisition).
+const BUDGET_UNIT: usize = 1024;
+
+/// Buffer memory reserved out of [`BUFFER_BUDGET`] for one element upload; returned on drop.
+pub struct BufferReservation {
+    _permit: OwnedSemaphorePermit,
+    /// Whether two block buffers were reserved (download the next block while staging one).
+    pipelined: bool,
+}
 
 /// Why an archive operation failed. All of these are worth a retry: storage hiccups pass, and
 /// a short or broken download is fetched again from the start.
@@ -130,7 +152,9 @@ pub struct BlobInfo {
 pub struct Archive {
     storage: StorageEndpoint,
     container: String,
-    created: std::sync::Arc<OnceCell<()>>,
+    created: Arc<OnceCell<()>>,
+    /// Block-buffer budget in KiB ([`BUFFER_BUDGET`]), shared by clones.
+    buffers: Arc<Semaphore>,
 }
 
 impl Archive {
@@ -139,6 +163,30 @@ impl Archive {
             storage,
             container: container.into(),
             created: Default::default(),
+            buffers: Arc::new(Semaphore::new(BUFFER_BUDGET / BUDGET_UNIT)),
+        }
+    }
+
+    /// Waits until the buffers to stream an element of `expected` bytes fit in the budget:
+    /// one buffer of its size when it fits in a block, two blocks otherwise. Reserve before
+    /// opening the download, so a waiting element holds no connection.
+    pub async fn reserve_buffers(&self, expected: u64) -> BufferReservation {
+        let pipelined = expected > BLOCK_SIZE as u64;
+        let bytes = if pipelined {
+            2 * BLOCK_SIZE
+        } else {
+            expected as usize
+        };
+        let units = bytes.div_ceil(BUDGET_UNIT).max(1) as u32;
+        let permit = self
+            .buffers
+            .clone()
+            .acquire_many_owned(units)
+            .await
+            .expect("the buffer budget is never closed");
+        BufferReservation {
+            _permit: permit,
+            pipelined,
         }
     }
 
@@ -342,13 +390,16 @@ impl Archive {
     }
 
     /// Streams `body` into blob `name`, committing only when exactly `expected` bytes arrived,
-    /// then checks the committed size. Returns the number of bytes stored.
+    /// then checks the committed size. Returns the number of bytes stored. `buffers` is the
+    /// element's share of the budget ([`Archive::reserve_buffers`] for `expected`), taken before
+    /// `body` was opened.
     pub async fn upload_stream<S, E>(
         &self,
         name: &str,
         body: S,
         expected: u64,
         info: &BlobInfo,
+        buffers: BufferReservation,
     ) -> Result<u64, ArchiveError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -358,40 +409,67 @@ impl Archive {
         let mut body = body;
         let mut blocks = BlockSplitter::new(BLOCK_SIZE, expected);
         let mut received: u64 = 0;
+        // Ids of every block handed to `stage`, in order; the list is committed only after all
+        // of them were staged.
         let mut staged: Vec<Vec<u8>> = Vec::new();
         let block_blob = self
             .storage
             .blob(&self.container, name)?
             .block_blob_client();
-        let stage = |block: Bytes, index: usize| {
+        let stage = |block: Bytes, id: Vec<u8>| {
             let block_blob = &block_blob;
             async move {
-                let id = block_id(index);
                 block_blob
                     .stage_block(&id, block.len() as u64, block.into(), None)
                     .await?;
-                Ok::<_, ArchiveError>(id)
+                Ok::<_, ArchiveError>(())
             }
         };
+        // The block being staged while the next one downloads (pipelined uploads only).
+        let mut in_flight = None;
 
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ArchiveError::Source {
-                blob: name.to_string(),
-                received,
-                detail: e.to_string(),
-            })?;
-            received += chunk.len() as u64;
-            if received > expected {
-                return Err(ArchiveError::SizeMismatch {
-                    blob: name.to_string(),
-                    expected,
-                    received,
-                });
+        loop {
+            tokio::select! {
+                biased;
+                // Finish staging first: its buffer is freed as soon as the service has it.
+                result = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                    in_flight = None;
+                    result?;
+                }
+                chunk = body.next() => {
+                    let Some(chunk) = chunk else { break };
+                    let chunk = chunk.map_err(|e| ArchiveError::Source {
+                        blob: name.to_string(),
+                        received,
+                        detail: e.to_string(),
+                    })?;
+                    received += chunk.len() as u64;
+                    if received > expected {
+                        return Err(ArchiveError::SizeMismatch {
+                            blob: name.to_string(),
+                            expected,
+                            received,
+                        });
+                    }
+                    for block in blocks.push(chunk) {
+                        // At most one block in flight: wait for the previous one first.
+                        if let Some(previous) = in_flight.take() {
+                            previous.await?;
+                        }
+                        let id = block_id(staged.len());
+                        staged.push(id.clone());
+                        let staging = Box::pin(stage(block, id));
+                        if buffers.pipelined {
+                            in_flight = Some(staging);
+                        } else {
+                            staging.await?;
+                        }
+                    }
+                }
             }
-            for block in blocks.push(chunk) {
-                let id = stage(block, staged.len()).await?;
-                staged.push(id);
-            }
+        }
+        if let Some(previous) = in_flight.take() {
+            previous.await?;
         }
         if received != expected {
             return Err(ArchiveError::SizeMismatch {
@@ -406,8 +484,9 @@ impl Archive {
             self.put(name, rest, info).await?;
         } else {
             if !rest.is_empty() {
-                let id = stage(rest, staged.len()).await?;
-                staged.push(id);
+                let id = block_id(staged.len());
+                staged.push(id.clone());
+                stage(rest, id).await?;
             }
             let list = BlockLookupList {
                 latest: Some(staged),
@@ -463,8 +542,13 @@ impl Archive {
 
 /// Cuts a stream of arbitrary chunks into blocks of exactly `size` bytes (the last one
 /// shorter), holding at most one block in memory.
+///
+/// Each block's buffer is allocated once at its final size (never grown by doubling and
+/// copying), and reclaimed for the next block when the previous one has been dropped.
 struct BlockSplitter {
     size: usize,
+    /// Bytes not yet cut into a block (sizes the last buffer exactly).
+    remaining: u64,
     buffer: BytesMut,
 }
 
@@ -472,7 +556,8 @@ impl BlockSplitter {
     fn new(size: usize, expected: u64) -> Self {
         BlockSplitter {
             size,
-            buffer: BytesMut::with_capacity(size.min(expected as usize).max(1)),
+            remaining: expected,
+            buffer: BytesMut::new(),
         }
     }
 
@@ -480,9 +565,14 @@ impl BlockSplitter {
     fn push(&mut self, mut chunk: Bytes) -> Vec<Bytes> {
         let mut full = Vec::new();
         while !chunk.is_empty() {
+            if self.buffer.is_empty() {
+                let want = (self.size as u64).min(self.remaining.max(1)) as usize;
+                self.buffer.reserve(want);
+            }
             let take = (self.size - self.buffer.len()).min(chunk.len());
             self.buffer.extend_from_slice(&chunk.split_to(take));
             if self.buffer.len() == self.size {
+                self.remaining = self.remaining.saturating_sub(self.size as u64);
                 full.push(self.buffer.split().freeze());
             }
         }

@@ -130,6 +130,8 @@ impl Pipeline {
             tracing::debug!(instance = %instance, element = %element.id, "element already stored");
             return Ok(0);
         }
+        // Buffer memory first: a waiting element must not hold an open download.
+        let buffers = self.archive.reserve_buffers(element.size).await;
         tracing::debug!(instance = %instance, element = %element.id, size = element.size, "downloading element");
         let response = self.altinn.open_data(instance, element.id).await?;
         if let Some(length) = response.content_length()
@@ -157,7 +159,13 @@ impl Pipeline {
         };
         let written = self
             .archive
-            .upload_stream(&blob_name, response.bytes_stream(), element.size, &info)
+            .upload_stream(
+                &blob_name,
+                response.bytes_stream(),
+                element.size,
+                &info,
+                buffers,
+            )
             .await?;
         Ok(written)
     }

@@ -75,9 +75,14 @@ impl Azurite {
         &self.queues
     }
 
-    /// The Azurite process's id while it runs (benchmarks read its CPU time).
+    /// The Azurite (node) process id while it runs, for CPU and memory readings.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(GroupChild::id)
+    }
+
+    /// Azurite's data folder (`--location`): blobs are stored on disk here, not in memory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn is_running(&mut self) -> bool {
