@@ -102,7 +102,15 @@ fn now_utc() -> String {
 fn git_commit() -> String {
     let commit = command_line("git", &["rev-parse", "--short", "HEAD"]);
     let dirty = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
+        // The records of earlier benches in the same session are not changes to what is measured.
+        .args([
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":!docs/benchmarks",
+        ])
         .output()
         .map(|o| !o.stdout.is_empty())
         .unwrap_or(false);
