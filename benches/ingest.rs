@@ -20,9 +20,8 @@ mod support;
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use common::http::{self, LoadResult};
@@ -210,52 +209,9 @@ struct Handler {
 
 impl Handler {
     async fn start(binary: &Path, backends: &Backends) -> anyhow::Result<Handler> {
-        let port = support::free_port()?;
-        let mut command = Command::new(binary);
-        command
-            .current_dir(support::app_root())
-            .envs(backends.settings_env())
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env(
-                "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
-                uuid::Uuid::new_v4().to_string(),
-            )
-            .env("FUNCTIONS_APP_ROOT_PATH", support::app_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = GroupChild::spawn(command)?;
-        for stream in [
-            child
-                .take_stdout()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .take_stderr()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let _ = std::io::copy(&mut stream, &mut std::io::sink());
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(mut connection) = http::Connection::open(port).await {
-                let get = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-                if let Ok((response, _)) = connection.send(get).await
-                    && response.status == 200
-                {
-                    return Ok(Handler { child, port });
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("{} did not answer GET / within 30 s", binary.display());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let (child, port) =
+            common::handler::start_handler(binary, &backends.settings_env()).await?;
+        Ok(Handler { child, port })
     }
 
     fn pid(&self) -> u32 {

@@ -22,7 +22,6 @@ mod auth_common;
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -283,53 +282,7 @@ fn check_processed(body: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `aos serve` as the Functions host starts it; its output drained. Returns it and its port.
+/// `aos serve` as the Functions host starts it; returns it and its port.
 async fn start_handler(env: &[(String, String)]) -> anyhow::Result<(GroupChild, u16)> {
-    let binary = Path::new(env!("CARGO_BIN_EXE_aos"));
-    let port = support::free_port()?;
-    let mut command = Command::new(binary);
-    command
-        .current_dir(support::app_root())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env(
-            "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
-            uuid::Uuid::new_v4().to_string(),
-        )
-        .env("FUNCTIONS_APP_ROOT_PATH", support::app_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = GroupChild::spawn(command)?;
-    for stream in [
-        child
-            .take_stdout()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .take_stderr()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        std::thread::spawn(move || {
-            let mut stream = stream;
-            let _ = std::io::copy(&mut stream, &mut std::io::sink());
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut connection) = http::Connection::open(port).await
-            && let Ok((response, _)) = connection
-                .send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                .await
-            && response.status == 200
-        {
-            return Ok((child, port));
-        }
-        if Instant::now() > deadline {
-            bail!("aos serve did not answer GET / within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::handler::start_handler(Path::new(env!("CARGO_BIN_EXE_aos")), env).await
 }

@@ -10,6 +10,7 @@
 //! the Functions host harness) on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod handler;
 pub mod http;
 pub mod plot;
 pub mod proc;
