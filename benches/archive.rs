@@ -22,8 +22,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use altinn_aos::archive::{Archive, BLOCK_SIZE};
-use altinn_aos::simulator::{self, CreatedInstance, InstanceSpec, SimulatorConfig};
+use altinn_aos::archive::BLOCK_SIZE;
+use altinn_aos::simulator::{CreatedInstance, InstanceSpec};
 use altinn_aos::storage::StorageEndpoint;
 use anyhow::{Context, bail};
 use azure_core::http::RequestContent;
@@ -35,7 +35,6 @@ use common::plot::{Chart, Series, XScale};
 use common::proc::{cpu_time, tree_cpu_time};
 use common::report::Report;
 use common::{BenchArgs, mib, mib_per_s};
-use support::azurite::Azurite;
 use support::world::{ARCHIVE_CONTAINER, Backends, TOKEN, TestApp, element, instance};
 
 const KIB: u64 = 1024;
@@ -90,24 +89,11 @@ struct Cpu {
 
 impl Bench {
     async fn start() -> anyhow::Result<Bench> {
-        // `Backends::start` without its confirm guard (which reads the manifest on every
-        // confirmation): the bench measures the product, not the test's checks.
-        let azurite = Azurite::start().await.context("Azurite (run `npm ci`)")?;
-        let sim = simulator::start(SimulatorConfig {
-            token: TOKEN.into(),
-            ..Default::default()
-        })
-        .await?;
-        let blobs = StorageEndpoint::blobs_from_connection_string(&azurite.connection_string())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let archive = Archive::new(blobs.clone(), ARCHIVE_CONTAINER);
-        azurite.create_container(ARCHIVE_CONTAINER).await?;
-        let backends = Backends {
-            azurite,
-            sim,
-            archive,
-            blobs: blobs.clone(),
-        };
+        let backends = Backends::start_unguarded()
+            .await
+            .context("Azurite (run `npm ci`) and the simulator")?;
+        backends.azurite.create_container(ARCHIVE_CONTAINER).await?;
+        let blobs = backends.blobs.clone();
         let app = TestApp::spawn_with(backends, Duration::from_secs(1), Vec::new()).await;
         let http = reqwest::Client::builder().no_proxy().build()?;
         Ok(Bench { app, http, blobs })

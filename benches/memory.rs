@@ -18,9 +18,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use altinn_aos::archive::Archive;
-use altinn_aos::simulator::{self, CreatedInstance, InstanceSpec, SimulatorConfig};
-use altinn_aos::storage::StorageEndpoint;
+use altinn_aos::simulator::{CreatedInstance, InstanceSpec};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 
@@ -28,8 +26,7 @@ use common::plot::{Chart, Series, XScale};
 use common::proc::{RssSampler, peak_rss_bytes, rss_bytes};
 use common::report::Report;
 use common::{BenchArgs, mib, mib_per_s};
-use support::azurite::Azurite;
-use support::world::{ARCHIVE_CONTAINER, Backends, TOKEN, TestApp, element, instance};
+use support::world::{Backends, TestApp, element, instance};
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
@@ -57,21 +54,9 @@ struct Measured {
 }
 
 async fn start() -> anyhow::Result<TestApp> {
-    let azurite = Azurite::start().await.context("Azurite (run `npm ci`)")?;
-    let sim = simulator::start(SimulatorConfig {
-        token: TOKEN.into(),
-        ..Default::default()
-    })
-    .await?;
-    let blobs = StorageEndpoint::blobs_from_connection_string(&azurite.connection_string())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let archive = Archive::new(blobs.clone(), ARCHIVE_CONTAINER);
-    let backends = Backends {
-        azurite,
-        sim,
-        archive,
-        blobs,
-    };
+    let backends = Backends::start_unguarded()
+        .await
+        .context("Azurite (run `npm ci`) and the simulator")?;
     Ok(TestApp::spawn_with(backends, Duration::from_secs(1), Vec::new()).await)
 }
 
