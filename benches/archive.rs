@@ -155,25 +155,9 @@ impl Bench {
         if let Some(bad) = statuses.iter().find(|s| !(200..300).contains(*s)) {
             bail!("the webhook answered {bad}");
         }
-        let deadline = started + Duration::from_secs(900);
-        loop {
-            let confirmed = self
-                .app
-                .sim
-                .confirmations()
-                .iter()
-                .filter(|c| wanted.contains(&c.instance_id))
-                .map(|c| c.instance_id.clone())
-                .collect::<HashSet<_>>()
-                .len();
-            if confirmed == wanted.len() {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("only {confirmed}/{} instances confirmed", wanted.len());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.app
+            .wait_all_confirmed(&wanted, Duration::from_secs(900))
+            .await?;
         let run = self.finish(started, cpu, &created);
         self.app.assert_no_poison().await;
         // Spot check: the last instance is archived as the tests expect (not timed).

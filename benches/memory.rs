@@ -91,23 +91,9 @@ async fn scenario(app: &TestApp, name: &str, specs: Vec<InstanceSpec>) -> anyhow
     if let Some(bad) = statuses.iter().find(|s| !(200..300).contains(*s)) {
         bail!("the webhook answered {bad}");
     }
-    loop {
-        let confirmed = app
-            .sim
-            .confirmations()
-            .iter()
-            .filter(|c| wanted.contains(&c.instance_id))
-            .map(|c| c.instance_id.clone())
-            .collect::<HashSet<_>>()
-            .len();
-        if confirmed == wanted.len() {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(900) {
-            bail!("{name}: only {confirmed}/{} confirmed", wanted.len());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_all_confirmed(&wanted, Duration::from_secs(900))
+        .await
+        .with_context(|| name.to_string())?;
     let elapsed = started.elapsed();
     let samples = sampler.finish();
     let sampled_max = samples.iter().map(|s| s.1).max().unwrap_or(0);

@@ -197,6 +197,33 @@ impl Backends {
             }));
     }
 
+    /// Waits until the simulator has seen every instance of `wanted` confirmed (benchmarks
+    /// poll this tightly, so the time they measure ends within 20 ms of the last confirm).
+    pub async fn wait_all_confirmed(
+        &self,
+        wanted: &std::collections::HashSet<String>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let confirmed = self
+                .sim
+                .confirmations()
+                .iter()
+                .filter(|c| wanted.contains(&c.instance_id))
+                .map(|c| c.instance_id.clone())
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+            if confirmed == wanted.len() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("only {confirmed}/{} instances confirmed", wanted.len());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn confirmed(&self, inst: &CreatedInstance) -> bool {
         let id = inst.instance_id();
         self.sim.confirmations().iter().any(|c| c.instance_id == id)
