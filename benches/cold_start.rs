@@ -220,19 +220,7 @@ fn exchange(mut stream: TcpStream, request: &[u8]) -> anyhow::Result<(u16, Vec<u
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let status = head
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .context("status line")?;
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .context("no Content-Length")?;
+            let (status, length) = common::http::parse_head(&head)?;
             while buf.len() < end + 4 + length {
                 let n = stream.read(&mut chunk)?;
                 if n == 0 {

@@ -57,19 +57,7 @@ impl Connection {
         loop {
             if let Some(end) = find(&self.buf, b"\r\n\r\n") {
                 let head = std::str::from_utf8(&self.buf[..end]).context("response head")?;
-                let status: u16 = head
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .context("status line")?;
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        let (name, value) = l.split_once(':')?;
-                        name.eq_ignore_ascii_case("content-length")
-                            .then(|| value.trim().parse().ok())?
-                    })
-                    .context("the response has no Content-Length")?;
+                let (status, length) = parse_head(head)?;
                 let total = end + 4 + length;
                 while self.buf.len() < total {
                     self.fill().await?;
@@ -178,4 +166,22 @@ pub async fn load(
     }
     result.elapsed = started.elapsed();
     Ok(result)
+}
+
+/// The status and `Content-Length` of a response head (the text before the blank line).
+pub fn parse_head(head: &str) -> anyhow::Result<(u16, usize)> {
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("status line")?;
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .context("the response has no Content-Length")?;
+    Ok((status, length))
 }
