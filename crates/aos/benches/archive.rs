@@ -1,0 +1,526 @@
+//! Archive throughput, Altinn simulator → Azurite, through the real product path, compared in
+//! the same run with a baseline that copies the same bytes with the same SDK and no pipeline.
+//!
+//! Product: events for simulator instances are posted to `EventsReceiver` under the Functions
+//! host harness (queue pumps with the host's parallelism, 24 invocations at once), the real
+//! `aos` binary runs `EventsProcessor` and `EventsConfirmation`; a run is done when the
+//! simulator has seen every instance confirmed.
+//!
+//! Baseline: for every element, a streamed GET of the simulator's data URL, blocks of the
+//! archive's block size staged with `azure_storage_blob` (clients built as `src/storage.rs`
+//! builds them), then the block list committed (one Put Blob when it fits in one block) —
+//! with the concurrency the product gets (24 invocations × up to 4 elements).
+//!
+//! `cargo bench --bench archive` (`-- --quick` for a smoke run, `-- --no-write` to only print).
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use altinn_aos::archive::BLOCK_SIZE;
+use altinn_sim::{CreatedInstance, InstanceSpec};
+use altinn_aos::storage::StorageEndpoint;
+use anyhow::{Context, bail};
+use azure_core::http::RequestContent;
+use azure_storage_blob::models::BlockLookupList;
+use bytes::BytesMut;
+use futures::StreamExt;
+
+use common::plot::{Chart, Series, XScale};
+use common::proc::{cpu_time, tree_cpu_time};
+use common::report::Report;
+use common::{BenchArgs, mib, mib_per_s};
+use aos_testkit::world::{ARCHIVE_CONTAINER, Backends, TOKEN, TestApp, element, instance};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+/// Invocations the host runs at once per queue (host.json batchSize 16 + 8).
+const INVOCATIONS: usize = 24;
+/// Elements one invocation archives at once (`pipeline::process::ELEMENT_CONCURRENCY`).
+const ELEMENTS_PER_INVOCATION: usize = altinn_aos::pipeline::process::ELEMENT_CONCURRENCY;
+/// Events posted to the webhook at once.
+const POST_CONCURRENCY: usize = 16;
+
+fn main() -> anyhow::Result<()> {
+    let args = BenchArgs::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+/// One measured run: wall time, bytes of element content, and CPU used meanwhile.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    instances: usize,
+    bytes: u64,
+    elapsed: Duration,
+    aos_cpu: Duration,
+    azurite_cpu: Duration,
+    bench_cpu: Duration,
+}
+
+impl Run {
+    fn instances_per_s(&self) -> f64 {
+        self.instances as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+    fn mib_per_s(&self) -> f64 {
+        mib_per_s(self.bytes, self.elapsed)
+    }
+}
+
+struct Bench {
+    app: TestApp,
+    http: reqwest::Client,
+    blobs: StorageEndpoint,
+}
+
+/// CPU readings of the three processes involved.
+struct Cpu {
+    aos: Duration,
+    azurite: Duration,
+    bench: Duration,
+}
+
+impl Bench {
+    async fn start() -> anyhow::Result<Bench> {
+        let backends = Backends::start_unguarded()
+            .await
+            .context("Azurite (run `npm ci`) and the simulator")?;
+        backends.azurite.create_container(ARCHIVE_CONTAINER).await?;
+        let blobs = backends.blobs.clone();
+        let app = TestApp::spawn_with(backends, Duration::from_secs(1), Vec::new()).await;
+        let http = reqwest::Client::builder().no_proxy().build()?;
+        Ok(Bench { app, http, blobs })
+    }
+
+    fn cpu(&self) -> Cpu {
+        Cpu {
+            aos: self
+                .app
+                .host
+                .handler_pid()
+                .and_then(cpu_time)
+                .unwrap_or_default(),
+            azurite: self
+                .app
+                .azurite
+                .pid()
+                .map(tree_cpu_time)
+                .unwrap_or_default(),
+            bench: cpu_time(std::process::id()).unwrap_or_default(),
+        }
+    }
+
+    fn finish(&self, started: Instant, cpu: Cpu, created: &[CreatedInstance]) -> Run {
+        let elapsed = started.elapsed();
+        let now = self.cpu();
+        Run {
+            instances: created.len(),
+            bytes: created
+                .iter()
+                .flat_map(|i| &i.elements)
+                .map(|e| e.size)
+                .sum(),
+            elapsed,
+            aos_cpu: now.aos.saturating_sub(cpu.aos),
+            azurite_cpu: now.azurite.saturating_sub(cpu.azurite),
+            bench_cpu: now.bench.saturating_sub(cpu.bench),
+        }
+    }
+
+    /// The product: post every instance's event, wait until the simulator saw each confirmed.
+    async fn product(&self, specs: Vec<InstanceSpec>) -> anyhow::Result<Run> {
+        let created: Vec<CreatedInstance> = specs
+            .into_iter()
+            .map(|s| self.app.sim.add_instance(s))
+            .collect();
+        let events: Vec<_> = created
+            .iter()
+            .map(|c| self.app.sim.completed_event(c))
+            .collect();
+        let wanted: HashSet<String> = created.iter().map(CreatedInstance::instance_id).collect();
+        let cpu = self.cpu();
+        let started = Instant::now();
+        let statuses: Vec<u16> = futures::stream::iter(events)
+            .map(|event| async move { self.app.post_event(&event).await.status })
+            .buffer_unordered(POST_CONCURRENCY)
+            .collect()
+            .await;
+        if let Some(bad) = statuses.iter().find(|s| !(200..300).contains(*s)) {
+            bail!("the webhook answered {bad}");
+        }
+        self.app
+            .wait_all_confirmed(&wanted, Duration::from_secs(900))
+            .await?;
+        let run = self.finish(started, cpu, &created);
+        self.app.assert_no_poison().await;
+        // Spot check: the last instance is archived as the tests expect (not timed).
+        if let Some(last) = created.last() {
+            self.app.assert_archived(last).await;
+        }
+        Ok(run)
+    }
+
+    /// The baseline: the same bytes copied with the same SDK, `concurrency` elements at once.
+    async fn baseline(&self, specs: Vec<InstanceSpec>, concurrency: usize) -> anyhow::Result<Run> {
+        let created: Vec<CreatedInstance> = specs
+            .into_iter()
+            .map(|s| self.app.sim.add_instance(s))
+            .collect();
+        let base = self.app.sim.base_url();
+        let copies: Vec<(String, String, u64)> = created
+            .iter()
+            .flat_map(|inst| {
+                let base = &base;
+                inst.elements.iter().map(move |e| {
+                    (
+                        format!(
+                            "{base}storage/api/v1/instances/{}/{}/data/{}",
+                            inst.party_id, inst.instance_guid, e.id
+                        ),
+                        format!("baseline/{}/data/{}", inst.instance_guid, e.id),
+                        e.size,
+                    )
+                })
+            })
+            .collect();
+        let cpu = self.cpu();
+        let started = Instant::now();
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(copies)
+            .map(|(url, name, size)| self.copy(url, name, size))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for result in results {
+            result?;
+        }
+        Ok(self.finish(started, cpu, &created))
+    }
+
+    /// Streams one element from the simulator into a block blob.
+    async fn copy(&self, url: String, name: String, size: u64) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .error_for_status()?;
+        let mut body = response.bytes_stream();
+        let blob = self.blobs.blob(ARCHIVE_CONTAINER, &name)?;
+        let block_blob = blob.block_blob_client();
+        let mut buffer = BytesMut::with_capacity(BLOCK_SIZE.min(size as usize).max(1));
+        let mut ids: Vec<Vec<u8>> = Vec::new();
+        let mut received = 0u64;
+        while let Some(chunk) = body.next().await {
+            let mut chunk = chunk?;
+            received += chunk.len() as u64;
+            while !chunk.is_empty() {
+                let take = (BLOCK_SIZE - buffer.len()).min(chunk.len());
+                buffer.extend_from_slice(&chunk.split_to(take));
+                if buffer.len() == BLOCK_SIZE {
+                    let block = buffer.split().freeze();
+                    let id = format!("block-{:08}", ids.len()).into_bytes();
+                    block_blob
+                        .stage_block(&id, block.len() as u64, block.into(), None)
+                        .await?;
+                    ids.push(id);
+                    buffer.reserve(BLOCK_SIZE);
+                }
+            }
+        }
+        if received != size {
+            bail!("{url}: {received} bytes, expected {size}");
+        }
+        if ids.is_empty() {
+            blob.upload(buffer.freeze().into(), None).await?;
+        } else {
+            if !buffer.is_empty() {
+                let block = buffer.freeze();
+                let id = format!("block-{:08}", ids.len()).into_bytes();
+                block_blob
+                    .stage_block(&id, block.len() as u64, block.into(), None)
+                    .await?;
+                ids.push(id);
+            }
+            let list = BlockLookupList {
+                latest: Some(ids),
+                ..Default::default()
+            };
+            block_blob
+                .commit_block_list(RequestContent::try_from(list)?, None)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `count` instances, each with `per_instance` elements of `size` bytes.
+fn specs(count: usize, per_instance: usize, size: u64, party: u64) -> Vec<InstanceSpec> {
+    (0..count)
+        .map(|i| {
+            instance(
+                party + i as u64,
+                (0..per_instance)
+                    .map(|j| element(size, Some(&format!("vedlegg-{j}.pdf"))))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn size_label(bytes: u64) -> String {
+    if bytes >= MIB {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{} KiB", bytes / KIB)
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+fn ratio(product: f64, baseline: f64) -> String {
+    format!("{:.2}", product / baseline.max(f64::EPSILON))
+}
+
+async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let bench = Bench::start().await?;
+    let mut report = Report::new(
+        "archive",
+        "Archive throughput: simulator → Azurite, product vs SDK baseline",
+        &args,
+    );
+    report.paragraph(
+        "Product: events posted to `EventsReceiver` under the Functions host harness (up to 24 \
+         invocations at once per queue, as the host), the release `aos` binary runs \
+         `EventsProcessor` and `EventsConfirmation`; done when the simulator saw every instance \
+         confirmed. Baseline: the same bytes copied with `azure_storage_blob` and no pipeline \
+         (streamed GET of the simulator's data URL, 4 MiB blocks staged, block list committed; \
+         one Put Blob under 4 MiB), with the concurrency the product gets. Both in the same \
+         run, same Azurite (data on disk in a temporary folder), same simulator (in the bench \
+         process, generating content on the fly). CPU is user + system time of each process \
+         during the run; \"bench\" is this process: simulator, host harness and, for the \
+         baseline, the copies themselves. On a shared 2-core machine the absolute figures are \
+         noisy: read the ratios.",
+    );
+
+    // (a) Many small instances.
+    let (small_count, small_size) = if args.quick {
+        (100, 10 * KIB)
+    } else {
+        (1000, 10 * KIB)
+    };
+    eprintln!(
+        "small instances: {small_count} × 3 × {}",
+        size_label(small_size)
+    );
+    let product_small = bench
+        .product(specs(small_count, 3, small_size, 10_000))
+        .await?;
+    let baseline_small = bench
+        .baseline(
+            specs(small_count, 3, small_size, 20_000),
+            INVOCATIONS * 3.min(ELEMENTS_PER_INVOCATION),
+        )
+        .await?;
+
+    // (b) Large elements, one per instance, all at once.
+    let (large_count, large_size) = if args.quick {
+        (2, 32 * MIB)
+    } else {
+        (4, 256 * MIB)
+    };
+    eprintln!("large elements: {large_count} × {}", size_label(large_size));
+    let product_large = bench
+        .product(specs(large_count, 1, large_size, 30_000))
+        .await?;
+    let baseline_large = bench
+        .baseline(specs(large_count, 1, large_size, 40_000), large_count)
+        .await?;
+
+    report.section("Small instances and large elements");
+    let header = [
+        "Workload",
+        "Path",
+        "Instances",
+        "MiB",
+        "Time (s)",
+        "Instances/s",
+        "MiB/s",
+        "Product / baseline",
+    ];
+    let row = |workload: &str, path: &str, run: &Run, ratio: String| {
+        vec![
+            workload.to_string(),
+            path.to_string(),
+            run.instances.to_string(),
+            format!("{:.1}", mib(run.bytes)),
+            secs(run.elapsed),
+            format!("{:.1}", run.instances_per_s()),
+            format!("{:.1}", run.mib_per_s()),
+            ratio,
+        ]
+    };
+    let small_name = format!(
+        "(a) {small_count} instances × 3 × {}",
+        size_label(small_size)
+    );
+    let large_name = format!(
+        "(b) {large_count} instances × 1 × {}",
+        size_label(large_size)
+    );
+    report.table(
+        &header,
+        &[
+            row(
+                &small_name,
+                "product",
+                &product_small,
+                ratio(product_small.mib_per_s(), baseline_small.mib_per_s()),
+            ),
+            row(&small_name, "baseline", &baseline_small, "—".into()),
+            row(
+                &large_name,
+                "product",
+                &product_large,
+                ratio(product_large.mib_per_s(), baseline_large.mib_per_s()),
+            ),
+            row(&large_name, "baseline", &baseline_large, "—".into()),
+        ],
+    );
+    report.paragraph(&format!(
+        "Target: product / baseline ≥ 0.8 for large elements — measured {}.",
+        ratio(product_large.mib_per_s(), baseline_large.mib_per_s())
+    ));
+
+    report.section("CPU split");
+    let cpu_row = |workload: &str, path: &str, run: &Run| {
+        let total = (run.aos_cpu + run.azurite_cpu + run.bench_cpu).as_secs_f64();
+        let share = |d: Duration| {
+            format!(
+                "{:.2} s ({:.0} %)",
+                d.as_secs_f64(),
+                100.0 * d.as_secs_f64() / total.max(f64::EPSILON)
+            )
+        };
+        vec![
+            workload.to_string(),
+            path.to_string(),
+            secs(run.elapsed),
+            share(run.aos_cpu),
+            share(run.azurite_cpu),
+            share(run.bench_cpu),
+            format!("{:.2}", total / run.elapsed.as_secs_f64().max(f64::EPSILON)),
+        ]
+    };
+    report.table(
+        &[
+            "Workload",
+            "Path",
+            "Wall (s)",
+            "aos CPU",
+            "Azurite CPU",
+            "bench CPU (simulator + harness)",
+            "CPUs busy",
+        ],
+        &[
+            cpu_row(&small_name, "product", &product_small),
+            cpu_row(&small_name, "baseline", &baseline_small),
+            cpu_row(&large_name, "product", &product_large),
+            cpu_row(&large_name, "baseline", &baseline_large),
+        ],
+    );
+    report.paragraph(&format!(
+        "Per small instance the product spends {:.2} ms of aos CPU and {:.2} ms of Azurite CPU \
+         (queue messages, instance JSON, manifest and a size check per element on top of the \
+         element writes); the baseline {:.2} ms of Azurite CPU. \"CPUs busy\" near the machine's \
+         {} CPUs means the run is CPU-bound, and the largest share says who binds it.",
+        1000.0 * product_small.aos_cpu.as_secs_f64() / product_small.instances.max(1) as f64,
+        1000.0 * product_small.azurite_cpu.as_secs_f64() / product_small.instances.max(1) as f64,
+        1000.0 * baseline_small.azurite_cpu.as_secs_f64() / baseline_small.instances.max(1) as f64,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    ));
+
+    // Sweep over element sizes, one element per instance, total bytes per point bounded.
+    let (sizes, total, max_count): (Vec<u64>, u64, u64) = if args.quick {
+        (vec![10 * KIB, 256 * KIB, 4 * MIB, 32 * MIB], 32 * MIB, 50)
+    } else {
+        (
+            vec![10 * KIB, 256 * KIB, 4 * MIB, 32 * MIB, 256 * MIB],
+            256 * MIB,
+            200,
+        )
+    };
+    let mut points: Vec<(u64, Run, Run)> = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        if size == large_size {
+            points.push((size, product_large, baseline_large));
+            continue;
+        }
+        let count = (total / size).clamp(4, max_count) as usize;
+        eprintln!("sweep: {count} × {}", size_label(size));
+        let party = 100_000 + 10_000 * i as u64;
+        let product = bench.product(specs(count, 1, size, party)).await?;
+        let baseline = bench
+            .baseline(specs(count, 1, size, party + 5_000), count.min(INVOCATIONS))
+            .await?;
+        points.push((size, product, baseline));
+    }
+    report.section("Throughput by element size");
+    report.paragraph(
+        "One element per instance; each point moves a bounded total (up to 200 instances, \
+         256 MiB), the baseline with as many concurrent copies as the product has invocations.",
+    );
+    report.table(
+        &[
+            "Element size",
+            "Instances",
+            "Product MiB/s",
+            "Baseline MiB/s",
+            "Product / baseline",
+            "Product instances/s",
+        ],
+        &points
+            .iter()
+            .map(|(size, p, b)| {
+                vec![
+                    size_label(*size),
+                    p.instances.to_string(),
+                    format!("{:.1}", p.mib_per_s()),
+                    format!("{:.1}", b.mib_per_s()),
+                    ratio(p.mib_per_s(), b.mib_per_s()),
+                    format!("{:.1}", p.instances_per_s()),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    let chart = Chart {
+        title: "Archive throughput by element size (simulator → Azurite)",
+        x_label: "element size (KiB, log scale)",
+        y_label: "MiB/s",
+        x_scale: XScale::Log,
+    };
+    let series = |name: &str, pick: fn(&(u64, Run, Run)) -> f64| Series {
+        name: name.to_string(),
+        points: points
+            .iter()
+            .map(|p| ((p.0 / KIB) as f64, pick(p)))
+            .collect(),
+    };
+    let svg = "archive-throughput.svg";
+    if !args.no_write {
+        chart.draw(
+            &report.asset_path(svg),
+            &[
+                series("product (aos under the host harness)", |p| p.1.mib_per_s()),
+                series("baseline (SDK copy, no pipeline)", |p| p.2.mib_per_s()),
+            ],
+        )?;
+    }
+    report.image("Archive throughput by element size", svg);
+    report.finish()
+}

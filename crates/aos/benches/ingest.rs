@@ -1,0 +1,524 @@
+//! Benchmark 1 (issue 8): webhook ingest.
+//!
+//! (a) The handler alone: `aos serve` answering host-shaped `EventsReceiver` invocations (the
+//!     HTTP-trigger payload exactly as the Functions host sends it), posted on loopback over
+//!     keep-alive connections at several concurrency levels. Reports invocations/s, latency
+//!     percentiles, the handler's CPU time per 1,000 invocations and its peak RSS. A sample of
+//!     responses is checked (200, one `inbound` queue output, `res` 200).
+//! (b) Through the standalone webhook: `aos run` with its webhook secret, each event written to
+//!     the Azurite queue before the answer. Reports events/s, latency and the CPU split
+//!     between `aos` and Azurite.
+//!
+//! `cargo bench --bench ingest [-- --quick] [-- --no-write]`. With `AOS_BENCH_BASELINE=<path to
+//! another aos binary>` part (a) also runs that binary, interleaved with this one, so a change
+//! is measured before/after in one run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use common::http::{self, LoadResult};
+use common::plot::{Chart, Series, XScale};
+use common::report::Report;
+use common::{BenchArgs, percentile, proc};
+use serde_json::Value;
+use aos_testkit::app::FunctionApp;
+use aos_testkit::invocation::{HttpCall, SysInfo, http_request};
+use aos_testkit::GroupChild;
+use aos_testkit::standalone::{Standalone, WEBHOOK_SECRET};
+use aos_testkit::world::{Backends, instance};
+
+const FIXTURE: &str = "event-app-instance-process-completed.at22.json";
+/// Distinct events (ids) cycled through by the load generator.
+const VARIANTS: usize = 64;
+/// Every n-th response is fully checked.
+const CHECK_EVERY: usize = 97;
+
+fn main() -> anyhow::Result<()> {
+    let args = BenchArgs::parse();
+    // The load generator runs on one thread: it shares the machine's cores with the process it
+    // measures, and one thread bounds what it takes.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+struct Level {
+    binary: String,
+    concurrency: usize,
+    result: LoadResult,
+    handler_cpu: Duration,
+    bench_cpu: Duration,
+}
+
+async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let backends = Backends::start().await;
+    let apps_base = backends.sim.base_url().to_string();
+
+    // ---------------------------------------------------------------- (a) the handler alone
+    let mut binaries = vec![("aos".to_string(), PathBuf::from(env!("CARGO_BIN_EXE_aos")))];
+    if let Some(baseline) = std::env::var_os("AOS_BENCH_BASELINE") {
+        binaries.push(("baseline".to_string(), PathBuf::from(baseline)));
+    }
+    let requests = Arc::new(invocation_requests(&apps_base)?);
+    let mut handlers = Vec::new();
+    for (name, binary) in &binaries {
+        handlers.push((name.clone(), Handler::start(binary, &backends).await?));
+    }
+    let levels: &[usize] = &[1, 8, 64];
+    let total = |c: usize| match (args.quick, c) {
+        (true, _) => 2_000,
+        (false, 1) => 20_000,
+        (false, _) => 60_000,
+    };
+    let mut measured = Vec::new();
+    for &concurrency in levels {
+        for (name, handler) in &handlers {
+            // Warm-up: connections, allocator, lazy statics.
+            http::load(
+                handler.port,
+                requests.clone(),
+                concurrency,
+                1_000,
+                1,
+                check_invocation,
+            )
+            .await?;
+            let (handler_before, bench_before) = (handler.cpu(), own_cpu());
+            let result = http::load(
+                handler.port,
+                requests.clone(),
+                concurrency,
+                total(concurrency),
+                CHECK_EVERY,
+                check_invocation,
+            )
+            .await?;
+            let level = Level {
+                binary: name.clone(),
+                concurrency,
+                handler_cpu: handler.cpu().saturating_sub(handler_before),
+                bench_cpu: own_cpu().saturating_sub(bench_before),
+                result,
+            };
+            println!("{}", level.summary());
+            if level.result.failures > 0 {
+                bail!(
+                    "{} of {} responses failed their check, e.g. {}",
+                    level.result.failures,
+                    level.result.requests,
+                    level.result.first_failure.as_deref().unwrap_or("?")
+                );
+            }
+            measured.push(level);
+        }
+    }
+    let peaks: Vec<(String, Option<u64>)> = handlers
+        .iter()
+        .map(|(name, h)| (name.clone(), proc::peak_rss_bytes(h.pid())))
+        .collect();
+    drop(handlers);
+
+    // ------------------------------------------------------- (b) standalone webhook → Azurite
+    let standalone = Standalone::start(&backends).await;
+    // One tiny instance (no data elements) that exists, so the worker draining the queue next
+    // to the webhook archives it once and then recognises each further event as done.
+    let inst = backends.sim.add_instance(instance(50_019_855, Vec::new()));
+    let event = backends.sim.completed_event(&inst);
+    let webhook_requests = Arc::new(
+        (0..VARIANTS)
+            .map(|_| {
+                let mut event = event.clone();
+                event["id"] = Value::String(uuid::Uuid::new_v4().to_string());
+                http::request(
+                    "POST",
+                    &format!("/api/EventsReceiver?code={WEBHOOK_SECRET}"),
+                    "application/json; charset=utf-8",
+                    event.to_string().as_bytes(),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let azurite_pid = backends.azurite.pid().context("Azurite runs")?;
+    let mut webhook = Vec::new();
+    for &concurrency in levels {
+        let total = if args.quick { 200 } else { 3_000 };
+        http::load(
+            standalone.port,
+            webhook_requests.clone(),
+            concurrency,
+            100,
+            1,
+            check_webhook,
+        )
+        .await?;
+        let before = (
+            proc::cpu_time(standalone.pid()).unwrap_or_default(),
+            proc::tree_cpu_time(azurite_pid),
+            own_cpu(),
+        );
+        let result = http::load(
+            standalone.port,
+            webhook_requests.clone(),
+            concurrency,
+            total,
+            CHECK_EVERY,
+            check_webhook,
+        )
+        .await?;
+        let cpu = (
+            proc::cpu_time(standalone.pid())
+                .unwrap_or_default()
+                .saturating_sub(before.0),
+            proc::tree_cpu_time(azurite_pid).saturating_sub(before.1),
+            own_cpu().saturating_sub(before.2),
+        );
+        if result.failures > 0 {
+            bail!(
+                "webhook: {} failures, e.g. {}",
+                result.failures,
+                result.first_failure.as_deref().unwrap_or("?")
+            );
+        }
+        println!(
+            "webhook c={concurrency}: {:.0} events/s",
+            per_second(result.requests, result.elapsed)
+        );
+        webhook.push((concurrency, result, cpu));
+    }
+    let standalone_peak = proc::peak_rss_bytes(standalone.pid());
+    drop(standalone);
+
+    write_report(&args, &measured, &peaks, &webhook, standalone_peak)
+}
+
+/// `aos serve` started as the Functions host starts it, with its stdout drained as the host
+/// drains it.
+struct Handler {
+    child: GroupChild,
+    port: u16,
+}
+
+impl Handler {
+    async fn start(binary: &Path, backends: &Backends) -> anyhow::Result<Handler> {
+        let (child, port) =
+            common::handler::start_handler(binary, &backends.settings_env()).await?;
+        Ok(Handler { child, port })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn cpu(&self) -> Duration {
+        proc::cpu_time(self.pid()).unwrap_or_default()
+    }
+}
+
+/// The fixture event with its `source` on the configured apps host.
+pub fn fixture_event(apps_base: &str) -> anyhow::Result<Value> {
+    let path = aos_testkit::fixtures_dir().join("../altinn").join(FIXTURE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let mut event: Value = serde_json::from_str(&text)?;
+    let source = event["source"].as_str().context("source")?;
+    let path = source
+        .split_once("/ttd/")
+        .map(|(_, rest)| rest)
+        .context("source path")?;
+    event["source"] = Value::String(format!("{apps_base}ttd/{path}"));
+    Ok(event)
+}
+
+/// Host-shaped `EventsReceiver` invocations, each carrying the fixture event with its own id.
+fn invocation_requests(apps_base: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let app = FunctionApp::load(&aos_testkit::app_root())?;
+    let def = app.function("EventsReceiver")?;
+    let event = fixture_event(apps_base)?;
+    (0..VARIANTS)
+        .map(|_| {
+            let mut event = event.clone();
+            event["id"] = Value::String(uuid::Uuid::new_v4().to_string());
+            let call = HttpCall::new("POST")
+                .query("code", "bench-function-key")
+                .header("Content-Type", "application/json; charset=utf-8")
+                .body(event.to_string().into_bytes());
+            let payload = http_request(
+                def,
+                &app.host.route_prefix,
+                &call,
+                &SysInfo::now("EventsReceiver"),
+            )
+            .map_err(anyhow::Error::msg)?;
+            Ok(http::request(
+                "POST",
+                "/EventsReceiver",
+                "application/json",
+                payload.to_string().as_bytes(),
+            ))
+        })
+        .collect()
+}
+
+/// A correct answer: the `res` output is 200 and says queued, and there is one `inbound`
+/// queue message (a JSON object with the event's id).
+fn check_invocation(body: &[u8]) -> anyhow::Result<()> {
+    let v: Value = serde_json::from_slice(body).context("response is JSON")?;
+    let outputs = &v["Outputs"];
+    let res = &outputs["res"];
+    if res["statusCode"] != 200 {
+        bail!("res is not 200: {res}");
+    }
+    let answer: Value = serde_json::from_str(res["body"].as_str().context("res.body")?)?;
+    if answer["status"] != "queued" {
+        bail!("not queued: {answer}");
+    }
+    let inbound = outputs["inbound"]
+        .as_object()
+        .context("one inbound message")?;
+    if inbound.get("id") != answer.get("id") {
+        bail!("the queued message is not the event: {v}");
+    }
+    Ok(())
+}
+
+fn check_webhook(body: &[u8]) -> anyhow::Result<()> {
+    let v: Value = serde_json::from_slice(body).context("response is JSON")?;
+    if v["status"] != "queued" {
+        bail!("not queued: {v}");
+    }
+    Ok(())
+}
+
+fn own_cpu() -> Duration {
+    proc::cpu_time(std::process::id()).unwrap_or_default()
+}
+
+fn per_second(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+impl Level {
+    fn summary(&self) -> String {
+        let mut latencies = self.result.latencies.clone();
+        format!(
+            "{} c={}: {:.0} inv/s, p50 {} p99 {}, handler CPU {:.0} ms/1000",
+            self.binary,
+            self.concurrency,
+            per_second(self.result.requests, self.result.elapsed),
+            micros(percentile(&mut latencies, 50.0)),
+            micros(percentile(&mut latencies, 99.0)),
+            self.cpu_per_1000().as_secs_f64() * 1e3,
+        )
+    }
+
+    fn cpu_per_1000(&self) -> Duration {
+        self.handler_cpu
+            .mul_f64(1000.0 / self.result.requests as f64)
+    }
+
+    fn row(&self) -> Vec<String> {
+        let mut latencies = self.result.latencies.clone();
+        let cpu = self.handler_cpu.as_secs_f64();
+        vec![
+            format!("`{}`", self.binary),
+            self.concurrency.to_string(),
+            self.result.requests.to_string(),
+            format!(
+                "{:.0}",
+                per_second(self.result.requests, self.result.elapsed)
+            ),
+            micros(percentile(&mut latencies, 50.0)),
+            micros(percentile(&mut latencies, 90.0)),
+            micros(percentile(&mut latencies, 99.0)),
+            millis(percentile(&mut latencies, 100.0)),
+            format!("{:.0} ms", self.cpu_per_1000().as_secs_f64() * 1e3),
+            if cpu > 0.0 {
+                format!("{:.0}", self.result.requests as f64 / cpu)
+            } else {
+                "–".into()
+            },
+            format!("{:.2} s", self.bench_cpu.as_secs_f64()),
+            format!("{}/{}", self.result.checked, self.result.failures),
+        ]
+    }
+}
+
+fn write_report(
+    args: &BenchArgs,
+    measured: &[Level],
+    peaks: &[(String, Option<u64>)],
+    webhook: &[(usize, LoadResult, (Duration, Duration, Duration))],
+    standalone_peak: Option<u64>,
+) -> anyhow::Result<()> {
+    let mut report = Report::new("ingest", "Webhook ingest", args);
+    report.section("(a) The handler alone: host-shaped EventsReceiver invocations");
+    report.paragraph(
+        "`aos serve` started as the Functions host starts it (its settings, \
+         `FUNCTIONS_CUSTOMHANDLER_PORT`, stdout drained); a one-thread load generator in the \
+         bench process posts the HTTP-trigger invocation payload the host sends (built by \
+         `tests/support/invocation.rs` from the fixture event \
+         `event-app-instance-process-completed.at22.json`, its source on the configured apps \
+         host, 64 distinct event ids) over keep-alive loopback connections, one request in \
+         flight per connection. Every response must be 200; every 97th is parsed and checked \
+         (`res` 200 `queued`, one `inbound` message carrying the event). The load generator \
+         shares the cores with the handler, so *invocations per handler CPU-second* is the \
+         handler's own cost, independent of the client. Target: ≥ 20,000 invocations/s on \
+         2 cores, p99 < 2 ms.",
+    );
+    report.table(
+        &[
+            "binary",
+            "concurrency",
+            "invocations",
+            "invocations/s",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "handler CPU / 1,000",
+            "invocations / handler CPU-s",
+            "load-generator CPU",
+            "checked/failed",
+        ],
+        &measured.iter().map(Level::row).collect::<Vec<_>>(),
+    );
+    let peak_rows: Vec<Vec<String>> = peaks
+        .iter()
+        .map(|(name, peak)| {
+            vec![
+                format!("`{name}`"),
+                peak.map_or("–".into(), |b| format!("{:.1} MiB", common::mib(b))),
+            ]
+        })
+        .collect();
+    report.table(&["binary", "handler peak RSS (VmHWM)"], &peak_rows);
+    if peaks.len() > 1 {
+        report.paragraph(
+            "`baseline` is the binary given in `AOS_BENCH_BASELINE` (the product before this \
+             change), run interleaved with `aos` at each level in the same run.",
+        );
+    }
+    let series: Vec<Series> = peaks
+        .iter()
+        .map(|(name, _)| Series {
+            name: name.clone(),
+            points: measured
+                .iter()
+                .filter(|l| &l.binary == name)
+                .map(|l| {
+                    (
+                        l.concurrency as f64,
+                        per_second(l.result.requests, l.result.elapsed),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    if !args.no_write {
+        Chart {
+            title: "EventsReceiver invocations/s vs concurrency",
+            x_label: "concurrent connections",
+            y_label: "invocations/s",
+            x_scale: XScale::Log,
+        }
+        .draw(&report.asset_path("ingest-handler.svg"), &series)?;
+        report.image("invocations/s vs concurrency", "ingest-handler.svg");
+    }
+
+    report.section("(b) Through the standalone webhook into the Azurite queue");
+    report.paragraph(
+        "`aos run` with its webhook secret (`POST /api/EventsReceiver?code=…`); each event is \
+         written to the `events-inbound` queue in Azurite before the 200. The events name one \
+         existing tiny instance: the worker of `aos run` drains the queue at the same time (one \
+         instance read from the simulator and one manifest read per event, after the first), so \
+         the `aos` CPU below is webhook plus worker, and the bench process's CPU includes the \
+         in-process Altinn simulator answering the worker.",
+    );
+    let rows: Vec<Vec<String>> = webhook
+        .iter()
+        .map(|(concurrency, result, (aos, azurite, bench))| {
+            let mut latencies = result.latencies.clone();
+            let n = result.requests as f64 / 1000.0;
+            vec![
+                concurrency.to_string(),
+                result.requests.to_string(),
+                format!("{:.0}", per_second(result.requests, result.elapsed)),
+                millis(percentile(&mut latencies, 50.0)),
+                millis(percentile(&mut latencies, 90.0)),
+                millis(percentile(&mut latencies, 99.0)),
+                millis(percentile(&mut latencies, 100.0)),
+                format!("{:.0} ms", aos.as_secs_f64() * 1e3 / n),
+                format!("{:.0} ms", azurite.as_secs_f64() * 1e3 / n),
+                format!("{:.0} ms", bench.as_secs_f64() * 1e3 / n),
+            ]
+        })
+        .collect();
+    report.table(
+        &[
+            "concurrency",
+            "events",
+            "events/s",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "aos CPU / 1,000",
+            "Azurite CPU / 1,000",
+            "bench process CPU / 1,000",
+        ],
+        &rows,
+    );
+    report.paragraph(&format!(
+        "`aos run` peak RSS: {}.",
+        standalone_peak.map_or("–".into(), |b| format!("{:.1} MiB", common::mib(b)))
+    ));
+
+    report.section("Comparison");
+    let best = |rows: &[(usize, f64)]| rows.iter().map(|r| r.1).fold(0.0, f64::max);
+    let handler_best = best(
+        &measured
+            .iter()
+            .filter(|l| l.binary == "aos")
+            .map(|l| {
+                (
+                    l.concurrency,
+                    per_second(l.result.requests, l.result.elapsed),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let webhook_best = best(
+        &webhook
+            .iter()
+            .map(|(c, r, _)| (*c, per_second(r.requests, r.elapsed)))
+            .collect::<Vec<_>>(),
+    );
+    report.table(
+        &["path", "best throughput", "ratio"],
+        &[
+            vec![
+                "(a) handler alone (queue write left to the host)".into(),
+                format!("{handler_best:.0}/s"),
+                "1".into(),
+            ],
+            vec![
+                "(b) standalone webhook, queue write in Azurite".into(),
+                format!("{webhook_best:.0}/s"),
+                format!("{:.3}", webhook_best / handler_best.max(f64::EPSILON)),
+            ],
+        ],
+    );
+    report.finish()
+}

@@ -1,0 +1,375 @@
+//! The CloudEvent as Altinn delivers it, and the instance it names.
+//!
+//! Parse, don't validate: a [`CloudEvent`] value has the four required attributes, and an
+//! [`InstanceRef`] can only be built from a `source` on the configured app host whose path is
+//! exactly `/{org}/{app}/instances/{partyId}/{instanceGuid}` with every segment checked. Every
+//! URL and blob path the system builds comes from an `InstanceRef`, never from raw event text.
+
+use serde_json::{Map, Value};
+use url::Url;
+use uuid::Uuid;
+
+use crate::config::BaseUrl;
+
+/// The type of Altinn's subscription-validation ping: answered 200, never processed.
+pub const VALIDATE_SUBSCRIPTION: &str = "platform.events.validatesubscription";
+
+/// Why a CloudEvent or its source was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("body is not valid JSON: {0}")]
+    Json(String),
+    #[error("body is not a JSON object")]
+    NotAnObject,
+    #[error("attribute `{0}` is missing or not a non-empty string")]
+    MissingAttribute(&'static str),
+    #[error("source `{0}` is not on the configured app host")]
+    ForeignSource(String),
+    #[error("source `{url}` is not an instance URL: {reason}")]
+    BadSource { url: String, reason: String },
+}
+
+/// A CloudEvent (structured JSON mode). Unknown attributes are kept as received, so the queue
+/// message is the event exactly as Altinn sent it (the reference system's message format).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CloudEvent {
+    attributes: Map<String, Value>,
+}
+
+impl CloudEvent {
+    /// Parses a JSON body; only `id`, `type`, `source` and `specversion` are required.
+    pub fn parse(body: &[u8]) -> Result<Self, EventError> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| EventError::Json(e.to_string()))?;
+        Self::from_value(value)
+    }
+
+    pub fn from_value(value: Value) -> Result<Self, EventError> {
+        let Value::Object(attributes) = value else {
+            return Err(EventError::NotAnObject);
+        };
+        let event = CloudEvent { attributes };
+        for name in ["id", "type", "source", "specversion"] {
+            if event.str_attr(name).is_none() {
+                return Err(EventError::MissingAttribute(name));
+            }
+        }
+        Ok(event)
+    }
+
+    fn str_attr(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+    }
+
+    pub fn id(&self) -> &str {
+        self.str_attr("id").unwrap_or_default()
+    }
+
+    pub fn event_type(&self) -> &str {
+        self.str_attr("type").unwrap_or_default()
+    }
+
+    pub fn source(&self) -> &str {
+        self.str_attr("source").unwrap_or_default()
+    }
+
+    pub fn is_validation_ping(&self) -> bool {
+        self.event_type() == VALIDATE_SUBSCRIPTION
+    }
+
+    /// The event as a JSON object: the queue message body.
+    pub fn to_json(&self) -> Value {
+        Value::Object(self.attributes.clone())
+    }
+
+    /// The instance named by `source`, which must be on the configured app host.
+    pub fn instance(&self, apps_base_url: &BaseUrl) -> Result<InstanceRef, EventError> {
+        InstanceRef::from_source(self.source(), apps_base_url)
+    }
+}
+
+/// An Altinn org short name (e.g. `ttd`): 2–30 lower-case ASCII letters and digits, starting
+/// with a letter, inner hyphens allowed. Safe as a URL and blob path segment.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OrgName(String);
+
+impl OrgName {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        check_name(value, 2, 30).map(|()| OrgName(value.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An Altinn app name (e.g. `become-application-owner`): Altinn Studio's rule — lower-case
+/// ASCII letters, digits and hyphens, starting with a letter, not ending with a hyphen.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AppName(String);
+
+impl AppName {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        check_name(value, 2, 64).map(|()| AppName(value.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn check_name(value: &str, min: usize, max: usize) -> Result<(), String> {
+    if !(min..=max).contains(&value.len()) {
+        return Err(format!("must be {min}–{max} characters"));
+    }
+    if !value.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("must start with a lower-case letter".into());
+    }
+    if value.ends_with('-') {
+        return Err("must not end with a hyphen".into());
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err("may contain only lower-case letters, digits and hyphens".into());
+    }
+    Ok(())
+}
+
+/// An instance owner's party id: a positive decimal number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PartyId(u64);
+
+impl PartyId {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("party id `{value}` is not a decimal number"));
+        }
+        match value.parse::<u64>() {
+            Ok(0) | Err(_) => Err(format!("party id `{value}` is out of range")),
+            Ok(n) => Ok(PartyId(n)),
+        }
+    }
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for PartyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Parses a GUID in its canonical hyphenated form only (what Altinn emits).
+pub fn parse_guid(value: &str) -> Result<Uuid, String> {
+    let canonical = value.len() == 36 && value.chars().filter(|c| *c == '-').count() == 4;
+    match Uuid::try_parse(value) {
+        Ok(id) if canonical => Ok(id),
+        _ => Err(format!("`{value}` is not a GUID")),
+    }
+}
+
+/// A validated reference to one instance: everything needed to build Altinn URLs and the
+/// archive paths, and nothing taken verbatim from untrusted input.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InstanceRef {
+    pub org: OrgName,
+    pub app: AppName,
+    pub party_id: PartyId,
+    pub instance_guid: Uuid,
+}
+
+impl InstanceRef {
+    /// From an event `source`: `{AppsBaseUrl}{org}/{app}/instances/{partyId}/{guid}` on the same
+    /// scheme, host and port as the configured app base URL. Encoded characters, dot segments,
+    /// backslashes, credentials, queries and fragments are refused before the URL parser could
+    /// normalise them away.
+    pub fn from_source(source: &str, apps_base_url: &BaseUrl) -> Result<Self, EventError> {
+        let bad = |reason: &str| EventError::BadSource {
+            url: source.to_string(),
+            reason: reason.to_string(),
+        };
+        if source.contains(['%', '\\', '?', '#', '@']) || source.contains("/.") {
+            return Err(bad("contains encoded, dot or special characters"));
+        }
+        let url = Url::parse(source).map_err(|e| bad(&e.to_string()))?;
+        if !apps_base_url.same_origin(&url) {
+            return Err(EventError::ForeignSource(source.to_string()));
+        }
+        let base_path = apps_base_url.url().path();
+        let rest = url
+            .path()
+            .strip_prefix(base_path)
+            .ok_or_else(|| bad("path is outside the app base URL"))?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        let [org, app, instances, party, guid] = segments.as_slice() else {
+            return Err(bad(
+                "path is not /{org}/{app}/instances/{partyId}/{instanceGuid}",
+            ));
+        };
+        if *instances != "instances" {
+            return Err(bad(
+                "path is not /{org}/{app}/instances/{partyId}/{instanceGuid}",
+            ));
+        }
+        Ok(InstanceRef {
+            org: OrgName::parse(org).map_err(|e| bad(&format!("org: {e}")))?,
+            app: AppName::parse(app).map_err(|e| bad(&format!("app: {e}")))?,
+            party_id: PartyId::parse(party).map_err(|e| bad(&e))?,
+            instance_guid: parse_guid(guid).map_err(|e| bad(&e))?,
+        })
+    }
+
+    /// Altinn's instance id, `{partyId}/{instanceGuid}`.
+    pub fn instance_id(&self) -> String {
+        format!("{}/{}", self.party_id, self.instance_guid)
+    }
+
+    /// `{org}/{app}`, Altinn's app id.
+    pub fn app_id(&self) -> String {
+        format!("{}/{}", self.org.as_str(), self.app.as_str())
+    }
+
+    /// The app-host URL of the instance, as it appears in an event `source`.
+    pub fn source_url(&self, apps_base_url: &BaseUrl) -> Url {
+        apps_base_url.join(&format!(
+            "{}/instances/{}",
+            self.app_id(),
+            self.instance_id()
+        ))
+    }
+}
+
+impl std::fmt::Display for InstanceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/instances/{}", self.app_id(), self.instance_id())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apps() -> BaseUrl {
+        BaseUrl::parse("AppsBaseUrl", "https://ttd.apps.at22.altinn.cloud/").unwrap()
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../../fixtures/altinn/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn parses_the_completed_event_fixture() {
+        let event =
+            CloudEvent::parse(&fixture("event-app-instance-process-completed.at22.json")).unwrap();
+        assert_eq!(event.id(), "b4d1d548-1280-464c-a8da-dee9840909de");
+        assert_eq!(event.event_type(), "app.instance.process.completed");
+        let instance = event.instance(&apps()).unwrap();
+        assert_eq!(instance.org.as_str(), "ttd");
+        assert_eq!(instance.app.as_str(), "apps-test");
+        assert_eq!(instance.party_id.get(), 50019855);
+        assert_eq!(
+            instance.instance_id(),
+            "50019855/6b3323c8-7baf-4612-b8a6-5eac407f4d0c"
+        );
+        assert_eq!(instance.source_url(&apps()).as_str(), event.source());
+    }
+
+    #[test]
+    fn parses_validation_and_legacy_fixtures() {
+        let ping = CloudEvent::parse(&fixture("event-platform-validatesubscription.json")).unwrap();
+        assert!(ping.is_validation_ping());
+        let legacy = CloudEvent::parse(&fixture(
+            "event-app-instance-created.legacy-resource-format.json",
+        ))
+        .unwrap();
+        assert_eq!(legacy.event_type(), "app.instance.created");
+    }
+
+    #[test]
+    fn unknown_attributes_are_kept() {
+        let event = CloudEvent::parse(
+            br#"{"id":"1","type":"t","source":"s","specversion":"1.0","x-ext":{"a":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(event.to_json()["x-ext"]["a"], 1);
+    }
+
+    #[test]
+    fn required_attributes_are_enforced() {
+        for (body, missing) in [
+            (r#"{"type":"t","source":"s","specversion":"1.0"}"#, "id"),
+            (r#"{"id":"1","source":"s","specversion":"1.0"}"#, "type"),
+            (r#"{"id":"1","type":"t","specversion":"1.0"}"#, "source"),
+            (r#"{"id":"1","type":"t","source":"s"}"#, "specversion"),
+            (
+                r#"{"id":7,"type":"t","source":"s","specversion":"1.0"}"#,
+                "id",
+            ),
+            (
+                r#"{"id":"  ","type":"t","source":"s","specversion":"1.0"}"#,
+                "id",
+            ),
+        ] {
+            assert_eq!(
+                CloudEvent::parse(body.as_bytes()),
+                Err(EventError::MissingAttribute(missing)),
+                "{body}"
+            );
+        }
+        assert!(matches!(
+            CloudEvent::parse(b"[1]"),
+            Err(EventError::NotAnObject)
+        ));
+        assert!(matches!(CloudEvent::parse(b"{"), Err(EventError::Json(_))));
+    }
+
+    #[test]
+    fn hostile_sources_are_refused() {
+        let g = "6b3323c8-7baf-4612-b8a6-5eac407f4d0c";
+        let refused = [
+            format!("https://evil.example/ttd/app/instances/1/{g}"),
+            format!("https://ttd.apps.at22.altinn.cloud:8443/ttd/app/instances/1/{g}"),
+            format!("http://ttd.apps.at22.altinn.cloud/ttd/app/instances/1/{g}"),
+            format!("https://ttd.apps.at22.altinn.cloud/ttd/app/instances/1/../../x/{g}"),
+            format!("https://ttd.apps.at22.altinn.cloud/ttd/app/instances/1%2F2/{g}"),
+            format!("https://ttd.apps.at22.altinn.cloud/ttd/app/instances/abc/{g}"),
+            format!("https://ttd.apps.at22.altinn.cloud/ttd/app/instances/0/{g}"),
+            "https://ttd.apps.at22.altinn.cloud/ttd/app/instances/1/not-a-guid".to_string(),
+            format!("https://ttd.apps.at22.altinn.cloud/TTD/app/instances/1/{g}"),
+            format!("https://ttd.apps.at22.altinn.cloud/ttd/app_x/instances/1/{g}"),
+            format!("https://ttd.apps.at22.altinn.cloud/ttd/app/instances/1/{g}/data"),
+            format!("https://ttd.apps.at22.altinn.cloud/ttd/app/instances/1/{g}?x=1"),
+            format!("https://user@ttd.apps.at22.altinn.cloud/ttd/app/instances/1/{g}"),
+            format!("https://ttd.apps.at22.altinn.cloud/ttd/app/instance/1/{g}"),
+        ];
+        for source in refused {
+            assert!(
+                InstanceRef::from_source(&source, &apps()).is_err(),
+                "accepted {source}"
+            );
+        }
+        let ok = format!("https://ttd.apps.at22.altinn.cloud/ttd/app-2/instances/12/{g}");
+        assert!(InstanceRef::from_source(&ok, &apps()).is_ok());
+    }
+
+    #[test]
+    fn names_follow_altinn_rules() {
+        assert!(OrgName::parse("ttd").is_ok());
+        assert!(OrgName::parse("t").is_err());
+        assert!(AppName::parse("become-application-owner").is_ok());
+        assert!(AppName::parse("-x").is_err());
+        assert!(AppName::parse("x-").is_err());
+        assert!(AppName::parse("æøå").is_err());
+        assert!(PartyId::parse("00012").is_ok());
+        assert!(PartyId::parse("-1").is_err());
+        assert!(PartyId::parse("99999999999999999999").is_err());
+    }
+}

@@ -1,0 +1,295 @@
+//! The custom-handler payload codec: what the Functions host sends, and what it accepts back.
+//!
+//! The host's real wire format differs from the documentation's examples (see
+//! `specs/functions-custom-handler.md` §3–4): queue message text arrives *double* JSON-encoded
+//! (`"\"{\\\"id\\\":…}\""`), `DequeueCount` is a string, and the HTTP trigger request is an
+//! object whose `Body` is the raw text. Responses must be 2xx with a non-empty JSON body to
+//! count as success; queue outputs are returned as JSON objects because the host base64-decodes
+//! string outputs that happen to be valid base64.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// An invocation request did not have the shape the host sends.
+#[derive(Debug, thiserror::Error)]
+#[error("invocation request: {0}")]
+pub struct InvocationError(pub String);
+
+/// `{"Data": {...}, "Metadata": {...}}` as the host POSTs it.
+#[derive(Debug, Default, Deserialize)]
+pub struct InvocationRequest {
+    #[serde(rename = "Data", default)]
+    pub data: Map<String, Value>,
+    #[serde(rename = "Metadata", default)]
+    pub metadata: Map<String, Value>,
+}
+
+impl InvocationRequest {
+    pub fn parse(body: &[u8]) -> Result<Self, InvocationError> {
+        serde_json::from_slice(body)
+            .map_err(|e| InvocationError(format!("not the host's JSON shape: {e}")))
+    }
+
+    /// The text of the queue message bound to `binding`, with the host's extra encoding removed.
+    pub fn queue_message(&self, binding: &str) -> Result<String, InvocationError> {
+        let value = self
+            .data
+            .get(binding)
+            .ok_or_else(|| InvocationError(format!("Data has no `{binding}`")))?;
+        host_text(value).ok_or_else(|| InvocationError(format!("Data.{binding} is not text")))
+    }
+
+    /// The content of the blob bound to `binding` (a blob trigger). With `dataType: "binary"`
+    /// the host sends the bytes as one base64 string; as a `string` binding the text arrives
+    /// JSON-encoded (`"\"{…}\""`, spec §3.1). Both are accepted: a value that is a JSON string
+    /// literal is the text, anything else is base64 (or, failing that, the text as given).
+    pub fn blob_content(&self, binding: &str) -> Result<Vec<u8>, InvocationError> {
+        use base64::Engine;
+        let value = self
+            .data
+            .get(binding)
+            .ok_or_else(|| InvocationError(format!("Data has no `{binding}`")))?;
+        match value {
+            Value::String(s) if s.trim_start().starts_with('"') => {
+                Ok(host_text(value).unwrap_or_default().into_bytes())
+            }
+            Value::String(s) => Ok(base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .unwrap_or_else(|_| s.clone().into_bytes())),
+            Value::Null => Ok(Vec::new()),
+            other => Ok(other.to_string().into_bytes()),
+        }
+    }
+
+    /// A `Metadata` value as text, its §3.1 encoding removed (`"\"foo\""` → `foo`); keys are
+    /// matched case-insensitively, as the host's binding data is.
+    pub fn metadata_text(&self, key: &str) -> Option<String> {
+        self.metadata
+            .get(key)
+            .or_else(|| {
+                self.metadata
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| v)
+            })
+            .and_then(host_text)
+    }
+
+    /// How many times the queue has handed out this message (1 on the first attempt).
+    pub fn dequeue_count(&self) -> Option<u32> {
+        self.metadata
+            .get("DequeueCount")
+            .and_then(host_text)
+            .and_then(|t| t.trim().parse().ok())
+    }
+
+    /// The HTTP request bound to `binding` (JSON payload mode).
+    pub fn http_request(&self, binding: &str) -> Result<HttpTriggerRequest, InvocationError> {
+        let req = self
+            .data
+            .get(binding)
+            .and_then(Value::as_object)
+            .ok_or_else(|| {
+                InvocationError(format!("Data.{binding} is not an HTTP request object"))
+            })?;
+        let method = req
+            .get("Method")
+            .and_then(Value::as_str)
+            .unwrap_or("POST")
+            .to_ascii_uppercase();
+        let headers = req
+            .get("Headers")
+            .and_then(Value::as_object)
+            .map(|h| {
+                h.iter()
+                    .filter_map(|(name, v)| {
+                        let value = match v {
+                            Value::Array(items) => items
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            Value::String(s) => s.clone(),
+                            _ => return None,
+                        };
+                        Some((name.to_ascii_lowercase(), value))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let body = match req.get("Body") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s.clone().into_bytes(),
+            Some(other) => other.to_string().into_bytes(),
+        };
+        Ok(HttpTriggerRequest {
+            method,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Removes the host's JSON-string encoding from a `Data`/`Metadata` value: a string holding a
+/// JSON string literal yields the literal's content; any other string is taken as it is;
+/// numbers and objects yield their JSON text.
+fn host_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::String(inner)) => Some(inner),
+            _ => Some(s.clone()),
+        },
+        Value::Number(n) => Some(n.to_string()),
+        Value::Object(_) | Value::Array(_) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+/// The webhook request as the handler sees it.
+#[derive(Debug, Default)]
+pub struct HttpTriggerRequest {
+    pub method: String,
+    /// Lower-cased names; repeated values joined with `,`.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpTriggerRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `{"Outputs": {...}, "Logs": [...], "ReturnValue": null}`: always a non-empty JSON object.
+#[derive(Debug, Default, Serialize)]
+pub struct InvocationResponse {
+    #[serde(rename = "Outputs")]
+    pub outputs: Map<String, Value>,
+    #[serde(rename = "Logs")]
+    pub logs: Vec<String>,
+    #[serde(rename = "ReturnValue")]
+    pub return_value: Option<Value>,
+}
+
+impl InvocationResponse {
+    pub fn log(mut self, line: impl Into<String>) -> Self {
+        self.logs.push(line.into());
+        self
+    }
+
+    /// Sets a queue output. The message is a JSON object, never a bare string (the host would
+    /// base64-decode a string that looks like base64).
+    pub fn queue(mut self, binding: &str, message: Value) -> Self {
+        debug_assert!(message.is_object(), "queue outputs must be JSON objects");
+        self.outputs.insert(binding.to_string(), message);
+        self
+    }
+
+    /// Sets a queue output to several messages: the host writes one message per array element
+    /// (each a JSON object, for the same reason as in [`InvocationResponse::queue`]). An empty
+    /// list sets nothing.
+    pub fn queue_all(mut self, binding: &str, messages: Vec<Value>) -> Self {
+        debug_assert!(messages.iter().all(Value::is_object));
+        if !messages.is_empty() {
+            self.outputs
+                .insert(binding.to_string(), Value::Array(messages));
+        }
+        self
+    }
+
+    /// Sets the HTTP response (`res`): a JSON body written verbatim with its content type.
+    pub fn http(mut self, binding: &str, status: u16, body: &Value) -> Self {
+        self.outputs.insert(
+            binding.to_string(),
+            json!({
+                "statusCode": status,
+                "body": body.to_string(),
+                "headers": { "Content-Type": "application/json" },
+            }),
+        );
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/../../fixtures/functions-host/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn decodes_the_double_encoded_queue_message_and_string_dequeue_count() {
+        let req =
+            InvocationRequest::parse(&fixture("queue-trigger-request.json-message.derived.json"))
+                .unwrap();
+        let text = req.queue_message("myQueueItem").unwrap();
+        let message: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(message["orderNo"], 1005);
+        assert_eq!(message["customer"]["name"], "Ana");
+        assert_eq!(req.dequeue_count(), Some(1));
+    }
+
+    #[test]
+    fn decodes_plain_text_and_the_docs_example() {
+        let plain =
+            InvocationRequest::parse(&fixture("queue-trigger-request.plain-text.derived.json"))
+                .unwrap();
+        assert_eq!(plain.queue_message("myQueueItem").unwrap(), "hello");
+        // The documentation's simplified example (number DequeueCount) is accepted too.
+        let docs =
+            InvocationRequest::parse(&fixture("queue-trigger-request.docs-example.json")).unwrap();
+        assert!(docs.dequeue_count().is_some());
+    }
+
+    #[test]
+    fn decodes_blob_content_in_both_encodings_and_the_quoted_name() {
+        let content = br#"{"id": 12}"#;
+        let binary = json!({
+            "Data": {"blob": "eyJpZCI6IDEyfQ=="},
+            "Metadata": {"name": "\"my-sub\"", "Uri": "\"http://x/y\"", "Properties": {}},
+        });
+        let req = InvocationRequest::parse(binary.to_string().as_bytes()).unwrap();
+        assert_eq!(req.blob_content("blob").unwrap(), content);
+        assert_eq!(req.metadata_text("name").as_deref(), Some("my-sub"));
+        assert_eq!(req.metadata_text("NAME").as_deref(), Some("my-sub"));
+        let string = json!({"Data": {"blob": serde_json::to_string(r#"{"id": 12}"#).unwrap()}});
+        let req = InvocationRequest::parse(string.to_string().as_bytes()).unwrap();
+        assert_eq!(req.blob_content("blob").unwrap(), content);
+        assert!(req.blob_content("other").is_err());
+        assert_eq!(req.metadata_text("name"), None);
+    }
+
+    #[test]
+    fn reads_the_http_trigger_request() {
+        let req =
+            InvocationRequest::parse(&fixture("http-trigger-request.order.derived.json")).unwrap();
+        let http = req.http_request("req").unwrap();
+        assert_eq!(http.method, "POST");
+        assert_eq!(http.header("content-type"), Some("application/json"));
+        let body: Value = serde_json::from_slice(&http.body).unwrap();
+        assert_eq!(body["id"], 1005);
+    }
+
+    #[test]
+    fn responses_are_json_objects_with_object_queue_outputs() {
+        let response = InvocationResponse::default()
+            .http("res", 200, &json!({"status": "queued"}))
+            .queue("inbound", json!({"id": "1"}))
+            .log("line");
+        let v = serde_json::to_value(&response).unwrap();
+        assert_eq!(v["Outputs"]["res"]["statusCode"], 200);
+        assert_eq!(v["Outputs"]["res"]["body"], r#"{"status":"queued"}"#);
+        assert!(v["Outputs"]["inbound"].is_object());
+        assert_eq!(v["Logs"][0], "line");
+    }
+}

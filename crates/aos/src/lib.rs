@@ -1,0 +1,81 @@
+//! # altinn-aos
+//!
+//! An Application Owner System for Altinn 3: receives Altinn Events webhooks, archives every
+//! completed instance (metadata and all data elements) into Azure Blob Storage, verifies the
+//! archive, and only then confirms completion back to Altinn. It runs as an Azure Functions
+//! custom handler (`aos serve`) and is a drop-in replacement for the reference C# system
+//! (same settings, queue names and blob layout).
+//!
+//! ## Module map
+//!
+//! Data flows one way: adapter → pipeline step → Altinn client / archive → outcome → adapter.
+//!
+//! - [`config`] — typed settings (reference names), parsed once at start; one clear error line.
+//! - [`event`] — the CloudEvent and [`event::InstanceRef`]: parse, don't validate; every URL and
+//!   blob path is built from an `InstanceRef`, never from raw event text.
+//! - [`pipeline`] — the domain steps: [`pipeline::receive`] (pure classification of a webhook
+//!   body), [`pipeline::process`] (archive an instance), [`pipeline::confirm`] (confirm only a
+//!   verified archive), [`pipeline::identity`] (reject anomalous instance metadata),
+//!   [`pipeline::messages`] (queue steps as both runtimes run them).
+//! - [`altinn`] — the Altinn HTTP client (Storage, app API) and the lenient JSON model.
+//! - [`auth`] — the Altinn token: Maskinporten JWT grant, Altinn exchange, single-flight cache,
+//!   key material (PKCS#12, PEM, JWK, Key Vault), and `aos check-config`.
+//! - [`archive`] — the blob archive: layout, streamed block upload with size verification,
+//!   manifest.
+//! - [`storage`] — blob/queue clients with account-SAS or Entra ID credentials.
+//! - [`queue`] — storage queues the way the Functions host uses them (base64 text, leases,
+//!   `<queue>-poison`).
+//! - [`failures`] — last-failure records in the `aos-state` container; [`poison`] — `aos poison
+//!   list|replay`.
+//! - [`functions`] — the custom-handler adapter: payload codec and one route per function.
+//! - [`standalone`] — `aos run`: the same steps without the Functions host (webhook + queue
+//!   workers with the host's semantics).
+//! - [`dev`] — `aos dev`: the local demo (Azurite, simulator, standalone runtime, sample batch).
+//! - [`pipeline::reconcile`] / [`reconcile_cli`] — find completed instances whose events never
+//!   arrived and feed them in as synthetic events (`EventsReconciler`, `aos reconcile`).
+//! - [`pipeline::catchup`] / [`catchup_cli`] — optional catch-up from the Events pull API with a
+//!   cursor per app in `aos-state` (`EventsReconciler` when `EventsCatchUp=true`, `aos catch-up`).
+//! - [`altinn::subscriptions`] / [`subscriptions_cli`] — the Events subscription API and
+//!   `aos subscriptions add|list|show|remove|verify`; [`subscription_files`] — the same through
+//!   files dropped into blob containers (`EventsSubscriber`, `EventsDeSubscriber`).
+
+pub mod altinn;
+pub mod archive;
+pub mod auth;
+pub mod catchup_cli;
+pub mod config;
+#[cfg(feature = "dev")]
+pub mod dev;
+pub mod event;
+pub mod failures;
+pub mod functions;
+pub mod pipeline;
+pub mod poison;
+pub mod queue;
+pub mod reconcile_cli;
+pub mod standalone;
+pub mod storage;
+pub mod subscription_files;
+pub mod subscriptions_cli;
+
+/// Resolves on Ctrl-C or SIGTERM (what the Functions host and container platforms send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

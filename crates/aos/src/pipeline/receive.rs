@@ -1,0 +1,206 @@
+//! Receive: decide what to do with one webhook POST, without side effects.
+//!
+//! The adapter queues the event only for [`ReceiveOutcome::Queue`] and answers 200 only once
+//! that write succeeded. A hopeless request gets a 4xx (Altinn does not retry 4xx forever; a
+//! 5xx would make it retry for two days).
+
+use crate::config::Settings;
+use crate::event::CloudEvent;
+
+/// Larger bodies are refused: an Altinn CloudEvent is well under 1 KiB.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, PartialEq)]
+pub enum ReceiveOutcome {
+    /// A valid event to archive: queue it, then answer 200.
+    Queue(CloudEvent),
+    /// Altinn's subscription-validation ping: answer 200, queue nothing.
+    ValidationPing,
+    /// A valid event of a type not configured for processing: answer 200, queue nothing.
+    Ignored { event_type: String },
+    /// A request that can never succeed: answer `status`, queue nothing.
+    Rejected { status: u16, reason: String },
+}
+
+impl ReceiveOutcome {
+    /// The HTTP status and JSON body to answer the webhook caller with. For `Queue` this is the
+    /// answer *after* the message was stored; an adapter that could not store it answers 503.
+    pub fn answer(&self) -> (u16, serde_json::Value) {
+        use serde_json::json;
+        match self {
+            ReceiveOutcome::Queue(event) => (200, json!({ "status": "queued", "id": event.id() })),
+            ReceiveOutcome::ValidationPing => (200, json!({ "status": "validated" })),
+            ReceiveOutcome::Ignored { event_type } => {
+                (200, json!({ "status": "ignored", "type": event_type }))
+            }
+            ReceiveOutcome::Rejected { status, reason } => (*status, json!({ "error": reason })),
+        }
+    }
+
+    /// A line for the invocation log.
+    pub fn log_line(&self) -> String {
+        match self {
+            ReceiveOutcome::Queue(event) => {
+                format!("queued event {} for {}", event.id(), event.source())
+            }
+            ReceiveOutcome::ValidationPing => "answered subscription validation".into(),
+            ReceiveOutcome::Ignored { event_type } => {
+                format!("ignored event of type {event_type} (not configured for processing)")
+            }
+            ReceiveOutcome::Rejected { status, reason } => {
+                format!("rejected with {status}: {reason}")
+            }
+        }
+    }
+}
+
+/// Classifies one webhook request body.
+pub fn receive(body: &[u8], content_type: Option<&str>, settings: &Settings) -> ReceiveOutcome {
+    let reject = |status: u16, reason: String| ReceiveOutcome::Rejected { status, reason };
+    if body.len() > MAX_EVENT_BYTES {
+        return reject(
+            413,
+            format!(
+                "body is {} bytes; the limit is {MAX_EVENT_BYTES}",
+                body.len()
+            ),
+        );
+    }
+    if !is_json_content_type(content_type) {
+        return reject(
+            415,
+            format!(
+                "content type `{}` is not application/json or application/cloudevents+json",
+                content_type.unwrap_or("")
+            ),
+        );
+    }
+    let event = match CloudEvent::parse(body) {
+        Ok(event) => event,
+        Err(e) => return reject(400, e.to_string()),
+    };
+    if event.is_validation_ping() {
+        return ReceiveOutcome::ValidationPing;
+    }
+    if !settings.processes_event_type(event.event_type()) {
+        return ReceiveOutcome::Ignored {
+            event_type: event.event_type().to_string(),
+        };
+    }
+    match event.instance(&settings.apps_base_url) {
+        Ok(_) => ReceiveOutcome::Queue(event),
+        Err(e) => reject(400, e.to_string()),
+    }
+}
+
+fn is_json_content_type(content_type: Option<&str>) -> bool {
+    let Some(value) = content_type else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence == "application/cloudevents+json"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SettingSource;
+
+    fn settings() -> Settings {
+        Settings::from_source(&SettingSource::from_pairs([
+            (
+                "AltinnApplicationOwnerSystemSettings__AppsBaseUrl",
+                "https://ttd.apps.at22.altinn.cloud/",
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__PlatformBaseUrl",
+                "https://platform.at22.altinn.cloud/",
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__BlobEndpoint",
+                "http://127.0.0.1:10000/devstoreaccount1",
+            ),
+            ("AltinnApplicationOwnerSystemSettings__AltinnToken", "t"),
+        ]))
+        .unwrap()
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/../../fixtures/altinn/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    const JSON: Option<&str> = Some("application/json; charset=utf-8");
+
+    #[test]
+    fn completed_event_is_queued() {
+        let body = fixture("event-app-instance-process-completed.at22.json");
+        assert!(matches!(
+            receive(&body, JSON, &settings()),
+            ReceiveOutcome::Queue(_)
+        ));
+        let ce = Some("application/cloudevents+json");
+        assert!(matches!(
+            receive(&body, ce, &settings()),
+            ReceiveOutcome::Queue(_)
+        ));
+    }
+
+    #[test]
+    fn validation_ping_is_answered_not_queued() {
+        let body = fixture("event-platform-validatesubscription.json");
+        assert_eq!(
+            receive(&body, JSON, &settings()),
+            ReceiveOutcome::ValidationPing
+        );
+    }
+
+    #[test]
+    fn other_types_are_ignored() {
+        let body = fixture("event-app-instance-created.legacy-resource-format.json");
+        assert!(matches!(
+            receive(&body, JSON, &settings()),
+            ReceiveOutcome::Ignored { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_requests_are_rejected_with_the_right_status() {
+        let s = settings();
+        let status = |body: &[u8], ct| match receive(body, ct, &s) {
+            ReceiveOutcome::Rejected { status, .. } => status,
+            other => panic!("not rejected: {other:?}"),
+        };
+        assert_eq!(status(b"{", JSON), 400);
+        assert_eq!(status(b"\xff\xfe", JSON), 400);
+        assert_eq!(
+            status(br#"{"type":"app.instance.process.completed"}"#, JSON),
+            400
+        );
+        assert_eq!(status(&vec![b' '; MAX_EVENT_BYTES + 1], JSON), 413);
+        assert_eq!(
+            status(
+                &fixture("event-app-instance-process-completed.at22.json"),
+                Some("text/plain")
+            ),
+            415
+        );
+        assert_eq!(
+            status(
+                &fixture("event-app-instance-process-completed.at22.json"),
+                None
+            ),
+            415
+        );
+        let foreign = br#"{"id":"1","specversion":"1.0","type":"app.instance.process.completed","source":"https://evil.example/ttd/a/instances/1/6b3323c8-7baf-4612-b8a6-5eac407f4d0c"}"#;
+        assert_eq!(status(foreign, JSON), 400);
+    }
+}

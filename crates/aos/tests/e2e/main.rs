@@ -1,0 +1,25 @@
+//! The end-to-end suites: the real `aos` binary against Azurite and the Altinn simulator, under
+//! the Functions host harness (`aos serve`) or as `aos run`, plus the CLI commands.
+//!
+//! One test binary (a module per suite) so the test kit compiles once; `cargo nextest run -E
+//! 'test(/^functions_e2e::/)'` runs one suite.
+
+mod auth_check_config;
+mod auth_grant;
+mod auth_keys;
+mod auth_keyvault;
+mod auth_token;
+mod catchup_e2e;
+mod chaos_e2e;
+mod cli;
+mod dev_smoke;
+mod feedback_e2e;
+mod functions_e2e;
+mod harness;
+mod packaging;
+mod properties;
+mod reconcile_e2e;
+mod security_e2e;
+mod standalone_e2e;
+mod subscriptions_cli;
+mod subscriptions_functions;
