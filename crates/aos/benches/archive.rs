@@ -19,19 +19,19 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use altinn_aos::archive::BLOCK_SIZE;
-use altinn_sim::{CreatedInstance, InstanceSpec};
 use altinn_aos::storage::StorageEndpoint;
+use altinn_sim::{CreatedInstance, InstanceSpec};
 use anyhow::{Context, bail};
 use azure_core::http::RequestContent;
 use azure_storage_blob::models::BlockLookupList;
 use bytes::BytesMut;
 use futures::StreamExt;
 
+use aos_testkit::world::{ARCHIVE_CONTAINER, Backends, TOKEN, TestApp, element, instance};
 use common::plot::{Chart, Series, XScale};
 use common::proc::{cpu_time, tree_cpu_time};
 use common::report::Report;
 use common::{BenchArgs, mib, mib_per_s};
-use aos_testkit::world::{ARCHIVE_CONTAINER, Backends, TOKEN, TestApp, element, instance};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;

@@ -18,12 +18,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use aos_testkit::GroupChild;
+use aos_testkit::app::FunctionApp;
+use aos_testkit::invocation::{HttpCall, SysInfo, http_request};
 use common::report::Report;
 use common::{BenchArgs, percentile};
 use serde_json::Value;
-use aos_testkit::app::FunctionApp;
-use aos_testkit::invocation::{HttpCall, SysInfo, http_request};
-use aos_testkit::GroupChild;
 
 /// The apps host the settings name (never contacted).
 const APPS_BASE: &str = "http://127.0.0.1:9/";

@@ -20,16 +20,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use aos_testkit::GroupChild;
+use aos_testkit::app::FunctionApp;
+use aos_testkit::invocation::{HttpCall, SysInfo, http_request};
+use aos_testkit::standalone::{Standalone, WEBHOOK_SECRET};
+use aos_testkit::world::{Backends, instance};
 use common::http::{self, LoadResult};
 use common::plot::{Chart, Series, XScale};
 use common::report::Report;
 use common::{BenchArgs, percentile, proc};
 use serde_json::Value;
-use aos_testkit::app::FunctionApp;
-use aos_testkit::invocation::{HttpCall, SysInfo, http_request};
-use aos_testkit::GroupChild;
-use aos_testkit::standalone::{Standalone, WEBHOOK_SECRET};
-use aos_testkit::world::{Backends, instance};
 
 const FIXTURE: &str = "event-app-instance-process-completed.at22.json";
 /// Distinct events (ids) cycled through by the load generator.

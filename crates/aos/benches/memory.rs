@@ -18,11 +18,11 @@ use altinn_sim::{CreatedInstance, InstanceSpec};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 
+use aos_testkit::world::{Backends, TestApp, element, instance};
 use common::plot::{Chart, Series, XScale};
 use common::proc::{RssSampler, peak_rss_bytes, rss_bytes};
 use common::report::Report;
 use common::{BenchArgs, mib, mib_per_s};
-use aos_testkit::world::{Backends, TestApp, element, instance};
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;

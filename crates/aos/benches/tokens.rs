@@ -13,7 +13,6 @@
 //! `cargo bench --bench tokens [-- --quick] [-- --no-write]`.
 
 #[allow(unused_imports)]
-
 mod common;
 
 use std::path::Path;
@@ -21,14 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use aos_testkit::GroupChild;
+use aos_testkit::app::FunctionApp;
+use aos_testkit::invocation::{QueueMessageInfo, SysInfo, queue_request};
+use aos_testkit::world::{Backends, instance};
 use common::http;
 use common::report::Report;
 use common::{BenchArgs, percentile};
 use serde_json::Value;
-use aos_testkit::app::FunctionApp;
-use aos_testkit::invocation::{QueueMessageInfo, SysInfo, queue_request};
-use aos_testkit::GroupChild;
-use aos_testkit::world::{Backends, instance};
 use time::OffsetDateTime;
 
 const CONCURRENCY: usize = 16;

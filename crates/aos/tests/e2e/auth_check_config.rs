@@ -3,8 +3,8 @@
 
 use std::process::Output;
 
-use aos_testkit::auth::*;
 use altinn_sim::SimulatorHandle;
+use aos_testkit::auth::*;
 use p12_keystore::EncryptionAlgorithm;
 use time::OffsetDateTime;
 

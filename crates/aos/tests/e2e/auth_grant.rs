@@ -5,10 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use aos_testkit::auth::*;
 use altinn_aos::auth::altinn_provider;
 use altinn_aos::config::TokenSettings;
 use altinn_sim::SimulatorHandle;
+use aos_testkit::auth::*;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;

@@ -161,12 +161,12 @@ fn host_json_runs_the_aos_binary() {
 }
 
 #[test]
-fn package_holds_exactly_host_json_function_folders_and_the_binary() {
+fn package_holds_exactly_host_json_function_folders_and_the_deployment_binary() {
     let dir = tempfile::tempdir().unwrap();
     let zip = dir.path().join("altinn-aos.zip");
     let output = Command::new(root().join("scripts/package"))
         .arg("--binary")
-        .arg(env!("CARGO_BIN_EXE_aos"))
+        .arg(aos_testkit::deployment_binary().unwrap())
         .arg("--out")
         .arg(&zip)
         .output()
@@ -207,6 +207,91 @@ fn package_holds_exactly_host_json_function_folders_and_the_binary() {
         entries.contains(&("aos".to_string(), "0o755".to_string())),
         "aos must be executable: {listing}"
     );
+    assert_no_simulator_and_no_dev_command(&zip, dir.path());
+}
+
+/// The binary in the zip has no development commands and no simulator code; the test binary
+/// (built with the `dev` feature) has both, so the checks can tell them apart.
+fn assert_no_simulator_and_no_dev_command(zip: &Path, dir: &Path) {
+    let unpacked = dir.join("unpacked");
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
+        ])
+        .arg(zip)
+        .arg(&unpacked)
+        .status()
+        .expect("python3");
+    assert!(status.success());
+    let packaged = unpacked.join("aos");
+    let mut permissions = std::fs::metadata(&packaged).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&packaged, permissions).unwrap();
+
+    let with_dev = Path::new(env!("CARGO_BIN_EXE_aos"));
+    let (_, help, _) = run(with_dev, &["--help"]);
+    assert!(
+        help.contains("\n  dev ") && help.contains("\n  simulator "),
+        "{help}"
+    );
+    assert!(contains(&std::fs::read(with_dev).unwrap(), SIMULATOR_ROUTE));
+
+    let (code, help, _) = run(&packaged, &["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        help.contains("\n  run ") && help.contains("\n  serve "),
+        "{help}"
+    );
+    assert!(
+        !help.contains("\n  dev ") && !help.contains("\n  simulator "),
+        "{help}"
+    );
+    for command in ["dev", "simulator"] {
+        let (code, _, stderr) = run(&packaged, &[command]);
+        assert_eq!(code, Some(2), "aos {command}: {stderr}");
+        assert!(
+            stderr.contains("unrecognized subcommand"),
+            "aos {command}: {stderr}"
+        );
+    }
+    assert!(
+        !contains(&std::fs::read(&packaged).unwrap(), SIMULATOR_ROUTE),
+        "simulator code in the deployment binary"
+    );
+}
+
+/// Runs `binary` with `args`: (exit code, stdout, stderr).
+fn run(binary: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(binary).args(args).output().expect("run aos");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// What marks simulator code in a binary: its control routes.
+const SIMULATOR_ROUTE: &[u8] = b"/_sim/confirmations";
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn package_refuses_a_binary_built_with_the_dev_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(root().join("scripts/package"))
+        .arg("--binary")
+        .arg(env!("CARGO_BIN_EXE_aos"))
+        .arg("--out")
+        .arg(dir.path().join("x.zip"))
+        .output()
+        .expect("run scripts/package");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("built with the dev feature"), "{stderr}");
+    assert!(!dir.path().join("x.zip").exists());
 }
 
 #[test]
