@@ -68,6 +68,12 @@ fn ca_params(cn: &str) -> CertificateParams {
     params
 }
 
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Pki {
     /// A leaf valid from yesterday for a year.
     pub fn new() -> Pki {

@@ -368,7 +368,7 @@ fn write_report(
         "`aos serve` started as the Functions host starts it (its settings, \
          `FUNCTIONS_CUSTOMHANDLER_PORT`, stdout drained); a one-thread load generator in the \
          bench process posts the HTTP-trigger invocation payload the host sends (built by \
-         `tests/support/invocation.rs` from the fixture event \
+         `aos_testkit::invocation` from the fixture event \
          `event-app-instance-process-completed.at22.json`, its source on the configured apps \
          host, 64 distinct event ids) over keep-alive loopback connections, one request in \
          flight per connection. Every response must be 200; every 97th is parsed and checked \

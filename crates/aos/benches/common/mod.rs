@@ -6,8 +6,8 @@
 //! noisy, so each one compares ratios measured in the same run and records the figures with the
 //! machine, the command and the date, instead of asserting a duration.
 //!
-//! Each bench target compiles this module (and `tests/support`, for Azurite, the simulator and
-//! the Functions host harness) on its own and uses only part of it.
+//! Each bench target compiles this module on its own and uses only part of it (Azurite, the
+//! simulator and the Functions host harness come from the `aos-testkit` crate).
 #![allow(dead_code)]
 
 pub mod handler;

@@ -1,7 +1,7 @@
 //! Proves the fake Functions host is faithful: payloads equal the protocol fixtures derived
 //! from the real host, responses are judged and bound like the host does, and queue retries,
 //! poisoning, handler restarts and Azurite restarts behave as the spec says. Other integration
-//! tests trust `tests/support` because these pass.
+//! tests trust `aos-testkit` because these pass.
 
 use std::io::Write;
 use std::net::SocketAddr;
