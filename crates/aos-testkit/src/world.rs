@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use altinn_aos::archive::{Archive, InstancePaths, Manifest};
-use altinn_aos::config::BaseUrl;
-use altinn_aos::event::InstanceRef;
+use altinn_aos::domain::{BaseUrl, InstanceRef};
 use altinn_aos::storage::{AZURITE_ACCOUNT, AZURITE_KEY, StorageEndpoint};
 use altinn_sim::{
     self as simulator, CreatedInstance, ElementSpec, InstanceSpec, SimulatorConfig, SimulatorHandle,
@@ -160,7 +159,7 @@ impl Backends {
     }
 
     pub fn apps_base(&self) -> BaseUrl {
-        BaseUrl::parse("apps", self.sim.base_url().as_str()).expect("simulator URL")
+        BaseUrl::parse(self.sim.base_url().as_str()).expect("simulator URL")
     }
 
     /// Every complete call must find the instance's manifest already in the archive. While

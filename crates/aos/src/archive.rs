@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use crate::event::InstanceRef;
+use crate::domain::InstanceRef;
 use crate::storage::StorageEndpoint;
 
 /// Block size for streamed uploads: large enough for few round trips, small enough that a
@@ -621,7 +621,7 @@ mod tests {
 
     #[test]
     fn paths_follow_the_reference_layout() {
-        let apps = crate::config::BaseUrl::parse("x", "https://ttd.apps.tt02.altinn.no/").unwrap();
+        let apps = crate::domain::BaseUrl::parse("https://ttd.apps.tt02.altinn.no/").unwrap();
         let r = InstanceRef::from_source(
             "https://ttd.apps.tt02.altinn.no/ttd/my-app/instances/1337/bd9edd59-b18c-4726-aa9e-6b150eade814",
             &apps,

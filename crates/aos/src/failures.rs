@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::archive::{Archive, BlobInfo};
-use crate::event::{CloudEvent, parse_guid};
+use crate::domain::{CloudEvent, parse_guid};
 use crate::pipeline::StepError;
 
 /// The container for the system's own state.

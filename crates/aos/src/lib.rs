@@ -10,9 +10,13 @@
 //!
 //! Data flows one way: adapter → pipeline step → Altinn client / archive → outcome → adapter.
 //!
-//! - [`config`] — typed settings (reference names), parsed once at start; one clear error line.
-//! - [`event`] — the CloudEvent and [`event::InstanceRef`]: parse, don't validate; every URL and
-//!   blob path is built from an `InstanceRef`, never from raw event text.
+//! - [`domain`] — the bottom layer, importing nothing else from the crate: types that parse
+//!   (org/app names, [`domain::CloudEvent`], [`domain::InstanceRef`], [`domain::BaseUrl`], one
+//!   redacting [`domain::Secret`]). Every URL and blob path is built from an `InstanceRef`,
+//!   never from raw event text.
+//! - [`config`] — typed settings (reference names) on top of `domain`: a setting source with
+//!   one typed getter per kind of value, one file per area; parsed once at start, one clear
+//!   error line naming the setting.
 //! - [`pipeline`] — the domain steps: [`pipeline::receive`] (pure classification of a webhook
 //!   body), [`pipeline::process`] (archive an instance), [`pipeline::confirm`] (confirm only a
 //!   verified archive), [`pipeline::identity`] (reject anomalous instance metadata),
@@ -46,7 +50,7 @@ pub mod catchup_cli;
 pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;
-pub mod event;
+pub mod domain;
 pub mod failures;
 pub mod functions;
 pub mod pipeline;

@@ -4,7 +4,7 @@
 //! replay is a move back to the original queue; the pipeline is idempotent, so replaying an
 //! instance that was meanwhile archived or confirmed is harmless.
 
-use crate::event::CloudEvent;
+use crate::domain::CloudEvent;
 use crate::failures::{FailureRecord, Failures};
 use crate::queue::{Queue, poison_queue_name};
 

@@ -20,7 +20,8 @@ use azure_storage_blob::{
 use azure_storage_queue::{QueueClient, QueueClientOptions};
 use time::{Duration, OffsetDateTime};
 
-use crate::config::{BaseUrl, BlobSettings, QueueConnection, SettingsError};
+use crate::config::{BlobSettings, QueueConnection, SettingsError};
+use crate::domain::BaseUrl;
 
 /// How long a minted account SAS is valid.
 const SAS_LIFETIME: Duration = Duration::hours(2);
@@ -61,7 +62,7 @@ impl StorageEndpoint {
         let auth = match &settings.account {
             Some((account, key)) => Auth::Key {
                 account: account.clone(),
-                key: Secret::new(key.clone()),
+                key: Secret::new(key.expose().to_string()),
             },
             None => Auth::Identity(default_credential().map_err(|e| SettingsError {
                 name: "AltinnApplicationOwnerSystemSettings__AccountKey".into(),
@@ -82,7 +83,7 @@ impl StorageEndpoint {
     /// identity; the connection's own `__clientId`, else `AZURE_CLIENT_ID`).
     pub fn for_queue_connection(connection: &QueueConnection) -> Result<Self, SettingsError> {
         match connection {
-            QueueConnection::ConnectionString(text) => Self::for_queues(text),
+            QueueConnection::ConnectionString(text) => Self::for_queues(text.expose()),
             QueueConnection::Identity {
                 service_uri,
                 client_id,
@@ -109,7 +110,9 @@ impl StorageEndpoint {
         blob_service_uri: Option<&BaseUrl>,
     ) -> Result<Self, SettingsError> {
         match connection {
-            QueueConnection::ConnectionString(text) => Self::blobs_from_connection_string(text),
+            QueueConnection::ConnectionString(text) => {
+                Self::blobs_from_connection_string(text.expose())
+            }
             QueueConnection::Identity { client_id, .. } => {
                 let name = "QueueStorageSettings__ConnectionString__blobServiceUri";
                 let uri = blob_service_uri.ok_or_else(|| SettingsError {
@@ -373,7 +376,7 @@ impl ConnectionString {
         let account = pairs.get("accountname").cloned();
         let endpoint = |service: &str| -> Result<BaseUrl, SettingsError> {
             if let Some(explicit) = pairs.get(&format!("{service}endpoint")) {
-                return BaseUrl::parse(Self::SETTING, explicit);
+                return BaseUrl::parse(explicit).map_err(err);
             }
             let account = account
                 .as_ref()
@@ -386,10 +389,7 @@ impl ConnectionString {
                 .get("endpointsuffix")
                 .map(String::as_str)
                 .unwrap_or("core.windows.net");
-            BaseUrl::parse(
-                Self::SETTING,
-                &format!("{protocol}://{account}.{service}.{suffix}/"),
-            )
+            BaseUrl::parse(&format!("{protocol}://{account}.{service}.{suffix}/")).map_err(err)
         };
         let auth = if let Some(sas) = pairs.get("sharedaccesssignature") {
             Auth::Sas(sas.trim_start_matches('?').to_string())
@@ -460,7 +460,7 @@ mod tests {
     #[test]
     fn identity_queue_connection_uses_the_service_uri_without_a_sas() {
         let connection = QueueConnection::Identity {
-            service_uri: BaseUrl::parse("X", "https://aosacct.queue.core.windows.net").unwrap(),
+            service_uri: BaseUrl::parse("https://aosacct.queue.core.windows.net").unwrap(),
             client_id: Some("11111111-2222-3333-4444-555555555555".into()),
         };
         let endpoint = StorageEndpoint::for_queue_connection(&connection).unwrap();

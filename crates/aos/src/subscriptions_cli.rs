@@ -17,7 +17,7 @@ use crate::altinn::subscriptions::{
     redact_endpoint,
 };
 use crate::config::{SettingSource, Settings};
-use crate::event::{AppName, OrgName};
+use crate::domain::{AppName, OrgName};
 
 /// The setting that supplies the endpoint when `--endpoint` is not given.
 pub const WEBHOOK_URL_SETTING: &str = "AltinnApplicationOwnerSystemSettings__WebhookUrl";

@@ -12,8 +12,7 @@ use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
 use crate::auth::TokenProvider;
-use crate::config::BaseUrl;
-use crate::event::InstanceRef;
+use crate::domain::{BaseUrl, InstanceRef};
 
 use super::model::Instance;
 

@@ -89,7 +89,7 @@ impl std::fmt::Debug for SigningKey {
 pub async fn load(source: &KeySource) -> Result<SigningKey, KeyError> {
     match source {
         KeySource::File { path, password, .. } => {
-            SigningKey::from_file_bytes(&read(path).await?, password.secret())
+            SigningKey::from_file_bytes(&read(path).await?, password.expose())
         }
         KeySource::Jwk { path, .. } => SigningKey::from_jwk(&read(path).await?),
         KeySource::KeyVault {

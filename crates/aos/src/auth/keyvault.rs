@@ -15,7 +15,7 @@ use azure_core::http::{ClientOptions, Transport};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 use super::error::{KeyError, with_causes};
-use crate::config::BaseUrl;
+use crate::domain::BaseUrl;
 
 /// A secret value; `Debug` never shows it.
 pub struct VaultSecret {

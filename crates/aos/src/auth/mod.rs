@@ -29,7 +29,8 @@ use async_trait::async_trait;
 
 pub use error::{KeyError, TokenError};
 
-use crate::config::{BaseUrl, MaskinportenSettings, SettingsError, TokenSettings};
+use crate::config::{MaskinportenSettings, SettingsError, TokenSettings};
+use crate::domain::BaseUrl;
 
 /// A bearer token. `Debug` and `Display` never show it, so it cannot leak into logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -85,7 +86,7 @@ pub async fn provider_from_settings(
     platform: &BaseUrl,
 ) -> Result<Arc<dyn TokenProvider>, SettingsError> {
     match token {
-        TokenSettings::Static(token) => Ok(Arc::new(StaticToken::new(token.as_str()))),
+        TokenSettings::Static(token) => Ok(Arc::new(StaticToken::new(token.expose()))),
         TokenSettings::Maskinporten(settings) => {
             Ok(Arc::new(altinn_provider(settings, platform).await?))
         }

@@ -26,7 +26,8 @@ use url::Url;
 use super::error::TokenError;
 use super::maskinporten::{MaskinportenClient, MaskinportenToken, excerpt};
 use super::{AccessToken, TokenProvider};
-use crate::config::{BaseUrl, MaskinportenSettings};
+use crate::config::MaskinportenSettings;
+use crate::domain::BaseUrl;
 
 const WHAT: &str = "Altinn token exchange";
 /// Refresh at most this long before the token's `exp` …

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::bindings::*;
 use super::invocation::{InvocationRequest, InvocationResponse};
-use crate::event::CloudEvent;
+use crate::domain::CloudEvent;
 use crate::pipeline::catchup::CatchUpOptions;
 use crate::pipeline::messages::{QueueStep, describe, parse_message};
 use crate::pipeline::receive::{ReceiveOutcome, receive};

@@ -36,7 +36,7 @@ use time::{Duration, OffsetDateTime};
 use crate::altinn::client::{EventPage, PullStart};
 use crate::archive::{Archive, BlobInfo, InstancePaths};
 use crate::config::CatchUpSettings;
-use crate::event::{AppName, CloudEvent, OrgName};
+use crate::domain::{AppName, CloudEvent, OrgName};
 
 use super::Pipeline;
 use super::receive::{ReceiveOutcome, receive};

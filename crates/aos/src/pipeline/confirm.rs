@@ -9,7 +9,7 @@
 //! Every other element added or changed after archiving still blocks the confirmation.
 
 use crate::archive::InstancePaths;
-use crate::event::{CloudEvent, InstanceRef};
+use crate::domain::{CloudEvent, InstanceRef};
 
 use super::process::same_elements_except;
 use super::{Pipeline, StepError};

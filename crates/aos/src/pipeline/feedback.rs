@@ -5,7 +5,7 @@
 //! the uploaded element) and `__XMLFeedbackEventType` (the event type that gets feedback); both
 //! empty or unset means off, and the step passes every event straight on with no Altinn call.
 //! The content comes from a template (`__XMLFeedbackTemplatePath`, default
-//! [`DEFAULT_TEMPLATE`]) whose placeholders are replaced with XML-escaped values:
+//! [`crate::config::DEFAULT_TEMPLATE`]) whose placeholders are replaced with XML-escaped values:
 //! `{instanceId}`, `{org}`, `{app}`, `{eventId}`, `{eventType}`, `{archivedAt}` (the manifest's
 //! time) and `{now}`. `__XMLFeedbackContentType` sets its content type (default
 //! `application/xml`).
@@ -18,106 +18,18 @@
 //! (`process` recognising an archived instance, `confirm` verifying it) leave elements of the
 //! feedback data type out of the comparison between manifest and instance.
 
-use std::path::PathBuf;
-
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::InstancePaths;
-use crate::config::{SettingSource, SettingsError};
-use crate::event::{CloudEvent, InstanceRef};
+use crate::config::FeedbackSettings;
+use crate::domain::{CloudEvent, InstanceRef};
 
 use super::{Pipeline, StepError};
-
-/// Used when `XMLFeedbackTemplatePath` is not set.
-pub const DEFAULT_TEMPLATE: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
-<ArchiveFeedback>\n  <InstanceId>{instanceId}</InstanceId>\n  <EventId>{eventId}</EventId>\n  \
-<ArchivedAt>{archivedAt}</ArchivedAt>\n</ArchiveFeedback>\n";
-
-const AOS: &str = "AltinnApplicationOwnerSystemSettings__";
 
 /// How long one feedback invocation may hold an instance's feedback lease (Storage allows
 /// 15–60 s): a check and one small upload take far less; a holder that dies blocks the other
 /// copies no longer than this.
 const FEEDBACK_LEASE_SECONDS: i32 = 60;
-
-/// The feedback step's settings; present only when feedback is on.
-#[derive(Clone, Debug)]
-pub struct FeedbackSettings {
-    pub data_type: String,
-    pub event_type: String,
-    pub content_type: String,
-    /// The template text, read at start so a missing file stops the process with one line.
-    pub template: String,
-    pub template_path: Option<PathBuf>,
-}
-
-impl FeedbackSettings {
-    pub fn from_source(src: &SettingSource) -> Result<Option<Self>, SettingsError> {
-        let data_name = format!("{AOS}XMLFeedbackDataType");
-        let event_name = format!("{AOS}XMLFeedbackEventType");
-        let (data_type, event_type) = match (src.get(&data_name), src.get(&event_name)) {
-            (None, None) => return Ok(None),
-            (Some(d), Some(e)) => (d, e),
-            (Some(_), None) => {
-                return Err(SettingsError::new(
-                    &event_name,
-                    "is required when XMLFeedbackDataType is set (or unset both to turn feedback off)",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(SettingsError::new(
-                    &data_name,
-                    "is required when XMLFeedbackEventType is set (or unset both to turn feedback off)",
-                ));
-            }
-        };
-        let path_name = format!("{AOS}XMLFeedbackTemplatePath");
-        let template_path = src.get(&path_name).map(PathBuf::from);
-        let template = match &template_path {
-            None => DEFAULT_TEMPLATE.to_string(),
-            Some(path) => std::fs::read_to_string(path).map_err(|e| {
-                SettingsError::new(
-                    &path_name,
-                    format!("`{}` cannot be read: {e}", path.display()),
-                )
-            })?,
-        };
-        let content_type = src
-            .get(&format!("{AOS}XMLFeedbackContentType"))
-            .unwrap_or_else(|| "application/xml".into());
-        Ok(Some(FeedbackSettings {
-            data_type,
-            event_type,
-            content_type,
-            template,
-            template_path,
-        }))
-    }
-
-    /// The template with its placeholders replaced (values XML-escaped).
-    pub fn render(&self, values: &[(&str, &str)]) -> String {
-        let mut out = self.template.clone();
-        for (name, value) in values {
-            out = out.replace(&format!("{{{name}}}"), &xml_escape(value));
-        }
-        out
-    }
-}
-
-fn xml_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 #[derive(Debug, PartialEq)]
 pub enum FeedbackOutcome {
@@ -227,25 +139,5 @@ impl Pipeline {
             instance: instance_id,
             bytes,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_replaced_and_escaped() {
-        let f = FeedbackSettings {
-            data_type: "feedback".into(),
-            event_type: "t".into(),
-            content_type: "application/xml".into(),
-            template: "<a id=\"{instanceId}\">{eventId}{unknown}</a>".into(),
-            template_path: None,
-        };
-        assert_eq!(
-            f.render(&[("instanceId", "1/abc"), ("eventId", "x<&>")]),
-            "<a id=\"1/abc\">x&lt;&amp;&gt;{unknown}</a>"
-        );
     }
 }

@@ -8,8 +8,7 @@
 use uuid::Uuid;
 
 use crate::altinn::model::{DataElement, Instance};
-use crate::config::BaseUrl;
-use crate::event::{InstanceRef, parse_guid};
+use crate::domain::{BaseUrl, InstanceRef, parse_guid};
 
 /// The virus-scan state of an element, as it matters for archiving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,11 +157,11 @@ mod tests {
     const DATA: &str = "8a8a01ae-9533-4aa9-b914-8ab0fae6ea0d";
 
     fn platform() -> BaseUrl {
-        BaseUrl::parse("p", "https://platform.tt02.altinn.no/").unwrap()
+        BaseUrl::parse("https://platform.tt02.altinn.no/").unwrap()
     }
 
     fn expected() -> InstanceRef {
-        let apps = BaseUrl::parse("a", "https://ttd.apps.tt02.altinn.no/").unwrap();
+        let apps = BaseUrl::parse("https://ttd.apps.tt02.altinn.no/").unwrap();
         InstanceRef::from_source(
             &format!("https://ttd.apps.tt02.altinn.no/ttd/app/instances/1337/{GUID}"),
             &apps,

@@ -2,7 +2,7 @@
 //! next queue) out. The Functions routes and the standalone workers both call these, so the
 //! two runtimes treat a message identically.
 
-use crate::event::CloudEvent;
+use crate::domain::CloudEvent;
 
 use super::confirm::ConfirmOutcome;
 use super::feedback::FeedbackOutcome;

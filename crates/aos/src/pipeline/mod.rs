@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::altinn::{AltinnClient, AltinnError};
 use crate::archive::{Archive, ArchiveError};
 use crate::config::{Settings, SettingsError};
-use crate::event::EventError;
+use crate::domain::EventError;
 use crate::failures::{Failures, STATE_CONTAINER};
 use crate::storage::StorageEndpoint;
 use crate::subscription_files::SubscriptionFiles;
@@ -129,7 +129,7 @@ impl Pipeline {
     /// is a permanent error, and nothing from such an instance is used.
     pub(crate) async fn read_checked(
         &self,
-        instance: &crate::event::InstanceRef,
+        instance: &crate::domain::InstanceRef,
     ) -> Result<
         (
             crate::altinn::client::FetchedInstance,

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::{BlobInfo, InstancePaths, Manifest, ManifestElement, ascii_metadata_value};
-use crate::event::{CloudEvent, InstanceRef};
+use crate::domain::{CloudEvent, InstanceRef};
 
 use super::identity::{CheckedElement, Scan};
 use super::{Pipeline, StepError};

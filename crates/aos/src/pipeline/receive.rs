@@ -5,7 +5,7 @@
 //! 5xx would make it retry for two days).
 
 use crate::config::Settings;
-use crate::event::CloudEvent;
+use crate::domain::CloudEvent;
 
 /// Larger bodies are refused: an Altinn CloudEvent is well under 1 KiB.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;

@@ -34,7 +34,7 @@ use uuid::Uuid;
 use crate::altinn::model::Instance;
 use crate::archive::InstancePaths;
 use crate::config::DEFAULT_EVENT_TYPE;
-use crate::event::{AppName, CloudEvent, InstanceRef, OrgName, PartyId, parse_guid};
+use crate::domain::{AppName, CloudEvent, InstanceRef, OrgName, PartyId, parse_guid};
 
 use super::{Pipeline, StepError};
 
@@ -378,7 +378,7 @@ pub fn instance_ref(raw: &Value) -> Result<InstanceRef, String> {
 
 /// The event the webhook would have queued had Altinn's push arrived, marked with
 /// [`RECONCILED_ATTRIBUTE`].
-pub fn synthetic_event(instance: &InstanceRef, apps: &crate::config::BaseUrl) -> CloudEvent {
+pub fn synthetic_event(instance: &InstanceRef, apps: &crate::domain::BaseUrl) -> CloudEvent {
     let now = OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default();
@@ -397,7 +397,7 @@ pub fn synthetic_event(instance: &InstanceRef, apps: &crate::config::BaseUrl) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::BaseUrl;
+    use crate::domain::BaseUrl;
 
     const GUID: &str = "6b3323c8-7baf-4612-b8a6-5eac407f4d0c";
 
@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn synthetic_events_name_the_instance_on_the_app_host_and_say_where_they_come_from() {
-        let apps = BaseUrl::parse("apps", "https://ttd.apps.tt02.altinn.no/").unwrap();
+        let apps = BaseUrl::parse("https://ttd.apps.tt02.altinn.no/").unwrap();
         let instance =
             instance_ref(&json!({"id": format!("50019855/{GUID}"), "appId": "ttd/apps-test"}))
                 .unwrap();

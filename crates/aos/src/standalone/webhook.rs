@@ -19,7 +19,8 @@ use axum::routing::{get, post};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::config::{Secret, Settings};
+use crate::config::Settings;
+use crate::domain::Secret;
 use crate::pipeline::receive::{MAX_EVENT_BYTES, ReceiveOutcome, receive};
 use crate::queue::Queue;
 

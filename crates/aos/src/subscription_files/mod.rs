@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::altinn::{AltinnClient, AltinnError};
 use crate::archive::{Archive, BlobInfo, ConditionalDelete};
-use crate::config::BaseUrl;
+use crate::domain::BaseUrl;
 use crate::failures::STATE_CONTAINER;
 use crate::pipeline::StepError;
 use crate::storage::StorageEndpoint;

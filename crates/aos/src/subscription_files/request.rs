@@ -14,8 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::altinn::subscriptions::{
     DEFAULT_TYPE_FILTER, app_source_filter, check_endpoint, redact_endpoint,
 };
-use crate::config::BaseUrl;
-use crate::event::{AppName, OrgName};
+use crate::domain::{AppName, BaseUrl, OrgName};
 
 /// Longest accepted `{name}`: far below Azure's 1024-character blob names, so
 /// `subscriptions/failed/add/{name}.json` and friends always fit.
@@ -257,7 +256,7 @@ mod tests {
     use super::*;
 
     fn apps() -> BaseUrl {
-        BaseUrl::parse("apps", "https://ttd.apps.tt02.altinn.no/").unwrap()
+        BaseUrl::parse("https://ttd.apps.tt02.altinn.no/").unwrap()
     }
 
     const KEY: &str = "s3cret";

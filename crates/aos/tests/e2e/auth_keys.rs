@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use altinn_aos::auth::KeyError;
 use altinn_aos::auth::keys::{self, Expiry, KeyReference, SigningKey};
-use altinn_aos::config::{KeySource, Password};
+use altinn_aos::config::KeySource;
+use altinn_aos::domain::Secret;
 use aos_testkit::auth::*;
 use base64::Engine as _;
 use jsonwebtoken::{DecodingKey, Validation};
@@ -261,7 +262,7 @@ async fn missing_file_is_named() {
     let source = KeySource::File {
         setting: CERT_PATH.into(),
         path: "/nonexistent/client.p12".into(),
-        password: Password::new(PASSWORD),
+        password: Secret::new(PASSWORD),
     };
     let err = keys::load(&source).await.unwrap_err();
     assert!(err.to_string().contains("/nonexistent/client.p12"), "{err}");
@@ -371,7 +372,7 @@ fn key_material_never_shows_in_debug() {
     let source = KeySource::File {
         setting: CERT_PATH.into(),
         path: "/k.p12".into(),
-        password: Password::new("hunter2"),
+        password: Secret::new("hunter2"),
     };
     let debug = format!("{source:?}");
     assert!(!debug.contains("hunter2"), "{debug}");

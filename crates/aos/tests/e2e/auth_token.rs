@@ -8,7 +8,7 @@ use altinn_aos::altinn::AltinnClient;
 use altinn_aos::auth::token::AltinnTokenProvider;
 use altinn_aos::auth::{AccessToken, TokenError, TokenProvider, altinn_provider};
 use altinn_aos::config::{Settings, TokenSettings};
-use altinn_aos::event::InstanceRef;
+use altinn_aos::domain::InstanceRef;
 use altinn_sim::{ExchangeBody, Fault, FaultRule, InstanceSpec, SimulatorHandle};
 use aos_testkit::auth::*;
 
@@ -340,7 +340,7 @@ async fn unreachable_platform_is_retryable() {
         .unwrap();
     let mut settings = world.settings.clone();
     settings.platform_base_url =
-        altinn_aos::config::BaseUrl::parse("test", &format!("http://{closed}/")).expect("base url");
+        altinn_aos::domain::BaseUrl::parse(&format!("http://{closed}/")).expect("base url");
     let err = provider(&settings)
         .await
         .token()

@@ -431,7 +431,7 @@ struct FlakySink {
 
 #[async_trait::async_trait]
 impl EventSink for FlakySink {
-    async fn send(&self, event: &altinn_aos::event::CloudEvent) -> Result<(), String> {
+    async fn send(&self, event: &altinn_aos::domain::CloudEvent) -> Result<(), String> {
         let mut sent = self.sent.lock().unwrap();
         if sent.len() + 1 >= self.fail_at {
             return Err("queue unavailable".into());

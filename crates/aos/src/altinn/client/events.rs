@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{AltinnClient, AltinnError, body_bytes};
-use crate::event::{AppName, OrgName};
+use crate::domain::{AppName, OrgName};
 
 /// Where a pull starts.
 #[derive(Clone, Debug, PartialEq, Eq)]

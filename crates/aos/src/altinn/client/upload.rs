@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 
 use super::{AltinnClient, AltinnError, retry_after};
-use crate::event::InstanceRef;
+use crate::domain::InstanceRef;
 
 impl AltinnClient {
     /// Uploads one data element of `data_type`. Not retried in place (a lost answer would make

@@ -1,0 +1,89 @@
+//! Reconciliation and catch-up: which apps are queried, and where the Events pull API starts.
+
+use super::source::{SettingSource, SettingsError, aos};
+use crate::domain::{AppName, OrgName};
+
+/// Catch-up from the Events pull API (`crate::pipeline::catchup`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CatchUpSettings {
+    /// `EventsCatchUp=true`: the `EventsReconciler` timer also catches up (off by default; the
+    /// `aos catch-up` command runs whatever this says). Requires `ReconcileApps`.
+    pub enabled: bool,
+    /// `EventsCatchUpFrom`: where an app without a cursor starts (RFC 3339 or `YYYY-MM-DD`);
+    /// `None` = one day before the run.
+    pub first_from: Option<time::OffsetDateTime>,
+}
+
+impl CatchUpSettings {
+    /// `EventsCatchUp` and `EventsCatchUpFrom`; catch-up needs the apps listed.
+    pub(super) fn from_source(
+        src: &SettingSource,
+        reconcile_apps: &[(OrgName, AppName)],
+    ) -> Result<Self, SettingsError> {
+        let enabled = src.bool(&aos("EventsCatchUp"), false)?;
+        let first_from = src.time(&aos("EventsCatchUpFrom"))?;
+        if enabled && reconcile_apps.is_empty() {
+            return Err(SettingsError::new(
+                &aos("ReconcileApps"),
+                "is required when EventsCatchUp is true (the Events pull API is per app)",
+            ));
+        }
+        Ok(CatchUpSettings {
+            enabled,
+            first_from,
+        })
+    }
+}
+
+/// `ReconcileApps`: comma-separated `org/app`, each name checked like an event's.
+pub(super) fn reconcile_apps(
+    src: &SettingSource,
+) -> Result<Vec<(OrgName, AppName)>, SettingsError> {
+    let name = aos("ReconcileApps");
+    let Some(items) = src.list(&name) else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .map(|item| {
+            let bad = |problem: String| SettingsError::new(&name, format!("`{item}`: {problem}"));
+            let (org, app) = item
+                .split_once('/')
+                .ok_or_else(|| bad("is not `org/app`".into()))?;
+            Ok((
+                OrgName::parse(org).map_err(|e| bad(format!("org {e}")))?,
+                AppName::parse(app).map_err(|e| bad(format!("app {e}")))?,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Settings, minimal};
+    use super::*;
+
+    #[test]
+    fn reconcile_apps_are_parsed_and_checked() {
+        let s = Settings::from_source(&SettingSource::from_pairs(minimal())).unwrap();
+        assert!(s.reconcile_apps.is_empty());
+        let mut pairs = minimal();
+        pairs.push((
+            "AltinnApplicationOwnerSystemSettings__ReconcileApps",
+            " ttd/app-one, ttd/app2 ,",
+        ));
+        let s = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap();
+        let apps: Vec<String> = s
+            .reconcile_apps
+            .iter()
+            .map(|(o, a)| format!("{}/{}", o.as_str(), a.as_str()))
+            .collect();
+        assert_eq!(apps, ["ttd/app-one", "ttd/app2"]);
+        for bad in ["ttd", "ttd/../x", "TTD/app", "ttd/app/extra"] {
+            let mut pairs = minimal();
+            pairs.push(("AltinnApplicationOwnerSystemSettings__ReconcileApps", bad));
+            let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
+            assert!(err.name.ends_with("ReconcileApps"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Domain types: values that parse, so a value of the type is valid and nothing downstream
+//! checks it again.
+//!
+//! The bottom layer: it imports nothing from the rest of the crate, and every other module may
+//! use it. Parse errors are plain descriptions of the problem; the caller (settings, the
+//! webhook, the reconciler) adds where the value came from.
+//!
+//! - `names.rs` — [`OrgName`], [`AppName`]: Altinn's naming rules, safe as URL and blob path
+//!   segments.
+//! - `event.rs` — [`CloudEvent`] as Altinn delivers it and the [`InstanceRef`] it names; every
+//!   URL and blob path is built from an `InstanceRef`, never from raw event text.
+//! - `base_url.rs` — [`BaseUrl`]: https (or loopback http) with exactly one trailing `/`.
+//! - `secret.rs` — [`Secret`]: a value that `Debug` never shows (keys, passwords, tokens).
+
+mod base_url;
+mod event;
+mod names;
+mod secret;
+
+pub use base_url::BaseUrl;
+pub use event::{CloudEvent, EventError, InstanceRef, PartyId, VALIDATE_SUBSCRIPTION, parse_guid};
+pub use names::{AppName, OrgName};
+pub use secret::Secret;
