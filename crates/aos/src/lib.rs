@@ -29,24 +29,26 @@
 //! - [`storage`] — blob/queue clients with account-SAS or Entra ID credentials.
 //! - [`queue`] — storage queues the way the Functions host uses them (base64 text, leases,
 //!   `<queue>-poison`).
-//! - [`failures`] — last-failure records in the `aos-state` container; [`poison`] — `aos poison
-//!   list|replay`.
+//! - [`failures`] — last-failure records in the `aos-state` container; [`poison`] — reading and
+//!   replaying the poison queues (`aos poison list|replay`).
 //! - [`functions`] — the custom-handler adapter: payload codec and one route per function.
 //! - [`standalone`] — `aos run`: the same steps without the Functions host (webhook + queue
 //!   workers with the host's semantics).
 //! - [`dev`] — `aos dev`: the local demo (Azurite, simulator, standalone runtime, sample batch).
-//! - [`pipeline::reconcile`] / [`reconcile_cli`] — find completed instances whose events never
-//!   arrived and feed them in as synthetic events (`EventsReconciler`, `aos reconcile`).
-//! - [`pipeline::catchup`] / [`catchup_cli`] — optional catch-up from the Events pull API with a
-//!   cursor per app in `aos-state` (`EventsReconciler` when `EventsCatchUp=true`, `aos catch-up`).
-//! - [`altinn::subscriptions`] / [`subscriptions_cli`] — the Events subscription API and
-//!   `aos subscriptions add|list|show|remove|verify`; [`subscription_files`] — the same through
-//!   files dropped into blob containers (`EventsSubscriber`, `EventsDeSubscriber`).
+//! - [`pipeline::reconcile`] — find completed instances whose events never arrived and feed them
+//!   in as synthetic events (`EventsReconciler`, `aos reconcile`).
+//! - [`pipeline::catchup`] — optional catch-up from the Events pull API with a cursor per app in
+//!   `aos-state` (`EventsReconciler` when `EventsCatchUp=true`, `aos catch-up`).
+//! - [`altinn::subscriptions`] — the Events subscription API (`aos subscriptions`);
+//!   [`subscription_files`] — the same through files dropped into blob containers
+//!   (`EventsSubscriber`, `EventsDeSubscriber`).
+//! - [`cli`] — the `aos` command line on top of everything: one file per command, one
+//!   [`cli::CliError`] with its exit status, one settings loader.
 
 pub mod altinn;
 pub mod archive;
 pub mod auth;
-pub mod catchup_cli;
+pub mod cli;
 pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;
@@ -56,11 +58,9 @@ pub mod functions;
 pub mod pipeline;
 pub mod poison;
 pub mod queue;
-pub mod reconcile_cli;
 pub mod standalone;
 pub mod storage;
 pub mod subscription_files;
-pub mod subscriptions_cli;
 
 /// Resolves on Ctrl-C or SIGTERM (what the Functions host and container platforms send).
 pub async fn shutdown_signal() {

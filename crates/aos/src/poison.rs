@@ -1,4 +1,5 @@
-//! `aos poison list|replay`: what failed for good, why, and putting it back after a fix.
+//! The poison queues: what failed for good, why, and putting it back after a fix (the logic
+//! of `aos poison list|replay`, [`crate::cli`]).
 //!
 //! Poison messages are the CloudEvents as received (the host moves them unchanged), so a
 //! replay is a move back to the original queue; the pipeline is idempotent, so replaying an

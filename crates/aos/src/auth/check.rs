@@ -3,7 +3,8 @@
 //!
 //! It does what the first request would do — load the key material, one Maskinporten grant, one
 //! Altinn exchange — and reports each step as it goes, so when something fails the lines above
-//! the failure show what was already right. Tokens are never printed, only their expiry.
+//! the failure show what was already right. Tokens are never printed, only their expiry. The
+//! command (settings, exit status) is `crate::cli`'s; this is the auth flow it runs.
 
 use std::io::Write;
 

@@ -12,25 +12,25 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use crate::config::{SettingSource, Settings};
+use super::{CliError, load_settings};
 use crate::pipeline::Pipeline;
-use crate::pipeline::reconcile::{ReconcileOptions, Summary};
+use crate::pipeline::reconcile::ReconcileOptions;
 use crate::queue::Queue;
 use crate::storage::StorageEndpoint;
 
-/// Why the command stopped before its summary.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// Bad settings or arguments (exit 2).
-    #[error("{0}")]
-    Usage(String),
-    /// The run could not proceed (exit 1).
-    #[error("{0}")]
-    Failed(String),
+#[derive(clap::Args)]
+pub struct Args {
+    /// Start of the time-window sweep on `process.ended` (RFC 3339, or a date
+    /// `YYYY-MM-DD`); default: 7 days ago.
+    #[arg(long)]
+    since: Option<String>,
+    /// Report what would be queued; queue nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// `--since`: RFC 3339 (`2024-05-01T00:00:00Z`) or a date (`2024-05-01`, midnight UTC).
-pub fn parse_since(value: &str) -> Result<OffsetDateTime, String> {
+fn parse_since(value: &str) -> Result<OffsetDateTime, String> {
     crate::config::parse_time(value).ok_or_else(|| {
         format!(
             "--since `{}` is neither an RFC 3339 time nor a YYYY-MM-DD date",
@@ -39,49 +39,48 @@ pub fn parse_since(value: &str) -> Result<OffsetDateTime, String> {
     })
 }
 
-/// Runs one reconciliation and prints its summary; `Ok` carries the summary (failures
-/// included, for the exit status).
-pub async fn run(since: Option<&str>, dry_run: bool) -> Result<Summary, CliError> {
+/// Runs one reconciliation and prints its summary; instances that could not be queued make
+/// it fail (exit 1) after the summary.
+pub async fn run(args: Args) -> Result<(), CliError> {
+    reconcile(args)
+        .await
+        .map_err(|e| e.name_failures("reconcile"))
+}
+
+async fn reconcile(Args { since, dry_run }: Args) -> Result<(), CliError> {
     let mut options = ReconcileOptions::default();
     if let Some(since) = since {
-        options.since = parse_since(since).map_err(CliError::Usage)?;
+        options.since = parse_since(&since).map_err(CliError::Usage)?;
     }
-    let source = SettingSource::from_process().map_err(|e| CliError::Usage(e.to_string()))?;
-    let settings = Settings::from_source(&source).map_err(|e| CliError::Usage(e.to_string()))?;
+    let settings = load_settings()?.settings;
     // Checked before the (possibly long) search: without it nothing could be queued.
     let inbound = if dry_run {
         None
     } else {
         let connection = settings.queues.connection.clone().ok_or_else(|| {
-            CliError::Usage(
+            CliError::usage(
                 "setting QueueStorageSettings__ConnectionString (or its identity-based \
-                 __queueServiceUri form): is required by `aos reconcile` (or use --dry-run)"
-                    .into(),
+                 __queueServiceUri form): is required by `aos reconcile` (or use --dry-run)",
             )
         })?;
         let storage = StorageEndpoint::for_queue_connection(&connection)
-            .map_err(|e| CliError::Usage(format!("QueueStorageSettings__ConnectionString: {e}")))?;
-        Some(
-            Queue::new(&storage, &settings.queues.inbound)
-                .map_err(|e| CliError::Usage(e.to_string()))?,
-        )
+            .map_err(|e| CliError::usage(format!("QueueStorageSettings__ConnectionString: {e}")))?;
+        Some(Queue::new(&storage, &settings.queues.inbound).map_err(CliError::usage)?)
     };
-    let pipeline = Pipeline::from_settings(settings)
-        .await
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let pipeline = Pipeline::from_settings(settings).await?;
 
     let started = Instant::now();
     let mut progress = |line: String| eprintln!("{line}");
     let run = pipeline
         .reconcile(&options, &mut progress)
         .await
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(CliError::usage)?;
     for reason in &run.reasons {
         println!("failed: {reason}");
     }
     if run.all_queries_failed() {
-        return Err(CliError::Failed(
-            "every instance query failed; nothing was queued".into(),
+        return Err(CliError::failed(
+            "every instance query failed; nothing was queued",
         ));
     }
 
@@ -101,7 +100,7 @@ pub async fn run(since: Option<&str>, dry_run: bool) -> Result<Summary, CliError
                 queue
                     .ensure_exists()
                     .await
-                    .map_err(|e| CliError::Failed(format!("queue {}: {e}", queue.name())))?;
+                    .map_err(|e| CliError::failed(format!("queue {}: {e}", queue.name())))?;
             }
             for (n, event) in run.events.iter().enumerate() {
                 match queue.send(&event.to_json().to_string()).await {
@@ -124,7 +123,11 @@ pub async fn run(since: Option<&str>, dry_run: bool) -> Result<Summary, CliError
         );
     }
     println!("{summary} ({:.1} s)", started.elapsed().as_secs_f64());
-    Ok(summary)
+    if summary.failed == 0 {
+        Ok(())
+    } else {
+        Err(CliError::Reported)
+    }
 }
 
 #[cfg(test)]

@@ -8,70 +8,75 @@
 
 use std::time::Instant;
 
-use crate::config::{SettingSource, Settings};
+use super::{CliError, load_settings};
 use crate::pipeline::Pipeline;
-use crate::pipeline::catchup::{CatchUp, CatchUpOptions, EventSink};
+use crate::pipeline::catchup::{CatchUpOptions, EventSink};
 use crate::queue::Queue;
-use crate::reconcile_cli::CliError;
 use crate::storage::StorageEndpoint;
 
-/// Command-line choices.
-#[derive(Clone, Debug, Default)]
+#[derive(clap::Args)]
 pub struct Args {
-    /// Start for apps without a cursor (overrides `EventsCatchUpFrom`).
-    pub from: Option<String>,
-    pub page_size: Option<usize>,
-    pub dry_run: bool,
+    /// Start for an app without a cursor (RFC 3339, or a date `YYYY-MM-DD`); default:
+    /// the setting EventsCatchUpFrom, else one day ago.
+    #[arg(long)]
+    from: Option<String>,
+    /// Events per page (1–1000).
+    #[arg(long)]
+    page_size: Option<usize>,
+    /// Report what would be queued; queue nothing and move no cursor.
+    #[arg(long)]
+    dry_run: bool,
 }
 
-/// Runs one catch-up and prints its summary.
-pub async fn run(args: Args) -> Result<CatchUp, CliError> {
-    let source = SettingSource::from_process().map_err(|e| CliError::Usage(e.to_string()))?;
-    let settings = Settings::from_source(&source).map_err(|e| CliError::Usage(e.to_string()))?;
+/// Runs one catch-up and prints its summary; events that could not be queued make it fail
+/// (exit 1) after the summary.
+pub async fn run(args: Args) -> Result<(), CliError> {
+    catch_up(args)
+        .await
+        .map_err(|e| e.name_failures("catch-up"))
+}
+
+async fn catch_up(args: Args) -> Result<(), CliError> {
+    let settings = load_settings()?.settings;
     let mut options = CatchUpOptions::from_settings(&settings.catch_up);
     if let Some(from) = &args.from {
         options.first_from = crate::config::parse_time(from).ok_or_else(|| {
-            CliError::Usage(format!(
+            CliError::usage(format!(
                 "--from `{from}` is neither an RFC 3339 time nor a YYYY-MM-DD date"
             ))
         })?;
     }
     if let Some(size) = args.page_size {
         if !(1..=1000).contains(&size) {
-            return Err(CliError::Usage("--page-size must be 1 to 1000".into()));
+            return Err(CliError::usage("--page-size must be 1 to 1000"));
         }
         options.page_size = size;
     }
     if settings.reconcile_apps.is_empty() {
-        return Err(CliError::Usage(
+        return Err(CliError::usage(
             "setting AltinnApplicationOwnerSystemSettings__ReconcileApps: is required by \
-             `aos catch-up` (the Events pull API is per app)"
-                .into(),
+             `aos catch-up` (the Events pull API is per app)",
         ));
     }
     let inbound = if args.dry_run {
         None
     } else {
         let connection = settings.queues.connection.clone().ok_or_else(|| {
-            CliError::Usage(
+            CliError::usage(
                 "setting QueueStorageSettings__ConnectionString (or its identity-based \
-                 __queueServiceUri form): is required by `aos catch-up` (or use --dry-run)"
-                    .into(),
+                 __queueServiceUri form): is required by `aos catch-up` (or use --dry-run)",
             )
         })?;
         let storage = StorageEndpoint::for_queue_connection(&connection)
-            .map_err(|e| CliError::Usage(format!("QueueStorageSettings__ConnectionString: {e}")))?;
-        let queue = Queue::new(&storage, &settings.queues.inbound)
-            .map_err(|e| CliError::Usage(e.to_string()))?;
+            .map_err(|e| CliError::usage(format!("QueueStorageSettings__ConnectionString: {e}")))?;
+        let queue = Queue::new(&storage, &settings.queues.inbound).map_err(CliError::usage)?;
         queue
             .ensure_exists()
             .await
-            .map_err(|e| CliError::Failed(format!("queue {}: {e}", queue.name())))?;
+            .map_err(|e| CliError::failed(format!("queue {}: {e}", queue.name())))?;
         Some(queue)
     };
-    let pipeline = Pipeline::from_settings(settings)
-        .await
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let pipeline = Pipeline::from_settings(settings).await?;
 
     let started = Instant::now();
     let mut progress = |line: String| {
@@ -85,7 +90,7 @@ pub async fn run(args: Args) -> Result<CatchUp, CliError> {
     let run = pipeline
         .catch_up(&options, sink, &mut progress)
         .await
-        .map_err(CliError::Usage)?;
+        .map_err(CliError::usage)?;
     for app in &run.apps {
         for reason in &app.reasons {
             println!("refused: {reason}");
@@ -105,5 +110,9 @@ pub async fn run(args: Args) -> Result<CatchUp, CliError> {
         );
     }
     println!("{run} ({:.1} s)", started.elapsed().as_secs_f64());
-    Ok(run)
+    if run.failed() == 0 {
+        Ok(())
+    } else {
+        Err(CliError::Reported)
+    }
 }

@@ -11,6 +11,9 @@
 
 use std::time::{Duration, Instant};
 
+use clap::Subcommand;
+
+use super::{CliError, load_settings};
 use crate::altinn::AltinnClient;
 use crate::altinn::subscriptions::{
     DEFAULT_TYPE_FILTER, Subscription, app_source_filter, check_endpoint, parse_app,
@@ -20,39 +23,55 @@ use crate::config::{SettingSource, Settings};
 use crate::domain::{AppName, OrgName};
 
 /// The setting that supplies the endpoint when `--endpoint` is not given.
-pub const WEBHOOK_URL_SETTING: &str = "AltinnApplicationOwnerSystemSettings__WebhookUrl";
+const WEBHOOK_URL_SETTING: &str = "AltinnApplicationOwnerSystemSettings__WebhookUrl";
 
-/// Why a command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// Bad settings or arguments (exit 2).
-    #[error("{0}")]
-    Usage(String),
-    /// Altinn refused, or a subscription did not validate (exit 1).
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// What `aos subscriptions` was asked to do.
+#[derive(Subcommand)]
 pub enum Action {
+    /// Subscribe to an app's events (source filter `{AppsBaseUrl}{org}/{app}`) and wait until
+    /// Altinn has validated the endpoint.
     Add {
+        /// The app, `org/app`.
+        #[arg(long)]
         app: String,
+        /// Event type filter (default `app.instance.process.completed`).
+        #[arg(long = "type")]
         type_filter: Option<String>,
+        /// Webhook URL (default: setting AltinnApplicationOwnerSystemSettings__WebhookUrl).
+        #[arg(long)]
         endpoint: Option<String>,
-        wait: Duration,
+        /// Seconds to wait for validation.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
     },
+    /// List this org's subscriptions (id, validated, source, type, endpoint without its query).
     List,
+    /// Show one subscription as JSON (endpoint query redacted).
     Show {
+        /// The subscription's id (as `list` shows it).
         id: u64,
     },
+    /// Delete a subscription.
     Remove {
+        /// The subscription's id (as `list` shows it).
         id: u64,
     },
+    /// Check every expected subscription (`--app`, else ReconcileApps) exists and is validated;
+    /// re-post (idempotent) those that are not.
     Verify {
+        /// Expected app `org/app` (repeatable); default: ReconcileApps.
+        #[arg(long = "app")]
         apps: Vec<String>,
+        /// Event type filter the subscriptions must have (default
+        /// `app.instance.process.completed`).
+        #[arg(long = "type")]
         type_filter: Option<String>,
+        /// Webhook URL the subscriptions must deliver to (default: setting
+        /// AltinnApplicationOwnerSystemSettings__WebhookUrl).
+        #[arg(long)]
         endpoint: Option<String>,
-        wait: Duration,
+        /// Seconds to wait for validation of each re-posted subscription.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
     },
 }
 
@@ -67,11 +86,9 @@ struct Context {
 }
 
 async fn context() -> Result<Context, CliError> {
-    let source = SettingSource::from_process().map_err(|e| CliError::Usage(e.to_string()))?;
-    let settings = Settings::from_source(&source).map_err(|e| CliError::Usage(e.to_string()))?;
-    let tokens = crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url)
-        .await
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let super::Loaded { source, settings } = load_settings()?;
+    let tokens =
+        crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url).await?;
     let altinn = AltinnClient::new(
         settings.apps_base_url.clone(),
         settings.platform_base_url.clone(),
@@ -130,7 +147,7 @@ impl Context {
                 .altinn
                 .get_subscription(sub.id)
                 .await
-                .map_err(|e| CliError::Failed(e.to_string()))?;
+                .map_err(CliError::failed)?;
         }
     }
 
@@ -148,7 +165,7 @@ impl Context {
             .altinn
             .create_subscription(endpoint, &filter, Some(type_filter))
             .await
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+            .map_err(CliError::failed)?;
         eprintln!(
             "subscription {} for {filter} ({type_filter}) -> {}: waiting for Altinn to validate \
              the endpoint",
@@ -188,16 +205,23 @@ fn redacted_json(sub: &Subscription) -> String {
 }
 
 /// Runs one `aos subscriptions` command, printing to stdout (results) and stderr (progress).
+/// Altinn refusing, or a subscription that does not validate, is `aos subscriptions: …`, exit 1.
 pub async fn run(action: Action) -> Result<(), CliError> {
+    subscriptions(action)
+        .await
+        .map_err(|e| e.name_failures("subscriptions"))
+}
+
+async fn subscriptions(action: Action) -> Result<(), CliError> {
     let ctx = context().await?;
-    let failed = |e: crate::altinn::AltinnError| CliError::Failed(e.to_string());
     match action {
         Action::Add {
             app,
             type_filter,
             endpoint,
-            wait,
+            wait_secs,
         } => {
+            let wait = Duration::from_secs(wait_secs);
             let (org, app) = parse_app(&app).map_err(CliError::Usage)?;
             let endpoint = ctx.endpoint(endpoint)?;
             let type_filter = type_filter.unwrap_or_else(|| DEFAULT_TYPE_FILTER.into());
@@ -213,7 +237,11 @@ pub async fn run(action: Action) -> Result<(), CliError> {
             eprintln!("{CACHE_WARNING}");
         }
         Action::List => {
-            let subs = ctx.altinn.list_subscriptions().await.map_err(failed)?;
+            let subs = ctx
+                .altinn
+                .list_subscriptions()
+                .await
+                .map_err(CliError::failed)?;
             for sub in &subs {
                 println!("{}", line(sub));
                 if sub
@@ -231,11 +259,18 @@ pub async fn run(action: Action) -> Result<(), CliError> {
             eprintln!("{} subscription(s)", subs.len());
         }
         Action::Show { id } => {
-            let sub = ctx.altinn.get_subscription(id).await.map_err(failed)?;
+            let sub = ctx
+                .altinn
+                .get_subscription(id)
+                .await
+                .map_err(CliError::failed)?;
             println!("{}", redacted_json(&sub));
         }
         Action::Remove { id } => {
-            ctx.altinn.delete_subscription(id).await.map_err(failed)?;
+            ctx.altinn
+                .delete_subscription(id)
+                .await
+                .map_err(CliError::failed)?;
             println!("removed subscription {id}");
             eprintln!(
                 "note: Altinn caches subscriptions for up to an hour; events may still arrive \
@@ -246,8 +281,9 @@ pub async fn run(action: Action) -> Result<(), CliError> {
             apps,
             type_filter,
             endpoint,
-            wait,
+            wait_secs,
         } => {
+            let wait = Duration::from_secs(wait_secs);
             let expected: Vec<(OrgName, AppName)> = if apps.is_empty() {
                 ctx.settings.reconcile_apps.clone()
             } else {
@@ -265,7 +301,11 @@ pub async fn run(action: Action) -> Result<(), CliError> {
             }
             let endpoint = ctx.endpoint(endpoint)?;
             let type_filter = type_filter.unwrap_or_else(|| DEFAULT_TYPE_FILTER.into());
-            let existing = ctx.altinn.list_subscriptions().await.map_err(failed)?;
+            let existing = ctx
+                .altinn
+                .list_subscriptions()
+                .await
+                .map_err(CliError::failed)?;
             let mut problems = Vec::new();
             let mut reposted = false;
             for (org, app) in &expected {

@@ -1,0 +1,146 @@
+//! The `aos` command line: one file per command, dispatched through one [`Command`] enum.
+//!
+//! - `serve.rs` — `aos serve`: the Azure Functions custom handler (the default when the
+//!   Functions host starts `aos`, i.e. when `FUNCTIONS_CUSTOMHANDLER_PORT` is set).
+//! - `run.rs` — `aos run`: the same steps without Azure Functions (webhook + queue workers).
+//! - `dev.rs` — `aos dev`: the local demo (Azurite, simulator, `aos run`, a sample batch);
+//!   `simulator.rs` — `aos simulator`: the Altinn simulator alone. Both only with the `dev`
+//!   feature, which the deployment package leaves out.
+//! - `check_config.rs` — `aos check-config`: the settings, the key and one token exchange.
+//! - `reconcile.rs` — `aos reconcile`: queue completed instances whose events never arrived.
+//! - `catch_up.rs` — `aos catch-up`: queue the events of the Events pull API after each cursor.
+//! - `subscriptions.rs` — `aos subscriptions add|list|show|remove|verify`.
+//! - `poison.rs` — `aos poison list|replay`.
+//! - `error.rs` — [`CliError`], the one error type: its line and its exit status.
+//! - [`telemetry`] — the log format and level.
+//!
+//! Every command reads its settings through one loader, `load_settings` (environment, else
+//! `local.settings.json` `Values`), so a missing or malformed setting is one line naming it and
+//! exit status 2, whatever the command.
+
+mod catch_up;
+mod check_config;
+#[cfg(feature = "dev")]
+mod dev;
+mod error;
+mod poison;
+mod reconcile;
+mod run;
+mod serve;
+#[cfg(feature = "dev")]
+mod simulator;
+mod subscriptions;
+pub mod telemetry;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{SettingSource, Settings};
+
+pub use error::CliError;
+
+#[derive(Parser)]
+#[command(
+    name = "aos",
+    version,
+    about = "Altinn 3 Application Owner System: receive, archive, confirm"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the Azure Functions custom handler on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT.
+    Serve(serve::Args),
+    /// Run without Azure Functions: the webhook at /api/EventsReceiver (secured by
+    /// `?code=<WebhookSecret>`) and workers on the storage queues.
+    Run(run::Args),
+    #[cfg(feature = "dev")]
+    /// The local demo: Azurite, the Altinn simulator and `aos run`, a subscription, a batch of
+    /// sample instances archived and confirmed; then keeps running until Ctrl-C.
+    Dev(dev::Args),
+    /// Inspect or replay the poison queues (`events-inbound-poison`, `events-confirmation-poison`).
+    #[command(subcommand)]
+    Poison(poison::Action),
+    #[cfg(feature = "dev")]
+    /// Run the Altinn simulator (Storage, app API, token exchange) for local development.
+    Simulator(simulator::Args),
+    /// Check the settings and the Maskinporten key with one grant and one Altinn token exchange.
+    CheckConfig,
+    /// Find completed instances whose events never arrived (Storage's instance query for
+    /// `ReconcileApps`, or every app of `Org`) and queue each one not yet archived and confirmed
+    /// on the inbound queue; ends with a summary line.
+    Reconcile(reconcile::Args),
+    /// Catch up from the Altinn Events pull API: for each app of `ReconcileApps`, queue the
+    /// events after its cursor (in `aos-state`) that the webhook would have queued, then move
+    /// the cursor; ends with a summary line.
+    CatchUp(catch_up::Args),
+    /// Manage the Altinn Events subscriptions that feed the webhook.
+    #[command(subcommand)]
+    Subscriptions(subscriptions::Action),
+}
+
+impl Cli {
+    /// The default log level: the demo, check-config and subscriptions print their own output
+    /// and step logs would drown it (`AOS_LOG` brings them back); warnings (e.g. certificate
+    /// expiry) still show.
+    pub fn log_level(&self) -> &'static str {
+        let quiet = match &self.command {
+            #[cfg(feature = "dev")]
+            Some(Command::Dev(_)) => true,
+            Some(Command::CheckConfig | Command::Subscriptions(_)) => true,
+            _ => false,
+        };
+        if quiet { "warn" } else { "info" }
+    }
+
+    /// The command to run. Without one, `serve` when the Functions host started `aos` (it
+    /// passes the port in `FUNCTIONS_CUSTOMHANDLER_PORT` and no arguments).
+    pub fn into_command(self) -> Result<Command, CliError> {
+        if let Some(command) = self.command {
+            return Ok(command);
+        }
+        std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .map(|port| Command::Serve(serve::Args { port }))
+            .ok_or_else(|| {
+                CliError::usage(
+                    "no command given and FUNCTIONS_CUSTOMHANDLER_PORT is not set; see `aos --help`",
+                )
+            })
+    }
+}
+
+/// Runs one command to its end.
+pub async fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Run(args) => run::run(args).await,
+        #[cfg(feature = "dev")]
+        Command::Dev(args) => dev::run(args).await,
+        Command::Poison(action) => poison::run(action).await,
+        #[cfg(feature = "dev")]
+        Command::Simulator(args) => simulator::run(args).await,
+        Command::CheckConfig => check_config::run().await,
+        Command::Reconcile(args) => reconcile::run(args).await,
+        Command::CatchUp(args) => catch_up::run(args).await,
+        Command::Subscriptions(action) => subscriptions::run(action).await,
+    }
+}
+
+/// The settings as every command reads them, with their source for the few settings outside
+/// [`Settings`] (`WebhookUrl`, read only by `aos subscriptions`).
+struct Loaded {
+    source: SettingSource,
+    settings: Settings,
+}
+
+/// Loads the settings: the environment, else `local.settings.json` `Values` in the working
+/// directory. A missing or malformed setting is a usage error naming it (exit 2).
+fn load_settings() -> Result<Loaded, CliError> {
+    let source = SettingSource::from_process()?;
+    let settings = Settings::from_source(&source)?;
+    Ok(Loaded { source, settings })
+}

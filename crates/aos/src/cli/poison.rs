@@ -1,0 +1,79 @@
+//! `aos poison list|replay`: what failed for good, why, and putting it back after a fix. The
+//! reading and moving of poisoned messages is [`crate::poison`]; this opens the queues from the
+//! settings and prints.
+
+use clap::Subcommand;
+
+use super::{CliError, load_settings};
+use crate::archive::Archive;
+use crate::failures::{Failures, STATE_CONTAINER};
+use crate::queue::Queue;
+use crate::storage::StorageEndpoint;
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// Show poisoned messages: event, instance and the last recorded error.
+    List,
+    /// Move poisoned messages back to their queue (after fixing the cause).
+    Replay {
+        /// Which queue's poison to replay: inbound, confirmation or all.
+        #[arg(long, default_value = "all")]
+        queue: String,
+        /// Replay only these event ids (repeatable); default: every message.
+        #[arg(long = "event-id")]
+        event_ids: Vec<String>,
+    },
+}
+
+/// Runs one `aos poison` command. Every error, a storage failure included, is
+/// `aos poison: …` with exit 2, as it has been since the command exists.
+pub async fn run(action: Action) -> Result<(), CliError> {
+    poison(action)
+        .await
+        .map_err(|e| CliError::usage(format!("{e:#}")).named("poison"))
+}
+
+async fn poison(action: Action) -> anyhow::Result<()> {
+    let settings = load_settings()?.settings;
+    let connection = settings.queues.connection.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "setting QueueStorageSettings__ConnectionString: is required by `aos poison` \
+             (or its identity-based form, QueueStorageSettings__ConnectionString__queueServiceUri)"
+        )
+    })?;
+    let storage = StorageEndpoint::for_queue_connection(&connection)?;
+    let inbound = Queue::new(&storage, &settings.queues.inbound)?;
+    let confirmation = Queue::new(&storage, &settings.queues.confirmation)?;
+    match action {
+        Action::List => {
+            let failures = Failures::new(Archive::new(
+                StorageEndpoint::for_blobs(&settings.blob)?,
+                STATE_CONTAINER,
+            ));
+            let entries = crate::poison::list(&[inbound, confirmation], &failures).await?;
+            for entry in &entries {
+                println!("{entry}\n");
+            }
+            println!("{} poisoned message(s)", entries.len());
+        }
+        Action::Replay { queue, event_ids } => {
+            let queues = match queue.as_str() {
+                "inbound" => vec![inbound],
+                "confirmation" => vec![confirmation],
+                "all" => vec![inbound, confirmation],
+                other => {
+                    anyhow::bail!("--queue must be inbound, confirmation or all, not `{other}`")
+                }
+            };
+            for queue in &queues {
+                let moved = crate::poison::replay(queue, &event_ids).await?;
+                println!(
+                    "moved {moved} message(s) from {}-poison back to {}",
+                    queue.name(),
+                    queue.name()
+                );
+            }
+        }
+    }
+    Ok(())
+}

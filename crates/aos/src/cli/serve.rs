@@ -1,0 +1,19 @@
+//! `aos serve`: the Azure Functions custom handler ([`crate::functions`]).
+
+use super::{CliError, load_settings};
+use crate::pipeline::Pipeline;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Port to listen on (the Functions host passes it in the environment).
+    #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT")]
+    pub(super) port: u16,
+}
+
+/// Serves on `127.0.0.1:<port>` until the host stops the process.
+pub async fn run(Args { port }: Args) -> Result<(), CliError> {
+    let pipeline = Pipeline::from_settings(load_settings()?.settings).await?;
+    crate::functions::serve(pipeline, port)
+        .await
+        .map_err(|e| CliError::failed(format!("cannot serve on 127.0.0.1:{port}: {e}")))
+}

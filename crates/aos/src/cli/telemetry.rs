@@ -1,0 +1,23 @@
+//! Logs: where they go and in which shape.
+
+use tracing_subscriber::EnvFilter;
+
+/// Logs go to stdout (the Functions host records stdout as Information and stderr as Error).
+/// JSON lines under the Functions host or with `AOS_LOG_FORMAT=json`; human lines otherwise.
+/// `level` is the default for this crate; `AOS_LOG` (an `EnvFilter`) overrides everything.
+pub fn init(level: &str) {
+    let default = format!("{level},typespec_client_core=warn,azure_core=warn,azure_identity=warn");
+    let filter = EnvFilter::try_from_env("AOS_LOG").unwrap_or_else(|_| EnvFilter::new(&default));
+    let json = std::env::var("AOS_LOG_FORMAT")
+        .map(|v| v == "json")
+        .unwrap_or(false)
+        || std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
