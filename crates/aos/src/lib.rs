@@ -36,8 +36,8 @@
 //! - [`pipeline::catchup`] / [`catchup_cli`] — optional catch-up from the Events pull API with a
 //!   cursor per app in `aos-state` (`EventsReconciler` when `EventsCatchUp=true`, `aos catch-up`).
 //! - [`altinn::subscriptions`] / [`subscriptions_cli`] — the Events subscription API and
-//!   `aos subscriptions add|list|show|remove|verify`; [`subscription_files`] — the same through
-//!   files dropped into blob containers (`EventsSubscriber`, `EventsDeSubscriber`).
+//!   `aos subscriptions add|list|show|remove|verify`; [`pipeline::subscription_files`] — the
+//!   same through files dropped into blob containers (`EventsSubscriber`, `EventsDeSubscriber`).
 
 pub mod altinn;
 pub mod archive;
@@ -55,7 +55,6 @@ pub mod queue;
 pub mod reconcile_cli;
 pub mod standalone;
 pub mod storage;
-pub mod subscription_files;
 pub mod subscriptions_cli;
 
 /// Resolves on Ctrl-C or SIGTERM (what the Functions host and container platforms send).

@@ -20,13 +20,15 @@
 
 use std::path::PathBuf;
 
+use anyhow::anyhow;
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::InstancePaths;
 use crate::config::{SettingSource, SettingsError};
 use crate::event::{CloudEvent, InstanceRef};
 
-use super::{Pipeline, StepError};
+use super::Pipeline;
+use super::error::StepError;
 
 /// Used when `XMLFeedbackTemplatePath` is not set.
 pub const DEFAULT_TEMPLATE: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
@@ -153,7 +155,7 @@ impl Pipeline {
         let instance = event.instance(&self.settings.apps_base_url)?;
         let paths = InstancePaths::new(&instance);
         let Some(manifest) = self.archive.manifest(&paths).await? else {
-            return Err(StepError::Retry(format!(
+            return Err(StepError::retry(anyhow!(
                 "instance {instance} has no manifest yet; no feedback before it is archived"
             )));
         };
@@ -169,7 +171,7 @@ impl Pipeline {
         );
         let state = self.failures.state();
         let Some(lease) = state.try_lease(&lock, FEEDBACK_LEASE_SECONDS).await? else {
-            return Err(StepError::Retry(format!(
+            return Err(StepError::retry(anyhow!(
                 "feedback for {instance} is being given by another invocation"
             )));
         };
