@@ -16,7 +16,8 @@
 //! - [`pipeline`] — the domain steps: [`pipeline::receive`] (pure classification of a webhook
 //!   body), [`pipeline::process`] (archive an instance), [`pipeline::confirm`] (confirm only a
 //!   verified archive), [`pipeline::identity`] (reject anomalous instance metadata),
-//!   [`pipeline::messages`] (queue steps as both runtimes run them).
+//!   [`pipeline::messages`] (queue steps as both runtimes run them), [`pipeline::error`] (the
+//!   step error: retry or permanent, with its cause chain).
 //! - [`altinn`] — the Altinn HTTP client (Storage, app API) and the lenient JSON model.
 //! - [`auth`] — the Altinn token: Maskinporten JWT grant, Altinn exchange, single-flight cache,
 //!   key material (PKCS#12, PEM, JWK, Key Vault), and `aos check-config`.

@@ -29,10 +29,6 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub fn is_retryable(self) -> bool {
-        self == ErrorKind::Retry
-    }
-
     /// The word logs, invocation answers and failure records use for the kind.
     pub fn label(self) -> &'static str {
         match self {
@@ -94,10 +90,6 @@ impl StepError {
 
     pub fn kind(&self) -> ErrorKind {
         self.kind
-    }
-
-    pub fn is_retryable(&self) -> bool {
-        self.kind.is_retryable()
     }
 
     /// The cause, with its chain.
@@ -203,7 +195,7 @@ mod tests {
     fn a_message_is_shown_as_given() {
         let e = StepError::permanent(anyhow::anyhow!("instance x is anomalous: y"));
         assert_eq!(e.to_string(), "instance x is anomalous: y");
-        assert!(!e.is_retryable());
+        assert_eq!(e.kind(), ErrorKind::Permanent);
     }
 
     #[test]

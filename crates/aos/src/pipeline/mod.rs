@@ -10,16 +10,19 @@
 //!
 //! Imports point down only:
 //!
-//! - the runtimes ([`crate::functions`], [`crate::standalone`]) and the CLI use [`Pipeline`]
-//!   and the steps;
+//! - the runtimes (`functions/`, `standalone/`) and the CLI use [`Pipeline`] and the steps;
+//!   nothing here imports them;
 //! - [`Pipeline`] (this file) is the wiring: it builds the clients and holds what every step
 //!   needs; the steps (`receive`, `process`, `feedback`, `confirm`, `messages`, `reconcile`,
-//!   `catchup`, [`subscription_files`]) are `impl Pipeline` blocks or types of their own;
+//!   `catchup`, [`subscription_files`]) are `impl Pipeline` blocks or types of their own.
+//!   `subscription_files` lives here, not beside the pipeline, because `Pipeline` holds it and
+//!   it fails with a `StepError`: as top-level modules the two would import each other;
 //! - [`error`] is the bottom of the pipeline: it knows the clients' error types and nothing of
 //!   the wiring, so a step needs only it for its error type;
-//! - below the pipeline: [`crate::failures`] (the `aos-state` failure records, which take the
-//!   kind as its label and know nothing of steps), [`crate::queue`], [`crate::archive`],
-//!   [`crate::altinn`], [`crate::storage`], [`crate::config`], [`crate::event`].
+//! - below the pipeline: [`crate::failures`] (the `aos-state` failure records: they store the
+//!   kind's label and the error's text, and know nothing of steps), [`crate::queue`],
+//!   [`crate::archive`], [`crate::altinn`], [`crate::auth`], [`crate::storage`],
+//!   [`crate::config`], [`crate::event`].
 
 pub mod catchup;
 pub mod confirm;
