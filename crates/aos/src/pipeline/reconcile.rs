@@ -88,7 +88,7 @@ pub struct Reconciliation {
     pub events: Vec<CloudEvent>,
     /// How many instances or queries failed.
     pub failed: usize,
-    /// Why (the first [`MAX_REASONS`]).
+    /// Why (the first `MAX_REASONS`).
     pub reasons: Vec<String>,
     /// Queries that failed (also counted in `failed`).
     pub failed_queries: usize,
