@@ -4,6 +4,9 @@
 //! unchanged — the CloudEvent as received, without the reason. So every failed attempt writes
 //! a small record, `failures/{queue}/{event}.json` in `aos-state`, and `aos poison list` shows
 //! it next to the poisoned message. The archive container holds nothing but archives.
+//!
+//! This module is below the pipeline: it stores what it is given (the kind's label and the
+//! error's text) and knows nothing of steps or their error type.
 
 use std::collections::HashMap;
 
@@ -13,7 +16,6 @@ use sha2::{Digest, Sha256};
 
 use crate::archive::{Archive, BlobInfo};
 use crate::domain::{CloudEvent, parse_guid};
-use crate::pipeline::StepError;
 
 /// The container for the system's own state.
 pub const STATE_CONTAINER: &str = "aos-state";
@@ -46,20 +48,23 @@ impl Failures {
         &self.state
     }
 
-    /// Records a failed attempt. Best effort: a storage problem here must not hide the
-    /// original failure, so it is only logged.
-    pub async fn record(&self, queue: &str, event: &CloudEvent, attempt: u32, error: &StepError) {
+    /// Records a failed attempt: `kind` is the failure's label (`retryable` or `permanent`, as
+    /// the pipeline's `ErrorKind::label` says) and `error` its text with the cause chain. Best
+    /// effort: a storage problem here must not hide the original failure, so it is only logged.
+    pub async fn record(
+        &self,
+        queue: &str,
+        event: &CloudEvent,
+        attempt: u32,
+        kind: &str,
+        error: &str,
+    ) {
         let record = FailureRecord {
             queue: queue.to_string(),
             event_id: event.id().to_string(),
             source: event.source().to_string(),
             attempt,
-            kind: if error.is_retryable() {
-                "retryable"
-            } else {
-                "permanent"
-            }
-            .to_string(),
+            kind: kind.to_string(),
             error: error.to_string(),
             at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)

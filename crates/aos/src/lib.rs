@@ -20,7 +20,8 @@
 //! - [`pipeline`] — the domain steps: [`pipeline::receive`] (pure classification of a webhook
 //!   body), [`pipeline::process`] (archive an instance), [`pipeline::confirm`] (confirm only a
 //!   verified archive), [`pipeline::identity`] (reject anomalous instance metadata),
-//!   [`pipeline::messages`] (queue steps as both runtimes run them).
+//!   [`pipeline::messages`] (queue steps as both runtimes run them), [`pipeline::error`] (the
+//!   step error: retry or permanent, with its cause chain).
 //! - [`altinn`] — the Altinn HTTP client (Storage, app API) and the lenient JSON model.
 //! - [`auth`] — the Altinn token: Maskinporten JWT grant, Altinn exchange, single-flight cache,
 //!   key material (PKCS#12, PEM, JWK, Key Vault), and `aos check-config`.
@@ -40,7 +41,7 @@
 //! - [`pipeline::catchup`] — optional catch-up from the Events pull API with a cursor per app in
 //!   `aos-state` (`EventsReconciler` when `EventsCatchUp=true`, `aos catch-up`).
 //! - [`altinn::subscriptions`] — the Events subscription API (`aos subscriptions`);
-//!   [`subscription_files`] — the same through files dropped into blob containers
+//!   [`pipeline::subscription_files`] — the same through files dropped into blob containers
 //!   (`EventsSubscriber`, `EventsDeSubscriber`).
 //! - [`cli`] — the `aos` command line on top of everything: one file per command, one
 //!   [`cli::CliError`] with its exit status, one settings loader.
@@ -60,7 +61,6 @@ pub mod poison;
 pub mod queue;
 pub mod standalone;
 pub mod storage;
-pub mod subscription_files;
 
 /// Resolves on Ctrl-C or SIGTERM (what the Functions host and container platforms send).
 pub async fn shutdown_signal() {

@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn blob_trigger_paths_watch_the_subscription_containers() {
-        use crate::subscription_files::{ADD_CONTAINER, REMOVE_CONTAINER};
+        use crate::pipeline::subscription_files::{ADD_CONTAINER, REMOVE_CONTAINER};
         let paths = super::bindings::BLOB_TRIGGER_PATHS;
         assert_eq!(paths[0].1, format!("{ADD_CONTAINER}/{{name}}.json"));
         assert_eq!(paths[1].1, format!("{REMOVE_CONTAINER}/{{name}}.json"));

@@ -10,11 +10,12 @@ use serde_json::json;
 use super::bindings::*;
 use super::invocation::{InvocationRequest, InvocationResponse};
 use crate::domain::CloudEvent;
+use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::CatchUpOptions;
+use crate::pipeline::error::{ErrorKind, StepError};
 use crate::pipeline::messages::{QueueStep, describe, parse_message};
 use crate::pipeline::receive::{ReceiveOutcome, receive};
 use crate::pipeline::reconcile::ReconcileOptions;
-use crate::pipeline::{Pipeline, StepError};
 
 /// `GET /`: the host's readiness and health probe.
 pub async fn ready() -> Json<serde_json::Value> {
@@ -27,9 +28,9 @@ pub(super) fn failed(
     function: &str,
     context: &str,
     error: &dyn std::fmt::Display,
-    retryable: bool,
+    kind: ErrorKind,
 ) -> Response {
-    let kind = if retryable { "retryable" } else { "permanent" };
+    let kind = kind.label();
     tracing::error!(function, context, kind, error = %error, "invocation failed");
     let body = json!({ "error": error.to_string(), "kind": kind, "context": context });
     (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
@@ -45,7 +46,7 @@ pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> R
     let function = super::EVENTS_RECEIVER;
     let request = match InvocationRequest::parse(&body).and_then(|r| r.http_request(REQUEST)) {
         Ok(request) => request,
-        Err(e) => return failed(function, "decode", &e, false),
+        Err(e) => return failed(function, "decode", &e, ErrorKind::Permanent),
     };
     let outcome = receive(
         &request.body,
@@ -79,26 +80,28 @@ pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> R
 
 /// Decodes the queue message of a queue-triggered invocation into the CloudEvent it carries.
 fn queue_event(body: &[u8]) -> Result<(CloudEvent, Option<u32>), StepError> {
-    let request =
-        InvocationRequest::parse(body).map_err(|e| StepError::Permanent(e.to_string()))?;
+    let request = InvocationRequest::parse(body).map_err(StepError::permanent)?;
     let text = request
         .queue_message(TRIGGER_EVENT)
-        .map_err(|e| StepError::Permanent(e.to_string()))?;
+        .map_err(StepError::permanent)?;
     Ok((parse_message(&text)?, request.dequeue_count()))
 }
 
-/// Runs a queue step and maps its report to the host's language; `output` is the queue
-/// binding the forwarded event goes to.
-async fn queue_step(
-    function: &str,
-    pipeline: &Pipeline,
-    step: QueueStep,
-    body: &[u8],
-    output: Option<&str>,
-) -> Response {
+/// The output binding that writes to `step`'s queue.
+fn output_binding(step: QueueStep) -> &'static str {
+    match step {
+        QueueStep::Process => INBOUND_OUTPUT,
+        QueueStep::Feedback => FEEDBACK_OUTPUT,
+        QueueStep::Confirm => CONFIRMATION_OUTPUT,
+    }
+}
+
+/// Runs a queue step and maps its report to the host's language; the forwarded event goes to
+/// the output binding of the next step's queue ([`QueueStep::next`]).
+async fn queue_step(function: &str, pipeline: &Pipeline, step: QueueStep, body: &[u8]) -> Response {
     let (event, attempt) = match queue_event(body) {
         Ok(decoded) => decoded,
-        Err(e) => return failed(function, "decode", &e, false),
+        Err(e) => return failed(function, "decode", &e, ErrorKind::Permanent),
     };
     match pipeline
         .run_step_recorded(step, &event, attempt.unwrap_or(1))
@@ -106,6 +109,7 @@ async fn queue_step(
     {
         Ok(report) => {
             let mut response = InvocationResponse::default().log(report.line);
+            let output = step.next(&pipeline.settings).map(output_binding);
             if let (Some(binding), Some(next)) = (output, report.forward) {
                 response = response.queue(binding, next.to_json());
             }
@@ -113,7 +117,7 @@ async fn queue_step(
         }
         Err(e) => {
             let context = format!("{} attempt {}", describe(&event), attempt.unwrap_or(1));
-            failed(function, &context, &e, e.is_retryable())
+            failed(function, &context, &e, e.kind())
         }
     }
 }
@@ -121,17 +125,11 @@ async fn queue_step(
 /// `EventsProcessor`: archive the instance, then pass the event on to `events-confirmation`
 /// (or to `events-feedback` when feedback is configured).
 pub async fn events_processor(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
-    let output = if pipeline.settings.feedback.is_some() {
-        FEEDBACK_OUTPUT
-    } else {
-        CONFIRMATION_OUTPUT
-    };
     queue_step(
         super::EVENTS_PROCESSOR,
         &pipeline,
         QueueStep::Process,
         &body,
-        Some(output),
     )
     .await
 }
@@ -144,7 +142,6 @@ pub async fn events_feedback(State(pipeline): State<Pipeline>, body: Bytes) -> R
         &pipeline,
         QueueStep::Feedback,
         &body,
-        Some(CONFIRMATION_OUTPUT),
     )
     .await
 }
@@ -156,7 +153,6 @@ pub async fn events_confirmation(State(pipeline): State<Pipeline>, body: Bytes) 
         &pipeline,
         QueueStep::Confirm,
         &body,
-        None,
     )
     .await
 }
@@ -189,11 +185,16 @@ pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) ->
     };
     let run = match pipeline.reconcile(&options, &mut progress).await {
         Ok(run) => run,
-        Err(e) => return failed(function, "reconcile", &e, e.is_retryable()),
+        Err(e) => return failed(function, "reconcile", &e, e.kind()),
     };
     if run.all_queries_failed() {
         let error = run.reasons.join("; ");
-        return failed(function, "every instance query failed", &error, true);
+        return failed(
+            function,
+            "every instance query failed",
+            &error,
+            ErrorKind::Retry,
+        );
     }
     let summary = run.summary(run.events.len());
     tracing::info!(

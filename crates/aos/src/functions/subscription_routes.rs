@@ -1,5 +1,5 @@
 //! `EventsSubscriber` and `EventsDeSubscriber`: the blob triggers on the subscription files
-//! (see [`crate::subscription_files`] for what they do and why).
+//! (see [`crate::pipeline::subscription_files`] for what they do and why).
 //!
 //! The host's answer is chosen so that a file is retried only when retrying can help: a file
 //! that was handled, or refused and reported, answers 2xx (a refused file is left in place, and
@@ -16,7 +16,8 @@ use super::bindings::BLOB_TRIGGER;
 use super::invocation::{InvocationRequest, InvocationResponse};
 use super::routes::{failed, ok};
 use crate::pipeline::Pipeline;
-use crate::subscription_files::{Action, FileOutcome};
+use crate::pipeline::error::ErrorKind;
+use crate::pipeline::subscription_files::{Action, FileOutcome};
 
 /// `Data.blob` is the file; `Metadata.name` is `{name}` of the trigger's path.
 fn decode(body: &[u8]) -> Result<(String, Vec<u8>), String> {
@@ -33,11 +34,11 @@ fn decode(body: &[u8]) -> Result<(String, Vec<u8>), String> {
 async fn run(function: &str, action: Action, pipeline: &Pipeline, body: &[u8]) -> Response {
     let (name, content) = match decode(body) {
         Ok(decoded) => decoded,
-        Err(e) => return failed(function, "decode", &e, false),
+        Err(e) => return failed(function, "decode", &e, ErrorKind::Permanent),
     };
     let files = match &pipeline.subscription_files {
         Ok(files) => files,
-        Err(e) => return failed(function, "settings", e, true),
+        Err(e) => return failed(function, "settings", e, ErrorKind::Retry),
     };
     let outcome = match action {
         Action::Add => files.add(&name, &content).await,
@@ -49,12 +50,13 @@ async fn run(function: &str, action: Action, pipeline: &Pipeline, body: &[u8]) -
             ok(InvocationResponse::default().log(line))
         }
         Ok(FileOutcome::Refused(line)) => {
-            tracing::error!(function, kind = "permanent", "{line}");
+            let kind = ErrorKind::Permanent.label();
+            tracing::error!(function, kind, "{line}");
             ok(InvocationResponse::default().log(format!("error: {line}")))
         }
         Err(e) => {
             let context = format!("subscription file {name:?}");
-            failed(function, &context, &e, e.is_retryable())
+            failed(function, &context, &e, e.kind())
         }
     }
 }

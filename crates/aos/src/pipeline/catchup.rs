@@ -129,7 +129,7 @@ pub struct AppReport {
     /// Skipped events by reason (`type not processed`, `refused`, `another app`,
     /// `already archived`).
     pub skipped: BTreeMap<&'static str, usize>,
-    /// Why events were refused (the first [`MAX_REASONS`]).
+    /// Why events were refused (the first `MAX_REASONS`).
     pub reasons: Vec<String>,
     /// Why the app stopped early (pull or queue failure, cursor write failure).
     pub failed: Option<String>,

@@ -8,11 +8,14 @@
 //! the feedback step adds one after archiving, and it is our own output, not the user's data.
 //! Every other element added or changed after archiving still blocks the confirmation.
 
+use anyhow::anyhow;
+
 use crate::archive::InstancePaths;
 use crate::domain::{CloudEvent, InstanceRef};
 
+use super::Pipeline;
+use super::error::StepError;
 use super::process::same_elements_except;
-use super::{Pipeline, StepError};
 
 #[derive(Debug, PartialEq)]
 pub enum ConfirmOutcome {
@@ -39,7 +42,7 @@ impl Pipeline {
         let instance = event.instance(&self.settings.apps_base_url)?;
         let paths = InstancePaths::new(&instance);
         let Some(manifest) = self.archive.manifest(&paths).await? else {
-            return Err(StepError::Retry(format!(
+            return Err(StepError::retry(anyhow!(
                 "instance {instance} has no manifest yet; not confirming"
             )));
         };
@@ -48,7 +51,7 @@ impl Pipeline {
             return Ok(ConfirmOutcome::NotEnded { instance });
         }
         if !same_elements_except(&manifest, &elements, self.feedback_data_type()) {
-            return Err(StepError::Permanent(format!(
+            return Err(StepError::permanent(anyhow!(
                 "instance {instance} changed after it was archived (manifest has {} elements, instance has {}); replay it to events-inbound to re-archive",
                 manifest.elements.len(),
                 elements.len()
@@ -57,9 +60,10 @@ impl Pipeline {
         for element in &manifest.elements {
             let stored = self.archive.blob_size(&element.blob_name).await?;
             if stored != Some(element.size) {
-                return Err(StepError::Permanent(format!(
+                return Err(StepError::permanent(anyhow!(
                     "instance {instance}: {} is {stored:?} bytes in the archive, expected {}; replay to events-inbound to re-archive",
-                    element.blob_name, element.size
+                    element.blob_name,
+                    element.size
                 )));
             }
         }

@@ -18,13 +18,15 @@
 //! (`process` recognising an archived instance, `confirm` verifying it) leave elements of the
 //! feedback data type out of the comparison between manifest and instance.
 
+use anyhow::anyhow;
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::InstancePaths;
 use crate::config::FeedbackSettings;
 use crate::domain::{CloudEvent, InstanceRef};
 
-use super::{Pipeline, StepError};
+use super::Pipeline;
+use super::error::StepError;
 
 /// How long one feedback invocation may hold an instance's feedback lease (Storage allows
 /// 15–60 s): a check and one small upload take far less; a holder that dies blocks the other
@@ -65,7 +67,7 @@ impl Pipeline {
         let instance = event.instance(&self.settings.apps_base_url)?;
         let paths = InstancePaths::new(&instance);
         let Some(manifest) = self.archive.manifest(&paths).await? else {
-            return Err(StepError::Retry(format!(
+            return Err(StepError::retry(anyhow!(
                 "instance {instance} has no manifest yet; no feedback before it is archived"
             )));
         };
@@ -81,7 +83,7 @@ impl Pipeline {
         );
         let state = self.failures.state();
         let Some(lease) = state.try_lease(&lock, FEEDBACK_LEASE_SECONDS).await? else {
-            return Err(StepError::Retry(format!(
+            return Err(StepError::retry(anyhow!(
                 "feedback for {instance} is being given by another invocation"
             )));
         };

@@ -2,12 +2,14 @@
 //! next queue) out. The Functions routes and the standalone workers both call these, so the
 //! two runtimes treat a message identically.
 
+use crate::config::Settings;
 use crate::domain::CloudEvent;
 
+use super::Pipeline;
 use super::confirm::ConfirmOutcome;
+use super::error::StepError;
 use super::feedback::FeedbackOutcome;
 use super::process::ProcessOutcome;
-use super::{Pipeline, StepError};
 
 /// The result of one successful step: a log line, and the event to pass on, if any.
 #[derive(Debug)]
@@ -18,8 +20,7 @@ pub struct StepReport {
 
 /// A queue message that is not a CloudEvent can never succeed.
 pub fn parse_message(text: &str) -> Result<CloudEvent, StepError> {
-    CloudEvent::parse(text.as_bytes())
-        .map_err(|e| StepError::Permanent(format!("queue message: {e}")))
+    CloudEvent::parse(text.as_bytes()).map_err(|e| StepError::permanent(e).context("queue message"))
 }
 
 /// Who and what a log line is about: event id and source.
@@ -38,6 +39,24 @@ pub enum QueueStep {
     Feedback,
 }
 
+impl QueueStep {
+    /// Every queue step, in the order a message goes through them.
+    pub const ALL: [QueueStep; 3] = [QueueStep::Process, QueueStep::Feedback, QueueStep::Confirm];
+
+    /// The step whose queue this step passes its event on to; `None` for the last one. The
+    /// processor passes an archived instance to feedback when feedback is configured, and
+    /// otherwise straight to confirmation (no extra hop when it is off). Both runtimes route
+    /// by this, the Functions handler to an output binding and the standalone workers to a
+    /// queue.
+    pub fn next(self, settings: &Settings) -> Option<QueueStep> {
+        match self {
+            QueueStep::Process if settings.feedback.is_some() => Some(QueueStep::Feedback),
+            QueueStep::Process | QueueStep::Feedback => Some(QueueStep::Confirm),
+            QueueStep::Confirm => None,
+        }
+    }
+}
+
 impl Pipeline {
     /// The queue a step reads from.
     pub fn queue_of(&self, step: QueueStep) -> &str {
@@ -45,16 +64,6 @@ impl Pipeline {
             QueueStep::Process => &self.settings.queues.inbound,
             QueueStep::Confirm => &self.settings.queues.confirmation,
             QueueStep::Feedback => &self.settings.queues.feedback,
-        }
-    }
-
-    /// Where the processor passes an archived instance on: `events-feedback` when feedback is
-    /// configured, otherwise straight to `events-confirmation` (no extra hop when it is off).
-    pub fn processed_queue(&self) -> &str {
-        if self.settings.feedback.is_some() {
-            &self.settings.queues.feedback
-        } else {
-            &self.settings.queues.confirmation
         }
     }
 
@@ -67,8 +76,10 @@ impl Pipeline {
     ) -> Result<StepReport, StepError> {
         let result = self.run_step(step, event).await;
         if let Err(e) = &result {
+            let queue = self.queue_of(step);
+            let error = e.to_string();
             self.failures
-                .record(self.queue_of(step), event, attempt, e)
+                .record(queue, event, attempt, e.kind().label(), &error)
                 .await;
         }
         result

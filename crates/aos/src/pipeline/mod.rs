@@ -1,66 +1,49 @@
-//! The domain steps: receive → process (archive) → confirm.
+//! The domain steps: receive → process (archive) → feedback → confirm, and the subscription
+//! files.
 //!
-//! Each step takes a [`CloudEvent`] and returns an outcome or a [`StepError`] that says whether
-//! a retry can help. The adapters (the Functions handler, later the standalone runtime) map
-//! outcomes to their own language: outputs and 2xx, or a non-2xx so the message is retried.
+//! Each step takes a [`CloudEvent`](crate::domain::CloudEvent) and returns an outcome or an
+//! [`error::StepError`] that says whether a retry can help. The adapters (the Functions
+//! handler, the standalone runtime) map outcomes to their own language: outputs and 2xx, or a
+//! non-2xx so the message is retried.
+//!
+//! ## Layering
+//!
+//! Imports point down only:
+//!
+//! - the runtimes (`functions/`, `standalone/`) and the CLI use [`Pipeline`] and the steps;
+//!   nothing here imports them;
+//! - [`Pipeline`] (this file) is the wiring: it builds the clients and holds what every step
+//!   needs; the steps (`receive`, `process`, `feedback`, `confirm`, `messages`, `reconcile`,
+//!   `catchup`, [`subscription_files`]) are `impl Pipeline` blocks or types of their own.
+//!   `subscription_files` lives here, not beside the pipeline, because `Pipeline` holds it and
+//!   it fails with a `StepError`: as top-level modules the two would import each other;
+//! - [`error`] is the bottom of the pipeline: it knows the clients' error types and nothing of
+//!   the wiring, so a step needs only it for its error type;
+//! - below the pipeline: [`crate::failures`] (the `aos-state` failure records: they store the
+//!   kind's label and the error's text, and know nothing of steps), [`crate::queue`],
+//!   [`crate::archive`], [`crate::altinn`], [`crate::auth`], [`crate::storage`],
+//!   [`crate::config`], [`crate::domain`].
 
 pub mod catchup;
 pub mod confirm;
+pub mod error;
 pub mod feedback;
 pub mod identity;
 pub mod messages;
 pub mod process;
 pub mod receive;
 pub mod reconcile;
+pub mod subscription_files;
 
 use std::sync::Arc;
 
-use crate::altinn::{AltinnClient, AltinnError};
-use crate::archive::{Archive, ArchiveError};
+use crate::altinn::AltinnClient;
+use crate::archive::Archive;
 use crate::config::{Settings, SettingsError};
-use crate::domain::EventError;
 use crate::failures::{Failures, STATE_CONTAINER};
 use crate::storage::StorageEndpoint;
-use crate::subscription_files::SubscriptionFiles;
-
-/// A step failed. `Retry` means the same message may succeed later (Altinn or storage
-/// unavailable, truncated download, scan pending); `Permanent` means it never will (malformed
-/// message, anomalous instance), and the message should end in the poison queue for a human.
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    #[error("{0}")]
-    Retry(String),
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl StepError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, StepError::Retry(_))
-    }
-}
-
-impl From<AltinnError> for StepError {
-    fn from(e: AltinnError) -> Self {
-        if e.is_retryable() {
-            StepError::Retry(e.to_string())
-        } else {
-            StepError::Permanent(e.to_string())
-        }
-    }
-}
-
-impl From<ArchiveError> for StepError {
-    fn from(e: ArchiveError) -> Self {
-        StepError::Retry(e.to_string())
-    }
-}
-
-impl From<EventError> for StepError {
-    fn from(e: EventError) -> Self {
-        StepError::Permanent(e.to_string())
-    }
-}
+use error::StepError;
+use subscription_files::SubscriptionFiles;
 
 /// What every step needs: settings, the Altinn client and the archive. One per process.
 #[derive(Clone)]
@@ -144,7 +127,8 @@ impl Pipeline {
             &self.settings.platform_base_url,
         )
         .map_err(|anomaly| {
-            StepError::Permanent(format!("instance {instance} is anomalous: {anomaly}"))
+            StepError::permanent(anyhow::anyhow!(anomaly))
+                .context(format!("instance {instance} is anomalous"))
         })?;
         Ok((fetched, elements))
     }

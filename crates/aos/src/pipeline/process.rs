@@ -8,14 +8,16 @@
 
 use std::collections::HashMap;
 
+use anyhow::anyhow;
 use futures::StreamExt;
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::{BlobInfo, InstancePaths, Manifest, ManifestElement, ascii_metadata_value};
 use crate::domain::{CloudEvent, InstanceRef};
 
+use super::Pipeline;
+use super::error::StepError;
 use super::identity::{CheckedElement, Scan};
-use super::{Pipeline, StepError};
 
 /// Data elements of one instance downloaded at the same time.
 pub const ELEMENT_CONCURRENCY: usize = 4;
@@ -46,7 +48,7 @@ impl Pipeline {
         let instance = event.instance(&self.settings.apps_base_url)?;
         let (fetched, elements) = self.read_checked(&instance).await?;
         if let Some(pending) = elements.iter().find(|e| e.scan == Scan::Pending) {
-            return Err(StepError::Retry(format!(
+            return Err(StepError::retry(anyhow!(
                 "data element {} of {instance} is waiting for its virus scan",
                 pending.id
             )));
@@ -137,9 +139,10 @@ impl Pipeline {
         if let Some(length) = response.content_length()
             && length != element.size
         {
-            return Err(StepError::Retry(format!(
+            return Err(StepError::retry(anyhow!(
                 "data element {} of {instance}: Altinn sent Content-Length {length}, the instance says size {}",
-                element.id, element.size
+                element.id,
+                element.size
             )));
         }
         let mut metadata = HashMap::from([

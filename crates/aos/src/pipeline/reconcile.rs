@@ -26,6 +26,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use anyhow::anyhow;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -36,7 +37,8 @@ use crate::archive::InstancePaths;
 use crate::config::DEFAULT_EVENT_TYPE;
 use crate::domain::{AppName, CloudEvent, InstanceRef, OrgName, PartyId, parse_guid};
 
-use super::{Pipeline, StepError};
+use super::Pipeline;
+use super::error::StepError;
 
 /// The CloudEvent extension attribute that marks a synthetic event made by the reconciler
 /// (value `"true"`). CloudEvents allows producers to add extension attributes, and the queue
@@ -86,7 +88,7 @@ pub struct Reconciliation {
     pub events: Vec<CloudEvent>,
     /// How many instances or queries failed.
     pub failed: usize,
-    /// Why (the first [`MAX_REASONS`]).
+    /// Why (the first `MAX_REASONS`).
     pub reasons: Vec<String>,
     /// Queries that failed (also counted in `failed`).
     pub failed_queries: usize,
@@ -197,7 +199,7 @@ impl Pipeline {
             .since
             .to_offset(time::UtcOffset::UTC)
             .format(&Rfc3339)
-            .map_err(|e| StepError::Permanent(format!("--since: {e}")))?;
+            .map_err(|e| StepError::permanent(e).context("--since"))?;
         let mut run = Reconciliation::default();
         let mut seen = HashSet::new();
         'scopes: for scope in &scopes {
@@ -339,12 +341,11 @@ impl Pipeline {
             .clone()
             .map(|org| vec![Scope::Org(org)])
             .ok_or_else(|| {
-                StepError::Permanent(
+                StepError::permanent(anyhow!(
                     "setting AltinnApplicationOwnerSystemSettings__Org: is required for reconciliation \
                      when AltinnApplicationOwnerSystemSettings__ReconcileApps is empty and the \
                      AppsBaseUrl host does not name the org"
-                        .into(),
-                )
+                ))
             })
     }
 }

@@ -57,32 +57,33 @@ pub async fn run(
         })?;
     let storage = StorageEndpoint::for_queue_connection(&connection)?;
     let open = |name: &str| -> anyhow::Result<Queue> { Ok(Queue::new(&storage, name)?) };
-    let inbound = open(&settings.queues.inbound)?;
-    let confirmation = open(&settings.queues.confirmation)?;
-    let inbound_poison = open(&poison_queue_name(&settings.queues.inbound))?;
-    let confirmation_poison = open(&poison_queue_name(&settings.queues.confirmation))?;
-    let feedback = open(&settings.queues.feedback)?;
-    let feedback_poison = open(&poison_queue_name(&settings.queues.feedback))?;
-    for queue in [
-        &inbound,
-        &confirmation,
-        &inbound_poison,
-        &confirmation_poison,
-        &feedback,
-        &feedback_poison,
-    ] {
+    // Each step's queue and its `<queue>-poison`, created when missing.
+    let mut queues = Vec::new();
+    for step in QueueStep::ALL {
+        let queue = open(pipeline.queue_of(step))?;
+        let poison = open(&poison_queue_name(queue.name()))?;
+        queues.push((step, queue, poison));
+    }
+    for queue in queues.iter().flat_map(|(_, queue, poison)| [queue, poison]) {
         queue
             .ensure_exists()
             .await
             .map_err(|e| anyhow::anyhow!("queue {}: {e}", queue.name()))?;
     }
+    let queue_for = |step: QueueStep| {
+        queues
+            .iter()
+            .find(|(s, _, _)| *s == step)
+            .map(|(_, queue, _)| queue.clone())
+    };
+    let inbound = queue_for(QueueStep::Process).expect("every step has a queue");
 
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "webhook listening on /api/EventsReceiver");
     let app = webhook::router(webhook::WebhookState::new(
         settings.clone(),
         secret,
-        inbound.clone(),
+        inbound,
     ));
     let server_stop = shutdown.clone();
     let server = tokio::spawn(async move {
@@ -91,46 +92,28 @@ pub async fn run(
             .await
     });
 
-    // Archived instances go to `events-feedback` when feedback is on, else to confirmation;
-    // the feedback worker always runs, so messages already in `events-feedback` are handled.
-    let processed = if settings.feedback.is_some() {
-        feedback.clone()
-    } else {
-        confirmation.clone()
-    };
-    let processor = tokio::spawn(worker::run_worker(
-        pipeline.clone(),
-        QueueStep::Process,
-        inbound,
-        inbound_poison,
-        Some(processed),
-        options.worker.clone(),
-        shutdown.clone(),
-    ));
-    let feedbacker = tokio::spawn(worker::run_worker(
-        pipeline.clone(),
-        QueueStep::Feedback,
-        feedback,
-        feedback_poison,
-        Some(confirmation.clone()),
-        options.worker.clone(),
-        shutdown.clone(),
-    ));
-    let confirmer = tokio::spawn(worker::run_worker(
-        pipeline,
-        QueueStep::Confirm,
-        confirmation,
-        confirmation_poison,
-        None,
-        options.worker.clone(),
-        shutdown.clone(),
-    ));
-    let (server, processor, feedbacker, confirmer) =
-        tokio::join!(server, processor, feedbacker, confirmer);
+    // One worker per step, passing its output on to the next step's queue ([`QueueStep::next`]).
+    // The feedback worker runs even when feedback is off, so messages already in
+    // `events-feedback` are handled.
+    let workers: Vec<_> = queues
+        .iter()
+        .map(|(step, queue, poison)| {
+            tokio::spawn(worker::run_worker(
+                pipeline.clone(),
+                *step,
+                queue.clone(),
+                poison.clone(),
+                step.next(&settings).and_then(queue_for),
+                options.worker.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    let (server, workers) = tokio::join!(server, futures::future::join_all(workers));
     server??;
-    processor?;
-    feedbacker?;
-    confirmer?;
+    for worker in workers {
+        worker?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::Pipeline;
+use crate::pipeline::error::StepError;
 use crate::pipeline::messages::{QueueStep, describe, parse_message};
 use crate::queue::{Leased, Queue};
 
@@ -150,7 +151,7 @@ async fn handle(
         let work = async {
             let event = parse_message(&text)?;
             let report = pipeline.run_step_recorded(step, &event, attempt).await?;
-            Ok::<_, crate::pipeline::StepError>((event, report))
+            Ok::<_, StepError>((event, report))
         };
         tokio::pin!(work);
         let mut renew = tokio::time::interval(config.lease / 3);
@@ -192,11 +193,7 @@ async fn handle(
             }
         }
         Some(Err(e)) => {
-            let kind = if e.is_retryable() {
-                "retryable"
-            } else {
-                "permanent"
-            };
+            let kind = e.kind().label();
             tracing::error!(queue = queue.name(), attempt = message.dequeue_count, kind, error = %e, "step failed");
             retry_later(settle, &mut message, config).await;
         }

@@ -35,8 +35,9 @@ use crate::altinn::{AltinnClient, AltinnError};
 use crate::archive::{Archive, BlobInfo, ConditionalDelete};
 use crate::domain::BaseUrl;
 use crate::failures::STATE_CONTAINER;
-use crate::pipeline::StepError;
 use crate::storage::StorageEndpoint;
+
+use super::error::StepError;
 use request::{FileName, active_id, parse_add, parse_remove, redact, report_key};
 
 /// The watched containers (the `path`s in the two `function.json` files).
@@ -239,7 +240,8 @@ impl SubscriptionFiles {
         reason: String,
     ) -> Result<FileOutcome, StepError> {
         if error.is_retryable() {
-            Err(StepError::Retry(reason))
+            // The reason, not `error`: it is the error's text with the endpoint's key redacted.
+            Err(StepError::retry(anyhow::anyhow!(reason)))
         } else {
             self.refuse(action, raw_name, format!("Altinn refused it: {reason}"))
                 .await
