@@ -12,7 +12,39 @@ use azure_storage_queue::models::{QueueClientReceiveMessagesOptions, QueueMessag
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use crate::config::{QueueSettings, SettingsError};
 use crate::storage::StorageEndpoint;
+
+/// The account of `QueueStorageSettings__ConnectionString` (either form the Functions host
+/// accepts): the one place where the queue setting becomes queue clients, for both runtimes and
+/// every command.
+#[derive(Clone)]
+pub struct QueueAccount(StorageEndpoint);
+
+impl QueueAccount {
+    /// The account of the queue settings; `required_by` names who needs it (e.g. "`aos run`")
+    /// in the error when the setting is missing.
+    pub fn from_settings(
+        settings: &QueueSettings,
+        required_by: &str,
+    ) -> Result<QueueAccount, SettingsError> {
+        let connection = settings.connection.as_ref().ok_or_else(|| SettingsError {
+            name: "QueueStorageSettings__ConnectionString".into(),
+            problem: format!(
+                "is required by {required_by} (a connection string, or the identity-based \
+                 QueueStorageSettings__ConnectionString__queueServiceUri)"
+            ),
+        })?;
+        Ok(QueueAccount(StorageEndpoint::for_queue_connection(
+            connection,
+        )?))
+    }
+
+    /// The queue `name` on this account.
+    pub fn queue(&self, name: &str) -> azure_core::Result<Queue> {
+        Queue::new(&self.0, name)
+    }
+}
 
 /// The queue a failed message ends in after its last attempt (the host's naming rule).
 pub fn poison_queue_name(queue: &str) -> String {

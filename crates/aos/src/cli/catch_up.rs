@@ -11,8 +11,7 @@ use std::time::Instant;
 use super::{CliError, load_settings};
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::{CatchUpOptions, EventSink};
-use crate::queue::Queue;
-use crate::storage::StorageEndpoint;
+use crate::queue::QueueAccount;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -61,15 +60,10 @@ async fn catch_up(args: Args) -> Result<(), CliError> {
     let inbound = if args.dry_run {
         None
     } else {
-        let connection = settings.queues.connection.clone().ok_or_else(|| {
-            CliError::usage(
-                "setting QueueStorageSettings__ConnectionString (or its identity-based \
-                 __queueServiceUri form): is required by `aos catch-up` (or use --dry-run)",
-            )
-        })?;
-        let storage = StorageEndpoint::for_queue_connection(&connection)
-            .map_err(|e| CliError::usage(format!("QueueStorageSettings__ConnectionString: {e}")))?;
-        let queue = Queue::new(&storage, &settings.queues.inbound).map_err(CliError::usage)?;
+        let queue =
+            QueueAccount::from_settings(&settings.queues, "`aos catch-up` (or use --dry-run)")?
+                .queue(&settings.queues.inbound)
+                .map_err(CliError::usage)?;
         queue
             .ensure_exists()
             .await

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use super::{CliError, load_settings};
 use crate::archive::Archive;
 use crate::failures::{Failures, STATE_CONTAINER};
-use crate::queue::Queue;
+use crate::queue::QueueAccount;
 use crate::storage::StorageEndpoint;
 
 #[derive(Subcommand)]
@@ -35,15 +35,9 @@ pub async fn run(action: Action) -> Result<(), CliError> {
 
 async fn poison(action: Action) -> anyhow::Result<()> {
     let settings = load_settings()?.settings;
-    let connection = settings.queues.connection.clone().ok_or_else(|| {
-        anyhow::anyhow!(
-            "setting QueueStorageSettings__ConnectionString: is required by `aos poison` \
-             (or its identity-based form, QueueStorageSettings__ConnectionString__queueServiceUri)"
-        )
-    })?;
-    let storage = StorageEndpoint::for_queue_connection(&connection)?;
-    let inbound = Queue::new(&storage, &settings.queues.inbound)?;
-    let confirmation = Queue::new(&storage, &settings.queues.confirmation)?;
+    let account = QueueAccount::from_settings(&settings.queues, "`aos poison`")?;
+    let inbound = account.queue(&settings.queues.inbound)?;
+    let confirmation = account.queue(&settings.queues.confirmation)?;
     match action {
         Action::List => {
             let failures = Failures::new(Archive::new(

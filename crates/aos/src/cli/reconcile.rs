@@ -15,8 +15,7 @@ use time::OffsetDateTime;
 use super::{CliError, load_settings};
 use crate::pipeline::Pipeline;
 use crate::pipeline::reconcile::ReconcileOptions;
-use crate::queue::Queue;
-use crate::storage::StorageEndpoint;
+use crate::queue::QueueAccount;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -57,15 +56,11 @@ async fn reconcile(Args { since, dry_run }: Args) -> Result<(), CliError> {
     let inbound = if dry_run {
         None
     } else {
-        let connection = settings.queues.connection.clone().ok_or_else(|| {
-            CliError::usage(
-                "setting QueueStorageSettings__ConnectionString (or its identity-based \
-                 __queueServiceUri form): is required by `aos reconcile` (or use --dry-run)",
-            )
-        })?;
-        let storage = StorageEndpoint::for_queue_connection(&connection)
-            .map_err(|e| CliError::usage(format!("QueueStorageSettings__ConnectionString: {e}")))?;
-        Some(Queue::new(&storage, &settings.queues.inbound).map_err(CliError::usage)?)
+        Some(
+            QueueAccount::from_settings(&settings.queues, "`aos reconcile` (or use --dry-run)")?
+                .queue(&settings.queues.inbound)
+                .map_err(CliError::usage)?,
+        )
     };
     let pipeline = Pipeline::from_settings(settings).await?;
 

@@ -16,6 +16,7 @@ use crate::pipeline::error::{ErrorKind, StepError};
 use crate::pipeline::messages::{QueueStep, describe, parse_message};
 use crate::pipeline::receive::{ReceiveOutcome, receive};
 use crate::pipeline::reconcile::ReconcileOptions;
+use crate::queue::QueueAccount;
 
 /// `GET /`: the host's readiness and health probe.
 pub async fn ready() -> Json<serde_json::Value> {
@@ -230,20 +231,15 @@ async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
         logs.push(format!("catch-up failed: {line}"));
     };
     let settings = &pipeline.settings;
-    let Some(connection) = settings.queues.connection.as_ref() else {
-        return fail(
-            logs,
-            "setting QueueStorageSettings__ConnectionString (or its identity-based form) is not set"
-                .into(),
-        );
-    };
-    let queue = match crate::storage::StorageEndpoint::for_queue_connection(connection)
+    let queue = match QueueAccount::from_settings(&settings.queues, "catch-up")
         .map_err(|e| e.to_string())
-        .and_then(|storage| {
-            crate::queue::Queue::new(&storage, &settings.queues.inbound).map_err(|e| e.to_string())
+        .and_then(|account| {
+            account
+                .queue(&settings.queues.inbound)
+                .map_err(|e| format!("inbound queue: {e}"))
         }) {
         Ok(queue) => queue,
-        Err(e) => return fail(logs, format!("inbound queue: {e}")),
+        Err(e) => return fail(logs, e),
     };
     if let Err(e) = queue.ensure_exists().await {
         return fail(logs, format!("queue {}: {e}", queue.name()));

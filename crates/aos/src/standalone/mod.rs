@@ -18,8 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SettingsError;
 use crate::pipeline::Pipeline;
 use crate::pipeline::messages::QueueStep;
-use crate::queue::{Queue, poison_queue_name};
-use crate::storage::StorageEndpoint;
+use crate::queue::{Queue, QueueAccount, poison_queue_name};
 
 pub use worker::WorkerConfig;
 
@@ -45,18 +44,8 @@ pub async fn run(
             name: "AltinnApplicationOwnerSystemSettings__WebhookSecret".into(),
             problem: "is required by `aos run` (the webhook's ?code= secret)".into(),
         })?;
-    let connection = settings
-        .queues
-        .connection
-        .clone()
-        .ok_or_else(|| SettingsError {
-            name: "QueueStorageSettings__ConnectionString".into(),
-            problem: "is required by `aos run` (or its identity-based form, \
-                      QueueStorageSettings__ConnectionString__queueServiceUri)"
-                .into(),
-        })?;
-    let storage = StorageEndpoint::for_queue_connection(&connection)?;
-    let open = |name: &str| -> anyhow::Result<Queue> { Ok(Queue::new(&storage, name)?) };
+    let account = QueueAccount::from_settings(&settings.queues, "`aos run`")?;
+    let open = |name: &str| -> anyhow::Result<Queue> { Ok(account.queue(name)?) };
     // Each step's queue and its `<queue>-poison`, created when missing.
     let mut queues = Vec::new();
     for step in QueueStep::ALL {
