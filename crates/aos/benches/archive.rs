@@ -38,7 +38,7 @@ const MIB: u64 = 1024 * 1024;
 /// Invocations the host runs at once per queue (host.json batchSize 16 + 8).
 const INVOCATIONS: usize = 24;
 /// Elements one invocation archives at once (`pipeline::process::ELEMENT_CONCURRENCY`).
-const ELEMENTS_PER_INVOCATION: usize = altinn_aos::pipeline::process::ELEMENT_CONCURRENCY;
+const ELEMENTS_PER_INVOCATION: usize = altinn_aos::ELEMENT_CONCURRENCY;
 /// Events posted to the webhook at once.
 const POST_CONCURRENCY: usize = 16;
 

@@ -68,8 +68,8 @@ pub struct Leased {
 pub struct Peeked {
     pub id: String,
     pub inserted: Option<time::OffsetDateTime>,
+    /// The decoded text, or `None` when the stored text was not base64.
     pub text: Option<String>,
-    pub raw: String,
 }
 
 /// One named queue.
@@ -180,7 +180,6 @@ impl Queue {
                         .decode(raw.trim())
                         .ok()
                         .and_then(|b| String::from_utf8(b).ok()),
-                    raw,
                 }
             })
             .collect())

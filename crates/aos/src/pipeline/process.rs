@@ -195,13 +195,9 @@ fn manifest_element(paths: &InstancePaths, element: &CheckedElement) -> Manifest
     }
 }
 
-/// Whether the manifest lists exactly these elements with these sizes.
-pub fn same_elements(manifest: &Manifest, elements: &[CheckedElement]) -> bool {
-    same_elements_except(manifest, elements, None)
-}
-
-/// [`same_elements`], leaving elements of `ignored` (the feedback data type, added to the
-/// instance after it was archived) out on both sides.
+/// Whether the manifest lists exactly these elements with these sizes, leaving elements of
+/// `ignored` (the feedback data type, added to the instance after it was archived) out on both
+/// sides.
 pub fn same_elements_except(
     manifest: &Manifest,
     elements: &[CheckedElement],

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use altinn_aos::auth::altinn_provider;
+use altinn_aos::altinn_provider;
 use altinn_aos::config::TokenSettings;
 use altinn_sim::SimulatorHandle;
 use aos_testkit::auth::*;

@@ -6,10 +6,10 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use altinn_aos::auth::KeyError;
-use altinn_aos::auth::keys::{self, Expiry, KeyReference, SigningKey};
+use altinn_aos::KeyError;
 use altinn_aos::config::KeySource;
 use altinn_aos::domain::Secret;
+use altinn_aos::keys::{self, Expiry, KeyReference, SigningKey};
 use aos_testkit::auth::*;
 use base64::Engine as _;
 use jsonwebtoken::{DecodingKey, Validation};

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use altinn_aos::altinn::AltinnClient;
-use altinn_aos::auth::token::AltinnTokenProvider;
-use altinn_aos::auth::{AccessToken, TokenError, TokenProvider, altinn_provider};
+use altinn_aos::AltinnClient;
+use altinn_aos::AltinnTokenProvider;
 use altinn_aos::config::{Settings, TokenSettings};
 use altinn_aos::domain::InstanceRef;
+use altinn_aos::{AccessToken, TokenError, TokenProvider, altinn_provider};
 use altinn_sim::{ExchangeBody, Fault, FaultRule, InstanceSpec, SimulatorHandle};
 use aos_testkit::auth::*;
 

@@ -8,10 +8,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use altinn_aos::Pipeline;
 use altinn_aos::archive::{Archive, BlobInfo};
 use altinn_aos::config::{SettingSource, Settings};
-use altinn_aos::pipeline::Pipeline;
-use altinn_aos::pipeline::catchup::{CatchUpOptions, EventSink};
+use altinn_aos::{CatchUpOptions, EventSink};
 use altinn_sim::CreatedInstance;
 use aos_testkit::world::{Backends, TestApp, element, instance};
 use bytes::Bytes;

@@ -422,7 +422,7 @@ async fn exhausted_retries_land_in_poison_with_context_and_replay_to_success() {
         .sim
         .add_instance(instance(46, vec![element(777, Some("r.txt"))]));
     // Storage fails every try of each of the host's five attempts (three tries per attempt).
-    let tries = 5 * altinn_aos::altinn::client::ATTEMPTS;
+    let tries = 5 * altinn_aos::ALTINN_ATTEMPTS;
     app.sim.inject(FaultRule {
         path_contains: format!("/instances/{}", inst.instance_id()),
         fault: Fault::Status(503),

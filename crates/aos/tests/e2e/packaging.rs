@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use altinn_aos::FUNCTIONS;
+use altinn_aos::bindings::{BLOB_TRIGGER_PATHS, QueueRole, USED};
 use altinn_aos::config::{SettingSource, Settings};
-use altinn_aos::functions::FUNCTIONS;
-use altinn_aos::functions::bindings::{BLOB_TRIGGER_PATHS, QueueRole, USED};
 use serde_json::Value;
 
 fn root() -> PathBuf {

@@ -3,10 +3,10 @@
 //! Properties: never panic; whatever is accepted is safe to use as URL and blob path segments
 //! and round-trips. `PROPTEST_CASES=N` runs more cases (see docs/robustness.md).
 
+use altinn_aos::InvocationRequest;
 use altinn_aos::config::{SettingSource, Settings};
 use altinn_aos::domain::{BaseUrl, CloudEvent, InstanceRef};
-use altinn_aos::functions::invocation::InvocationRequest;
-use altinn_aos::pipeline::receive::{ReceiveOutcome, receive};
+use altinn_aos::{ReceiveOutcome, receive};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -43,10 +43,6 @@ use request::{FileName, active_id, parse_add, parse_remove, redact, report_key};
 /// The watched containers (the `path`s in the two `function.json` files).
 pub const ADD_CONTAINER: &str = "add-subscriptions";
 pub const REMOVE_CONTAINER: &str = "remove-subscriptions";
-/// Where Altinn's answer for each added file goes, unless the setting below names another.
-pub const ACTIVE_CONTAINER: &str = "active-subscriptions";
-pub const ACTIVE_CONTAINER_SETTING: &str =
-    "AltinnApplicationOwnerSystemSettings__RegisteredSubStorageContainer";
 
 /// Which of the two functions a report is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -45,10 +45,6 @@ impl FileName {
         Ok(FileName(raw.to_string()))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// `{name}.json`, the blob name inside each subscription container.
     pub fn blob(&self) -> String {
         format!("{}.json", self.0)
