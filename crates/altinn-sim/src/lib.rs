@@ -1,4 +1,5 @@
-//! In-process Altinn simulator for integration tests and local development.
+//! In-process Altinn simulator for integration tests and local development (`aos dev` starts
+//! one; the `altinn-sim` binary runs one on its own).
 //!
 //! It serves, on one listener, the slice of Altinn 3 the archiver talks to
 //! (docs: `docs/specs/altinn.md` §3.1–3.5, §4): Storage and App instance

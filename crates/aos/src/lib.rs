@@ -61,6 +61,8 @@ mod poison;
 mod queue;
 mod standalone;
 pub mod storage;
+#[cfg(test)]
+mod test_fixtures;
 
 // The library's surface beyond its public modules (`cli`, `config`, `domain`, `storage`,
 // `archive`): what the test kit, the end-to-end tests and the benchmarks reach. Every other module

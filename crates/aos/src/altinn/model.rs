@@ -91,13 +91,7 @@ where
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../../fixtures/altinn/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::test_fixtures::altinn as fixture;
 
     #[test]
     fn reads_storage_and_app_api_shapes() {

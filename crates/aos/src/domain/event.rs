@@ -211,13 +211,7 @@ mod tests {
         BaseUrl::parse("https://ttd.apps.at22.altinn.cloud/").unwrap()
     }
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../../fixtures/altinn/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::test_fixtures::altinn as fixture;
 
     #[test]
     fn parses_the_completed_event_fixture() {

@@ -219,13 +219,7 @@ impl InvocationResponse {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/../../fixtures/functions-host/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
+    use crate::test_fixtures::functions_host as fixture;
 
     #[test]
     fn decodes_the_double_encoded_queue_message_and_string_dequeue_count() {

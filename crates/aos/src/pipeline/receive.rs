@@ -130,13 +130,7 @@ mod tests {
         .unwrap()
     }
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/../../fixtures/altinn/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
+    use crate::test_fixtures::altinn as fixture;
 
     const JSON: Option<&str> = Some("application/json; charset=utf-8");
 
