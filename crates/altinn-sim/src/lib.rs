@@ -17,7 +17,8 @@
 //! Module map: `spec` (test-facing instance descriptions), `state` (instances
 //! and recordings), `model` (Altinn JSON), `content` (generator), `routes`
 //! (Altinn endpoints + request recording), `auth`, `faults`, `control`
-//! (`/_sim/` API for the dev command), `query` (the Storage instance query); Altinn Events: `events` (registry,
+//! (`/_sim/` API for the dev command), `query` (the Storage instance query), `upload` (data
+//! elements uploaded to an instance); Altinn Events: `events` (registry,
 //! publishing), `subscription` (rules), `events_routes`, `push`, `events_handle`, `events_feed`
 //! (the pull API with its sequence numbers, hold-back and `next` links);
 //! Maskinporten and tokens: `maskinporten` (grant verification), `altinn_token` (exchange

@@ -218,12 +218,17 @@ fn accepts(port: u16) -> bool {
     .is_ok()
 }
 
-/// The project root: where `package.json` is, searched upwards from the working directory.
+/// The project root: the nearest folder, from the working directory upwards, whose
+/// `package.json` names Azurite (so an unrelated `package.json` above the checkout is passed
+/// over); the working directory when there is none, so the error names where to run `npm ci`.
 pub fn project_root() -> PathBuf {
     let start = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     start
         .ancestors()
-        .find(|dir| dir.join("package.json").exists())
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("package.json"))
+                .is_ok_and(|text| text.contains("\"azurite\""))
+        })
         .map(Path::to_path_buf)
         .unwrap_or(start)
 }

@@ -87,28 +87,21 @@ where
 }
 
 /// The `aos` binary as the deployment package ships it: built without the `dev` feature (no
-/// simulator, no Azurite launcher). `scripts/test` builds it before the tests and leaves it in
-/// `target/deploy-check/aos`; without that (e.g. `cargo nextest run` alone) it is built here,
-/// once, in a target folder of its own, so the binary the other tests run is never replaced.
+/// simulator, no Azurite launcher), by Cargo in a target folder of its own
+/// (`target/deploy-check`), so the binary the other tests run is never replaced. Built on every
+/// call, which is a no-op when nothing changed, so it is never stale; `scripts/test` builds it
+/// before the tests so that the first test does not wait for it.
 pub fn deployment_binary() -> anyhow::Result<PathBuf> {
-    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
     let target = aos_binary()
         .parent()
         .and_then(|profile| profile.parent())
         .map(PathBuf::from)
         .context("the target folder")?;
-    let prepared = target.join("deploy-check/aos");
-    if prepared.is_file() {
-        return Ok(prepared);
-    }
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(path) = built.as_ref() {
-        return Ok(path.clone());
-    }
-    let target_dir = target.join("deploy-check-build");
+    let target_dir = target.join("deploy-check");
     let status = std::process::Command::new(env!("CARGO"))
         .args([
             "build",
+            "--quiet",
             "-p",
             "altinn-aos",
             "--no-default-features",
@@ -123,9 +116,7 @@ pub fn deployment_binary() -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("cargo build --no-default-features failed ({status})");
     }
-    let path = target_dir.join("debug/aos");
-    *built = Some(path.clone());
-    Ok(path)
+    Ok(target_dir.join("debug/aos"))
 }
 
 /// The Functions host protocol fixtures: `fixtures/functions-host` in the repository (see

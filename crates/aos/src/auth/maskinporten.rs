@@ -1,4 +1,4 @@
-//! The Maskinporten JWT grant (`specs/altinn.md` §4.1).
+//! The Maskinporten JWT grant (`docs/specs/altinn.md` §4.1).
 //!
 //! A grant is a short-lived RS256 JWT signed with the organisation's key, POSTed form-encoded
 //! to `{issuer}token`. Its claims are exactly `aud`, `iss`, `scope`, `iat`, `exp` and `jti`:
@@ -16,9 +16,9 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use url::Url;
 
-use super::AccessToken;
 use super::error::TokenError;
 use super::keys::SigningKey;
+use super::provider::AccessToken;
 use crate::config::MaskinportenSettings;
 
 /// Seconds between `iat` and `exp`. Maskinporten allows at most 120; 60 leaves room for clock

@@ -1,4 +1,4 @@
-//! The Altinn token: Maskinporten grant → Altinn exchange → cache (`specs/altinn.md` §4.2).
+//! The Altinn token: Maskinporten grant → Altinn exchange → cache (`docs/specs/altinn.md` §4.2).
 //!
 //! - The exchange is `GET {platform}authentication/api/v1/exchange/maskinporten` with the
 //!   Maskinporten token as bearer and `Accept: text/plain`. Altinn answers the JWT as a plain
@@ -25,7 +25,7 @@ use url::Url;
 
 use super::error::TokenError;
 use super::maskinporten::{MaskinportenClient, MaskinportenToken, excerpt};
-use super::{AccessToken, TokenProvider};
+use super::provider::{AccessToken, TokenProvider};
 use crate::config::MaskinportenSettings;
 use crate::domain::BaseUrl;
 

@@ -63,11 +63,11 @@ pub async fn run(options: DevOptions) -> anyhow::Result<DevSummary> {
         ),
         (
             "AltinnApplicationOwnerSystemSettings__AccountName",
-            crate::storage::AZURITE_ACCOUNT,
+            aos_azurite::ACCOUNT,
         ),
         (
             "AltinnApplicationOwnerSystemSettings__AccountKey",
-            crate::storage::AZURITE_KEY,
+            aos_azurite::KEY,
         ),
         (
             "AltinnApplicationOwnerSystemSettings__AltinnToken",
@@ -280,5 +280,15 @@ fn human_bytes(bytes: u64) -> String {
         format!("{:.1} MiB", bytes as f64 / MIB)
     } else {
         format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `UseDevelopmentStorage=true` (storage) must mean the account the launcher starts.
+    #[test]
+    fn the_development_storage_account_is_the_one_azurite_runs() {
+        assert_eq!(crate::storage::AZURITE_ACCOUNT, aos_azurite::ACCOUNT);
+        assert_eq!(crate::storage::AZURITE_KEY, aos_azurite::KEY);
     }
 }

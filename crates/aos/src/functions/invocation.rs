@@ -1,7 +1,7 @@
 //! The custom-handler payload codec: what the Functions host sends, and what it accepts back.
 //!
 //! The host's real wire format differs from the documentation's examples (see
-//! `specs/functions-custom-handler.md` §3–4): queue message text arrives *double* JSON-encoded
+//! `docs/specs/functions-custom-handler.md` §3–4): queue message text arrives *double* JSON-encoded
 //! (`"\"{\\\"id\\\":…}\""`), `DequeueCount` is a string, and the HTTP trigger request is an
 //! object whose `Body` is the raw text. Responses must be 2xx with a non-empty JSON body to
 //! count as success; queue outputs are returned as JSON objects because the host base64-decodes

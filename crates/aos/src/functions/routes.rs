@@ -44,7 +44,7 @@ pub(super) fn ok(response: InvocationResponse) -> Response {
 /// `EventsReceiver`: the webhook. A valid event becomes one message on `events-inbound`; the
 /// host writes it before answering Altinn, and fails the request (500) if it cannot.
 pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
-    let function = super::EVENTS_RECEIVER;
+    let function = super::names::EVENTS_RECEIVER;
     let request = match InvocationRequest::parse(&body).and_then(|r| r.http_request(REQUEST)) {
         Ok(request) => request,
         Err(e) => return failed(function, "decode", &e, ErrorKind::Permanent),
@@ -127,7 +127,7 @@ async fn queue_step(function: &str, pipeline: &Pipeline, step: QueueStep, body: 
 /// (or to `events-feedback` when feedback is configured).
 pub async fn events_processor(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
     queue_step(
-        super::EVENTS_PROCESSOR,
+        super::names::EVENTS_PROCESSOR,
         &pipeline,
         QueueStep::Process,
         &body,
@@ -139,7 +139,7 @@ pub async fn events_processor(State(pipeline): State<Pipeline>, body: Bytes) -> 
 /// `events-confirmation`.
 pub async fn events_feedback(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
     queue_step(
-        super::EVENTS_FEEDBACK,
+        super::names::EVENTS_FEEDBACK,
         &pipeline,
         QueueStep::Feedback,
         &body,
@@ -150,7 +150,7 @@ pub async fn events_feedback(State(pipeline): State<Pipeline>, body: Bytes) -> R
 /// `EventsConfirmation`: confirm the instance once its archive is complete and verified.
 pub async fn events_confirmation(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
     queue_step(
-        super::EVENTS_CONFIRMATION,
+        super::names::EVENTS_CONFIRMATION,
         &pipeline,
         QueueStep::Confirm,
         &body,
@@ -166,7 +166,7 @@ pub async fn events_confirmation(State(pipeline): State<Pipeline>, body: Bytes) 
 /// cannot start or every query failed, so the host records a failed run; otherwise partial
 /// failures are in the logs and the summary.
 pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
-    let function = super::EVENTS_RECONCILER;
+    let function = super::names::EVENTS_RECONCILER;
     let past_due = InvocationRequest::parse(&body)
         .ok()
         .and_then(|r| r.data.get(TIMER_TRIGGER).cloned())
@@ -225,7 +225,7 @@ pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) ->
 /// the events before it are stored. A failure is logged (as an error, and in the invocation
 /// log) and does not fail the invocation, so the reconciler's own output is still written.
 async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
-    let function = super::EVENTS_RECONCILER;
+    let function = super::names::EVENTS_RECONCILER;
     let fail = |logs: &mut Vec<String>, line: String| {
         tracing::error!(function, error = %line, "catch-up failed");
         logs.push(format!("catch-up failed: {line}"));

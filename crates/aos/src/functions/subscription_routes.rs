@@ -63,10 +63,22 @@ async fn run(function: &str, action: Action, pipeline: &Pipeline, body: &[u8]) -
 
 /// `EventsSubscriber`: `add-subscriptions/{name}.json` → Altinn → `active-subscriptions`.
 pub async fn events_subscriber(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
-    run(super::EVENTS_SUBSCRIBER, Action::Add, &pipeline, &body).await
+    run(
+        super::names::EVENTS_SUBSCRIBER,
+        Action::Add,
+        &pipeline,
+        &body,
+    )
+    .await
 }
 
 /// `EventsDeSubscriber`: `remove-subscriptions/{name}.json` → Altinn `DELETE` → clean-up.
 pub async fn events_desubscriber(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
-    run(super::EVENTS_DESUBSCRIBER, Action::Remove, &pipeline, &body).await
+    run(
+        super::names::EVENTS_DESUBSCRIBER,
+        Action::Remove,
+        &pipeline,
+        &body,
+    )
+    .await
 }

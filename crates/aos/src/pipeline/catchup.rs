@@ -104,15 +104,16 @@ pub struct Cursor {
 #[async_trait::async_trait]
 pub trait EventSink: Send + Sync {
     /// Returns once the event is durably stored.
-    async fn send(&self, event: &CloudEvent) -> Result<(), String>;
+    async fn send(&self, event: &CloudEvent) -> anyhow::Result<()>;
 }
 
 #[async_trait::async_trait]
 impl EventSink for crate::queue::Queue {
-    async fn send(&self, event: &CloudEvent) -> Result<(), String> {
+    async fn send(&self, event: &CloudEvent) -> anyhow::Result<()> {
+        use anyhow::Context as _;
         crate::queue::Queue::send(self, &event.to_json().to_string())
             .await
-            .map_err(|e| format!("queue {}: {e}", self.name()))
+            .with_context(|| format!("queue {}", self.name()))
     }
 }
 
@@ -291,7 +292,7 @@ impl Pipeline {
             Ok(Some((cursor, etag))) => (Some(cursor), Some(etag)),
             Ok(None) => (None, None),
             Err(e) => {
-                report.failed = Some(format!("reading the cursor: {e}"));
+                report.failed = Some(format!("reading the cursor: {e:#}"));
                 return report;
             }
         };
@@ -367,7 +368,7 @@ impl Pipeline {
                 for event in &accepted {
                     if let Err(e) = sink.send(event).await {
                         // The cursor stays before this page: the next run pulls it again.
-                        report.failed = Some(e);
+                        report.failed = Some(format!("{e:#}"));
                         return report;
                     }
                     report.queued += 1;
@@ -383,7 +384,7 @@ impl Pipeline {
                         return report;
                     }
                     Err(e) => {
-                        report.failed = Some(format!("writing the cursor: {e}"));
+                        report.failed = Some(format!("writing the cursor: {e:#}"));
                         return report;
                     }
                 }
@@ -532,14 +533,15 @@ impl Cursors {
         cursor_blob_name(org, app)
     }
 
-    async fn read(&self, org: &OrgName, app: &AppName) -> Result<Option<(Cursor, String)>, String> {
+    async fn read(&self, org: &OrgName, app: &AppName) -> anyhow::Result<Option<(Cursor, String)>> {
         let name = Self::name(org, app);
-        match self.state.read_tagged(&name).await {
-            Ok(None) => Ok(None),
-            Ok(Some((bytes, etag))) => serde_json::from_slice(&bytes)
+        match self.state.read_tagged(&name).await? {
+            None => Ok(None),
+            Some((bytes, etag)) => serde_json::from_slice(&bytes)
                 .map(|cursor| Some((cursor, etag)))
-                .map_err(|e| format!("{name} is unreadable ({e}); delete it to start again")),
-            Err(e) => Err(e.to_string()),
+                .map_err(|e| {
+                    anyhow::anyhow!("{name} is unreadable ({e}); delete it to start again")
+                }),
         }
     }
 
@@ -550,25 +552,23 @@ impl Cursors {
         app: &AppName,
         cursor: &Cursor,
         etag: Option<&str>,
-    ) -> Result<Option<String>, String> {
+    ) -> anyhow::Result<Option<String>> {
         let name = Self::name(org, app);
-        let body = serde_json::to_vec(cursor).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(cursor)?;
         let info = BlobInfo {
             content_type: "application/json".into(),
             metadata: Default::default(),
         };
-        match self
+        if !self
             .state
             .put_if(&name, Bytes::from(body), &info, etag)
-            .await
+            .await?
         {
-            Ok(true) => match self.state.read_tagged(&name).await {
-                Ok(Some((_, etag))) => Ok(Some(etag)),
-                Ok(None) => Err(format!("{name} vanished after it was written")),
-                Err(e) => Err(e.to_string()),
-            },
-            Ok(false) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            return Ok(None);
+        }
+        match self.state.read_tagged(&name).await? {
+            Some((_, etag)) => Ok(Some(etag)),
+            None => anyhow::bail!("{name} vanished after it was written"),
         }
     }
 }

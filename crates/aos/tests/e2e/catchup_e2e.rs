@@ -431,10 +431,10 @@ struct FlakySink {
 
 #[async_trait::async_trait]
 impl EventSink for FlakySink {
-    async fn send(&self, event: &altinn_aos::domain::CloudEvent) -> Result<(), String> {
+    async fn send(&self, event: &altinn_aos::domain::CloudEvent) -> anyhow::Result<()> {
         let mut sent = self.sent.lock().unwrap();
         if sent.len() + 1 >= self.fail_at {
-            return Err("queue unavailable".into());
+            anyhow::bail!("queue unavailable");
         }
         sent.push(event.id().to_string());
         Ok(())

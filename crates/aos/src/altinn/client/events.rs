@@ -1,4 +1,4 @@
-//! The Events pull API for a service owner (`specs/altinn.md` §2.7 A):
+//! The Events pull API for a service owner (`docs/specs/altinn.md` §2.7 A):
 //! `GET {platform}events/api/v1/app/{org}/{app}?after={id}|from={time}&size=…&type=…`.
 //!
 //! The URL is always built from the configured platform base. Of the `next` response header only

@@ -1,5 +1,5 @@
 //! Data element upload (feedback): `POST {platform}storage/api/v1/instances/{partyId}/{guid}/data?dataType=…`
-//! with the bytes as the body and their `Content-Type` (`specs/altinn.md` §3).
+//! with the bytes as the body and their `Content-Type` (`docs/specs/altinn.md` §3).
 
 use std::time::Duration;
 

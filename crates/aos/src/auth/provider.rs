@@ -1,0 +1,56 @@
+//! What every Altinn call asks for a bearer token: the [`TokenProvider`] interface, the redacting
+//! [`AccessToken`], and the fixed [`StaticToken`]. The providers in `token.rs` and the grant in
+//! `maskinporten.rs` build on this file, not on `auth/mod.rs`, which wires them together.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::error::TokenError;
+
+/// A bearer token. `Debug` and `Display` never show it, so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    pub fn new(token: impl Into<Arc<str>>) -> Self {
+        AccessToken(token.into())
+    }
+
+    /// The token itself, for the `Authorization` header only.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
+}
+
+#[async_trait]
+pub trait TokenProvider: Send + Sync {
+    /// A token valid for at least the next request.
+    async fn token(&self) -> Result<AccessToken, TokenError>;
+    /// Altinn refused `token` (401): drop it so the next call gets a fresh one.
+    fn invalidate(&self, token: &AccessToken);
+}
+
+/// A fixed token (local development and tests against the simulator).
+pub struct StaticToken(AccessToken);
+
+impl StaticToken {
+    pub fn new(token: impl Into<Arc<str>>) -> Self {
+        StaticToken(AccessToken::new(token))
+    }
+}
+
+#[async_trait]
+impl TokenProvider for StaticToken {
+    async fn token(&self) -> Result<AccessToken, TokenError> {
+        Ok(self.0.clone())
+    }
+
+    fn invalidate(&self, _token: &AccessToken) {}
+}
