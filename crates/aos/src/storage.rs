@@ -1,18 +1,25 @@
 //! Reaching the storage account: blob and queue clients with the right credentials.
 //!
 //! The official Azure SDK has no shared-key signing, so with an account key (the reference
-//! system's settings, and Azurite) every client URL carries a short-lived *account SAS* signed
-//! here with `azure_core::hmac::hmac_sha256`. The SAS is minted for [`SAS_LIFETIME`] and
-//! re-minted once half of that has passed, so a long-running process never holds an expired
-//! one. Without a key, clients use Entra ID: `ManagedIdentityCredential` in Azure (detected by
-//! `IDENTITY_ENDPOINT`/`MSI_ENDPOINT`), `DeveloperToolsCredential` (Azure CLI / azd) locally.
+//! system's settings, and Azurite) requests carry a short-lived *account SAS* signed here with
+//! `azure_core::hmac::hmac_sha256`. The SAS is not part of any client: a pipeline policy
+//! ([`SasPolicy`]) puts a current one on every request as it is sent (each try of it), so a
+//! client held for the life of the process — `aos run` keeps one per queue — never sends an
+//! expired SAS, and a client's URL (which SDK errors print) holds no signature. A SAS is minted
+//! for [`SAS_LIFETIME`] and re-minted once half of that has passed. A SAS given in a
+//! connection string goes on the requests the same way. Without a key, clients use Entra ID:
+//! `ManagedIdentityCredential` in Azure (detected by `IDENTITY_ENDPOINT`/`MSI_ENDPOINT`),
+//! `DeveloperToolsCredential` (Azure CLI / azd) locally; the SDK's bearer-token policy
+//! refreshes those tokens per request.
 
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{
-    ClientOptions, ExponentialRetryOptions, HttpClientOptions, RetryOptions, Transport, Url,
-    new_http_client,
+    ClientOptions, Context, ExponentialRetryOptions, HttpClientOptions, Request, RetryOptions,
+    Transport, Url, new_http_client,
 };
 use azure_storage_blob::{
     BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
@@ -25,6 +32,10 @@ use crate::domain::BaseUrl;
 
 /// How long a minted account SAS is valid.
 const SAS_LIFETIME: Duration = Duration::hours(2);
+/// TEST ONLY: shortens [`SAS_LIFETIME`] to this many seconds, so an end-to-end test can run the
+/// real binary past several lifetimes (`tests/e2e/long_run.rs`). Not a setting for users: a
+/// SAS of seconds only adds signing work and clock-skew risk in production.
+const TEST_SAS_LIFETIME_ENV: &str = "AOS_TEST_STORAGE_SAS_LIFETIME_SECS";
 /// Storage API version named in the SAS (`sv`).
 const SAS_VERSION: &str = "2022-11-02";
 
@@ -49,7 +60,9 @@ enum Auth {
 pub struct StorageEndpoint {
     endpoint: BaseUrl,
     auth: Auth,
-    sas: Arc<Mutex<Option<(String, OffsetDateTime)>>>,
+    /// Signs every request of every client made from this endpoint (SAS auth only); shared, so
+    /// all clients use one cached SAS.
+    sas: Option<Arc<SasPolicy>>,
     retry: RetryOptions,
     /// One HTTP transport for every client made from this endpoint: connections are reused,
     /// and the TLS roots are loaded once instead of per blob operation.
@@ -145,10 +158,21 @@ impl StorageEndpoint {
         let http = new_http_client(Some(HttpClientOptions {
             automatic_decompression: false,
         }));
+        let sas = match &auth {
+            Auth::Identity(_) => None,
+            Auth::Sas(sas) => Some(SasSource::Fixed(sas.clone())),
+            Auth::Key { account, key } => Some(SasSource::AccountKey {
+                account: account.clone(),
+                key: key.clone(),
+                https_only: endpoint.url().scheme() == "https",
+                lifetime: sas_lifetime(),
+                minted: Mutex::new(None),
+            }),
+        };
         StorageEndpoint {
             endpoint,
             auth,
-            sas: Arc::new(Mutex::new(None)),
+            sas: sas.map(|source| Arc::new(SasPolicy { source })),
             retry: default_retry(),
             transport: Transport::new(http),
         }
@@ -164,21 +188,24 @@ impl StorageEndpoint {
         &self.endpoint
     }
 
+    /// The SAS policy runs per *try*, after the SDK's retry policy: a retry that follows a long
+    /// back-off is signed anew.
     fn client_options(&self) -> ClientOptions {
         ClientOptions {
             retry: self.retry.clone(),
             transport: Some(self.transport.clone()),
+            per_try_policies: self
+                .sas
+                .iter()
+                .map(|p| p.clone() as Arc<dyn Policy>)
+                .collect(),
             ..Default::default()
         }
     }
 
-    /// `{endpoint}{path}` with the SAS appended when one is used.
-    fn url(&self, path: &str) -> Result<Url, azure_core::Error> {
-        let mut url = self.endpoint.join(path);
-        if let Some(sas) = self.current_sas()? {
-            url.set_query(Some(&sas));
-        }
-        Ok(url)
+    /// `{endpoint}{path}`; never a SAS (the policy adds it to each request).
+    fn url(&self, path: &str) -> Url {
+        self.endpoint.join(path)
     }
 
     fn credential(&self) -> Option<Arc<dyn TokenCredential>> {
@@ -188,30 +215,13 @@ impl StorageEndpoint {
         }
     }
 
+    /// The SAS a request sent now would carry (none with Entra ID).
+    #[cfg(test)]
     fn current_sas(&self) -> Result<Option<String>, azure_core::Error> {
-        match &self.auth {
-            Auth::Identity(_) => Ok(None),
-            Auth::Sas(sas) => Ok(Some(sas.clone())),
-            Auth::Key { account, key } => {
-                let now = OffsetDateTime::now_utc();
-                let mut cached = self.sas.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some((sas, expiry)) = cached.as_ref()
-                    && *expiry - now > SAS_LIFETIME / 2
-                {
-                    return Ok(Some(sas.clone()));
-                }
-                let expiry = now + SAS_LIFETIME;
-                let sas = account_sas(
-                    account,
-                    key,
-                    self.endpoint.url().scheme() == "https",
-                    now,
-                    expiry,
-                )?;
-                *cached = Some((sas.clone(), expiry));
-                Ok(Some(sas))
-            }
-        }
+        self.sas
+            .as_ref()
+            .map(|p| p.source.at(OffsetDateTime::now_utc()))
+            .transpose()
     }
 
     pub fn container(&self, container: &str) -> azure_core::Result<BlobContainerClient> {
@@ -219,7 +229,7 @@ impl StorageEndpoint {
             client_options: self.client_options(),
             ..Default::default()
         };
-        BlobContainerClient::new(self.url(container)?, self.credential(), Some(options))
+        BlobContainerClient::new(self.url(container), self.credential(), Some(options))
     }
 
     /// A blob client; `blob_name` must consist of URL-safe segments (validated names only).
@@ -229,7 +239,7 @@ impl StorageEndpoint {
             ..Default::default()
         };
         BlobClient::new(
-            self.url(&format!("{container}/{blob_name}"))?,
+            self.url(&format!("{container}/{blob_name}")),
             self.credential(),
             Some(options),
         )
@@ -240,8 +250,125 @@ impl StorageEndpoint {
             client_options: self.client_options(),
             ..Default::default()
         };
-        QueueClient::new(self.url(queue)?, self.credential(), Some(options))
+        QueueClient::new(self.url(queue), self.credential(), Some(options))
     }
+}
+
+/// Puts a current SAS on each request as it is sent, replacing the one a previous try of the
+/// same request carried; everything else in the query (the operation's own parameters) is kept
+/// as the SDK encoded it.
+struct SasPolicy {
+    source: SasSource,
+}
+
+/// Where the SAS comes from.
+enum SasSource {
+    /// Given in the connection string: used as is (its owner manages its lifetime).
+    Fixed(String),
+    /// Minted here from the account key and cached until half its lifetime has passed.
+    AccountKey {
+        account: String,
+        key: Secret,
+        https_only: bool,
+        lifetime: Duration,
+        /// The current SAS and its expiry (`se`, whole seconds).
+        minted: Mutex<Option<(String, OffsetDateTime)>>,
+    },
+}
+
+impl SasSource {
+    /// The SAS to send at `now`: every request carries one with at least half its lifetime left.
+    fn at(&self, now: OffsetDateTime) -> azure_core::Result<String> {
+        match self {
+            SasSource::Fixed(sas) => Ok(sas.clone()),
+            SasSource::AccountKey {
+                account,
+                key,
+                https_only,
+                lifetime,
+                minted,
+            } => {
+                let mut minted = minted.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((sas, expiry)) = minted.as_ref()
+                    && *expiry - now > *lifetime / 2
+                {
+                    return Ok(sas.clone());
+                }
+                // `se` has whole seconds: cache the expiry the service will actually apply.
+                let expiry = (now + *lifetime).replace_nanosecond(0).unwrap_or(now);
+                let sas = account_sas(account, key, *https_only, now, expiry)?;
+                *minted = Some((sas.clone(), expiry));
+                Ok(sas)
+            }
+        }
+    }
+}
+
+/// No key material and no SAS in debug output (pipelines are `Debug`).
+impl std::fmt::Debug for SasPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SasPolicy")
+    }
+}
+
+#[async_trait]
+impl Policy for SasPolicy {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let sas = self.source.at(OffsetDateTime::now_utc())?;
+        let url = request.url_mut();
+        let query = with_sas(url.query(), &sas);
+        url.set_query(Some(&query));
+        next[0]
+            .send(ctx, request, &next[1..])
+            .await
+            .map_err(|e| without_sas_in_transport_error(e, &sas))
+    }
+}
+
+/// `query` with every parameter the SAS names (`sv`, `se`, `sig`, …) replaced by `sas`.
+fn with_sas(query: Option<&str>, sas: &str) -> String {
+    let mut pairs = without_sas(query, sas);
+    pairs.push(sas);
+    pairs.join("&")
+}
+
+/// The pairs of `query` that are not parameters of `sas`, as they were encoded.
+fn without_sas<'q>(query: Option<&'q str>, sas: &str) -> Vec<&'q str> {
+    let key = |pair: &str| pair.split('=').next().unwrap_or_default().to_string();
+    let sas_keys: Vec<String> = sas.split('&').map(key).collect();
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !sas_keys.contains(&key(pair)))
+        .collect()
+}
+
+/// A transport error names the request URL (`error sending request for url (…)`); take the SAS
+/// out of it so the signature cannot reach stderr, logs or stored failure records from here.
+fn without_sas_in_transport_error(mut error: azure_core::Error, sas: &str) -> azure_core::Error {
+    if let Some(url) = error
+        .downcast_mut::<reqwest_sdk::Error>()
+        .and_then(|e| e.url_mut())
+    {
+        let kept = without_sas(url.query(), sas).join("&");
+        url.set_query((!kept.is_empty()).then_some(kept.as_str()));
+    }
+    error
+}
+
+/// The SAS lifetime: [`SAS_LIFETIME`], or the test-only [`TEST_SAS_LIFETIME_ENV`].
+fn sas_lifetime() -> Duration {
+    std::env::var(TEST_SAS_LIFETIME_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|secs| *secs > 0)
+        .map(|secs| Duration::seconds(secs.into()))
+        .unwrap_or(SAS_LIFETIME)
 }
 
 /// Bounded SDK retries: a few quick attempts, then the error reaches the pipeline, which leaves
@@ -429,6 +556,158 @@ mod tests {
         )
         .unwrap();
         assert!(sas.eq("sv=2022-11-02&ss=bq&srt=sco&sp=rwdlacup&st=2027-01-15T07%3A55%3A00Z&se=2027-01-15T09%3A00%3A00Z&spr=https%2Chttp&sig=DkagH4UIAS8p3MC46EGvGpaH4c6YNQO57VjKsoxH6XA%3D"), "{sas}");
+    }
+
+    fn key_source(lifetime: Duration) -> SasSource {
+        SasSource::AccountKey {
+            account: AZURITE_ACCOUNT.into(),
+            key: Secret::new(AZURITE_KEY),
+            https_only: false,
+            lifetime,
+            minted: Mutex::new(None),
+        }
+    }
+
+    fn param<'a>(query: &'a str, name: &str) -> Vec<&'a str> {
+        query
+            .split('&')
+            .filter_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .collect()
+    }
+
+    #[test]
+    fn a_sas_is_reused_for_half_its_life_then_minted_anew() {
+        let source = key_source(Duration::hours(2));
+        let start = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let first = source.at(start).unwrap();
+        assert_eq!(param(&first, "se"), ["2027-01-15T10%3A00%3A00Z"]);
+        let later = start + Duration::minutes(59);
+        assert_eq!(source.at(later).unwrap(), first);
+        let past_half = start + Duration::minutes(61);
+        let second = source.at(past_half).unwrap();
+        assert_ne!(second, first);
+        assert_eq!(param(&second, "se"), ["2027-01-15T11%3A01%3A00Z"]);
+    }
+
+    #[test]
+    fn the_sas_replaces_an_earlier_one_and_keeps_the_operation_parameters() {
+        let sas = "sv=2022-11-02&se=2027-01-15T11%3A01%3A00Z&sig=new%3D";
+        assert_eq!(
+            with_sas(Some("comp=list&prefix=a%20b"), sas),
+            format!("comp=list&prefix=a%20b&{sas}")
+        );
+        assert_eq!(
+            with_sas(
+                Some("comp=list&sv=2022-11-02&se=2027-01-15T09%3A00%3A00Z&sig=old%3D&marker=m"),
+                sas
+            ),
+            format!("comp=list&marker=m&{sas}")
+        );
+        assert_eq!(with_sas(None, sas), sas);
+    }
+
+    #[test]
+    fn key_based_clients_hold_no_sas_in_their_url() {
+        let endpoint = StorageEndpoint::for_queues(&format!(
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={AZURITE_KEY}"
+        ))
+        .unwrap();
+        let queue = endpoint.queue("events-inbound").unwrap();
+        assert_eq!(
+            queue.url().as_str(),
+            "https://acct.queue.core.windows.net/events-inbound"
+        );
+        let blob = endpoint.blob("archive", "a/b.json").unwrap();
+        assert_eq!(blob.url().query(), None);
+        assert!(endpoint.current_sas().unwrap().unwrap().contains("sig="));
+    }
+
+    /// A one-connection-per-request HTTP server that answers each request with the next status
+    /// and records the request lines it saw.
+    async fn scripted_server(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!(
+            "http://{}/{AZURITE_ACCOUNT}",
+            listener.local_addr().unwrap()
+        );
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            for status in statuses {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && socket.read(&mut byte).await.unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                record
+                    .lock()
+                    .unwrap()
+                    .push(head.lines().next().unwrap_or_default().to_string());
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        (base, seen)
+    }
+
+    #[tokio::test]
+    async fn every_try_of_a_request_carries_exactly_one_current_sas() {
+        let (base, seen) = scripted_server(vec![503, 200]).await;
+        let endpoint = StorageEndpoint::for_queues(&format!(
+            "AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};QueueEndpoint={base}"
+        ))
+        .unwrap()
+        .with_retry(RetryOptions::fixed(azure_core::http::FixedRetryOptions {
+            delay: azure_core::time::Duration::milliseconds(10),
+            max_retries: 2,
+            ..Default::default()
+        }));
+        let queue = endpoint.queue("events-inbound").unwrap();
+        queue.get_properties(None).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for line in &seen {
+            let query = line.split(' ').nth(1).unwrap().split_once('?').unwrap().1;
+            assert_eq!(param(query, "sig").len(), 1, "{line}");
+            assert_eq!(param(query, "se").len(), 1, "{line}");
+            assert_eq!(param(query, "comp"), ["metadata"], "{line}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transport_error_does_not_name_the_sas() {
+        // A port nothing listens on: the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = StorageEndpoint::for_queues(&format!(
+            "AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};\
+             QueueEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+        ))
+        .unwrap()
+        .with_retry(RetryOptions::none());
+        let error = endpoint
+            .queue("events-inbound")
+            .unwrap()
+            .get_properties(None)
+            .await
+            .unwrap_err();
+        let mut text = format!("{error:?} {error}");
+        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text.push_str(&format!(" {cause} {cause:?}"));
+            source = cause.source();
+        }
+        assert!(text.contains("events-inbound"), "{text}");
+        assert!(!text.contains("sig"), "{text}");
+        assert!(!text.contains("se="), "{text}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod dev_smoke;
 mod feedback_e2e;
 mod functions_e2e;
 mod harness;
+mod long_run;
 mod packaging;
 mod properties;
 mod reconcile_e2e;
