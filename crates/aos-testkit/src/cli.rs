@@ -1,5 +1,6 @@
 //! The `aos` binary run as a user runs a CLI command: its own process, an empty working
-//! directory (so no `local.settings.json` is picked up), and only the settings the test gives.
+//! directory, and only the settings the test gives (in the environment; `aos` reads a settings
+//! file only when `--settings` names one).
 
 /// What a command printed and how it exited.
 pub struct CliOutput {

@@ -14,14 +14,15 @@
 //!   Altinn token exchange, and prints what it found (exit 1 with one line if a step fails).
 //! - `aos poison` lists or replays the poison queues.
 //!
-//! Every command reads the same settings (environment, else `local.settings.json` `Values`) and
-//! exits with status 2 and one line naming the setting when a setting is missing or malformed.
+//! Every command reads the same settings (the environment; also a `local.settings.json`-shaped
+//! file only when `--settings FILE` names one) and exits with status 2 and one line naming every
+//! setting that is missing or malformed.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use altinn_aos::cli::{self, Cli, CliError, Command};
+use altinn_aos::cli::{self, Cli, CliError, Invocation};
 
 fn main() -> ExitCode {
     return_freed_blocks_to_the_system();
@@ -38,10 +39,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<(), CliError> {
+fn run(invocation: Invocation) -> Result<(), CliError> {
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(cli::run(command))
+    runtime.block_on(cli::run(invocation))
 }
 
 /// Element blocks are 4 MiB buffers that come and go by the hundred. glibc's allocator serves

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use super::{CliError, load_settings};
+use super::{CliError, SettingsFrom, load_settings};
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::{CatchUpOptions, EventSink};
 use crate::queue::QueueAccount;
@@ -29,14 +29,14 @@ pub struct Args {
 
 /// Runs one catch-up and prints its summary; events that could not be queued make it fail
 /// (exit 1) after the summary.
-pub async fn run(args: Args) -> Result<(), CliError> {
-    catch_up(args)
+pub async fn run(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
+    catch_up(args, from)
         .await
         .map_err(|e| e.name_failures("catch-up"))
 }
 
-async fn catch_up(args: Args) -> Result<(), CliError> {
-    let settings = load_settings()?.settings;
+async fn catch_up(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
+    let settings = load_settings(from)?.settings;
     let mut options = CatchUpOptions::from_settings(&settings.catch_up);
     if let Some(from) = &args.from {
         options.first_from = crate::config::parse_time(from).ok_or_else(|| {

@@ -6,7 +6,8 @@
 //! - `dev.rs` — `aos dev`: the local demo (Azurite, simulator, `aos run`, a sample batch);
 //!   `simulator.rs` — `aos simulator`: the Altinn simulator alone. Both only with the `dev`
 //!   feature, which the deployment package leaves out.
-//! - `check_config.rs` — `aos check-config`: the settings, the key and one token exchange.
+//! - `check_config.rs` — `aos check-config`: each setting's origin, the key and one token
+//!   exchange.
 //! - `reconcile.rs` — `aos reconcile`: queue completed instances whose events never arrived.
 //! - `catch_up.rs` — `aos catch-up`: queue the events of the Events pull API after each cursor.
 //! - `subscriptions.rs` — `aos subscriptions add|list|show|remove|verify`.
@@ -14,9 +15,12 @@
 //! - `error.rs` — [`CliError`], the one error type: its line and its exit status.
 //! - [`telemetry`] — the log format and level.
 //!
-//! Every command reads its settings through one loader, `load_settings` (environment, else
-//! `local.settings.json` `Values`), so a missing or malformed setting is one line naming it and
-//! exit status 2, whatever the command.
+//! Every command reads its settings through one loader, `load_settings`: the environment only,
+//! unless the global `--settings FILE` names a `local.settings.json`-shaped file ([`Invocation`]
+//! carries it to the command). No file is read that the operator did not name, so the
+//! checkout's development file cannot fill in what a production shell lacks (under the
+//! Functions host, `func start` already passes the file's `Values` as the environment). Every
+//! missing or malformed setting is named in one line, exit status 2, whatever the command.
 
 mod catch_up;
 mod check_config;
@@ -32,6 +36,8 @@ mod simulator;
 mod subscriptions;
 pub mod telemetry;
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 use crate::config::{SettingSource, Settings};
@@ -45,8 +51,24 @@ pub use error::CliError;
     about = "Altinn 3 Application Owner System: receive, archive, confirm"
 )]
 pub struct Cli {
+    /// Read the settings also from this `local.settings.json`-shaped file (its `Values`), for
+    /// names the environment does not set. Without it, settings come from the environment only.
+    #[arg(long, global = true, value_name = "FILE")]
+    settings: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// A command and where its settings come from.
+pub struct Invocation {
+    command: Command,
+    settings: SettingsFrom,
+}
+
+/// Where a command's settings come from: the environment, plus the file `--settings` named.
+#[derive(Clone, Debug, Default)]
+pub struct SettingsFrom {
+    file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -97,36 +119,47 @@ impl Cli {
 
     /// The command to run. Without one, `serve` when the Functions host started `aos` (it
     /// passes the port in `FUNCTIONS_CUSTOMHANDLER_PORT` and no arguments).
-    pub fn into_command(self) -> Result<Command, CliError> {
-        if let Some(command) = self.command {
-            return Ok(command);
-        }
-        std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .map(|port| Command::Serve(serve::Args { port }))
-            .ok_or_else(|| {
-                CliError::usage(
-                    "no command given and FUNCTIONS_CUSTOMHANDLER_PORT is not set; see `aos --help`",
-                )
-            })
+    pub fn into_command(self) -> Result<Invocation, CliError> {
+        let settings = SettingsFrom {
+            file: self.settings,
+        };
+        let command = match self.command {
+            Some(command) => command,
+            None => std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .map(|port| Command::Serve(serve::Args { port }))
+                .ok_or_else(|| {
+                    CliError::usage(
+                        "no command given and FUNCTIONS_CUSTOMHANDLER_PORT is not set; see `aos --help`",
+                    )
+                })?,
+        };
+        Ok(Invocation { command, settings })
     }
 }
 
 /// Runs one command to its end.
-pub async fn run(command: Command) -> Result<(), CliError> {
+pub async fn run(Invocation { command, settings }: Invocation) -> Result<(), CliError> {
+    let settings = &settings;
     match command {
-        Command::Serve(args) => serve::run(args).await,
-        Command::Run(args) => run::run(args).await,
+        Command::Serve(args) => serve::run(args, settings).await,
+        Command::Run(args) => run::run(args, settings).await,
         #[cfg(feature = "dev")]
-        Command::Dev(args) => dev::run(args).await,
-        Command::Poison(action) => poison::run(action).await,
+        Command::Dev(args) => {
+            settings.refuse_file("dev")?;
+            dev::run(args).await
+        }
+        Command::Poison(action) => poison::run(action, settings).await,
         #[cfg(feature = "dev")]
-        Command::Simulator(args) => simulator::run(args).await,
-        Command::CheckConfig => check_config::run().await,
-        Command::Reconcile(args) => reconcile::run(args).await,
-        Command::CatchUp(args) => catch_up::run(args).await,
-        Command::Subscriptions(action) => subscriptions::run(action).await,
+        Command::Simulator(args) => {
+            settings.refuse_file("simulator")?;
+            simulator::run(args).await
+        }
+        Command::CheckConfig => check_config::run(settings).await,
+        Command::Reconcile(args) => reconcile::run(args, settings).await,
+        Command::CatchUp(args) => catch_up::run(args, settings).await,
+        Command::Subscriptions(action) => subscriptions::run(action, settings).await,
     }
 }
 
@@ -137,10 +170,34 @@ struct Loaded {
     settings: Settings,
 }
 
-/// Loads the settings: the environment, else `local.settings.json` `Values` in the working
-/// directory. A missing or malformed setting is a usage error naming it (exit 2).
-fn load_settings() -> Result<Loaded, CliError> {
-    let source = SettingSource::from_process()?;
-    let settings = Settings::from_source(&source)?;
+impl SettingsFrom {
+    /// The source: the environment, plus the named file's `Values`. A file that cannot be read
+    /// or is not `local.settings.json`-shaped is a usage error naming it (exit 2).
+    fn source(&self) -> Result<SettingSource, CliError> {
+        let source = SettingSource::from_environment();
+        match &self.file {
+            None => Ok(source),
+            Some(path) => source.with_file(path).map_err(CliError::usage),
+        }
+    }
+
+    /// For the commands that make their own settings (`aos dev`, `aos simulator`): a file
+    /// given to them would be silently ignored, so it is refused.
+    #[cfg(feature = "dev")]
+    fn refuse_file(&self, command: &str) -> Result<(), CliError> {
+        match &self.file {
+            None => Ok(()),
+            Some(_) => Err(CliError::usage(format!(
+                "--settings is not used by `aos {command}`, which makes its own settings"
+            ))),
+        }
+    }
+}
+
+/// Loads the settings from where `from` says. Every missing or malformed setting is named in
+/// one usage error (exit 2).
+fn load_settings(from: &SettingsFrom) -> Result<Loaded, CliError> {
+    let source = from.source()?;
+    let settings = Settings::from_source(&source).map_err(CliError::usage)?;
     Ok(Loaded { source, settings })
 }

@@ -4,7 +4,7 @@
 
 use clap::Subcommand;
 
-use super::{CliError, load_settings};
+use super::{CliError, SettingsFrom, load_settings};
 use crate::archive::Archive;
 use crate::failures::{Failures, STATE_CONTAINER};
 use crate::queue::QueueAccount;
@@ -27,14 +27,14 @@ pub enum Action {
 
 /// Runs one `aos poison` command. Every error, a storage failure included, is
 /// `aos poison: …` with exit 2, as it has been since the command exists.
-pub async fn run(action: Action) -> Result<(), CliError> {
-    poison(action)
+pub async fn run(action: Action, from: &SettingsFrom) -> Result<(), CliError> {
+    poison(action, from)
         .await
         .map_err(|e| CliError::usage(format!("{e:#}")).named("poison"))
 }
 
-async fn poison(action: Action) -> anyhow::Result<()> {
-    let settings = load_settings()?.settings;
+async fn poison(action: Action, from: &SettingsFrom) -> anyhow::Result<()> {
+    let settings = load_settings(from)?.settings;
     let account = QueueAccount::from_settings(&settings.queues, "`aos poison`")?;
     let inbound = account.queue(&settings.queues.inbound)?;
     let confirmation = account.queue(&settings.queues.confirmation)?;

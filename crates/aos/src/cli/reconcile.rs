@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use super::{CliError, load_settings};
+use super::{CliError, SettingsFrom, load_settings};
 use crate::pipeline::Pipeline;
 use crate::pipeline::reconcile::ReconcileOptions;
 use crate::queue::QueueAccount;
@@ -40,18 +40,18 @@ fn parse_since(value: &str) -> Result<OffsetDateTime, String> {
 
 /// Runs one reconciliation and prints its summary; instances that could not be queued make
 /// it fail (exit 1) after the summary.
-pub async fn run(args: Args) -> Result<(), CliError> {
-    reconcile(args)
+pub async fn run(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
+    reconcile(args, from)
         .await
         .map_err(|e| e.name_failures("reconcile"))
 }
 
-async fn reconcile(Args { since, dry_run }: Args) -> Result<(), CliError> {
+async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result<(), CliError> {
     let mut options = ReconcileOptions::default();
     if let Some(since) = since {
         options.since = parse_since(&since).map_err(CliError::Usage)?;
     }
-    let settings = load_settings()?.settings;
+    let settings = load_settings(from)?.settings;
     // Checked before the (possibly long) search: without it nothing could be queued.
     let inbound = if dry_run {
         None

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{CliError, load_settings};
+use super::{CliError, SettingsFrom, load_settings};
 use crate::pipeline::Pipeline;
 use crate::standalone::RunOptions;
 
@@ -28,8 +28,8 @@ pub struct Args {
 /// Runs the webhook and the workers until Ctrl-C or SIGTERM, then lets in-flight messages
 /// finish. A setting `aos run` needs (the webhook secret, the queue connection) is a usage
 /// error, like every other setting.
-pub async fn run(args: Args) -> Result<(), CliError> {
-    let pipeline = Pipeline::from_settings(load_settings()?.settings).await?;
+pub async fn run(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
+    let pipeline = Pipeline::from_settings(load_settings(from)?.settings).await?;
     let mut options = RunOptions {
         listen: args.listen,
         ..RunOptions::default()

@@ -1,6 +1,6 @@
 //! `aos serve`: the Azure Functions custom handler ([`crate::functions`]).
 
-use super::{CliError, load_settings};
+use super::{CliError, SettingsFrom, load_settings};
 use crate::pipeline::Pipeline;
 
 #[derive(clap::Args)]
@@ -11,8 +11,8 @@ pub struct Args {
 }
 
 /// Serves on `127.0.0.1:<port>` until the host stops the process.
-pub async fn run(Args { port }: Args) -> Result<(), CliError> {
-    let pipeline = Pipeline::from_settings(load_settings()?.settings).await?;
+pub async fn run(Args { port }: Args, from: &SettingsFrom) -> Result<(), CliError> {
+    let pipeline = Pipeline::from_settings(load_settings(from)?.settings).await?;
     crate::functions::serve(pipeline, port)
         .await
         .map_err(|e| CliError::failed(format!("cannot serve on 127.0.0.1:{port}: {e}")))

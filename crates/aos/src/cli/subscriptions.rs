@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 
-use super::{CliError, load_settings};
+use super::{CliError, SettingsFrom, load_settings};
 use crate::altinn::AltinnClient;
 use crate::altinn::subscriptions::{
     DEFAULT_TYPE_FILTER, Subscription, app_source_filter, check_endpoint, parse_app,
@@ -85,8 +85,8 @@ struct Context {
     altinn: AltinnClient,
 }
 
-async fn context() -> Result<Context, CliError> {
-    let super::Loaded { source, settings } = load_settings()?;
+async fn context(from: &SettingsFrom) -> Result<Context, CliError> {
+    let super::Loaded { source, settings } = load_settings(from)?;
     let tokens =
         crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url).await?;
     let altinn = AltinnClient::new(
@@ -206,14 +206,14 @@ fn redacted_json(sub: &Subscription) -> String {
 
 /// Runs one `aos subscriptions` command, printing to stdout (results) and stderr (progress).
 /// Altinn refusing, or a subscription that does not validate, is `aos subscriptions: …`, exit 1.
-pub async fn run(action: Action) -> Result<(), CliError> {
-    subscriptions(action)
+pub async fn run(action: Action, from: &SettingsFrom) -> Result<(), CliError> {
+    subscriptions(action, from)
         .await
         .map_err(|e| e.name_failures("subscriptions"))
 }
 
-async fn subscriptions(action: Action) -> Result<(), CliError> {
-    let ctx = context().await?;
+async fn subscriptions(action: Action, from: &SettingsFrom) -> Result<(), CliError> {
+    let ctx = context(from).await?;
     match action {
         Action::Add {
             app,

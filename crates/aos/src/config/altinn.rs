@@ -1,6 +1,7 @@
 //! Altinn: the app and platform hosts, the org, and which event types are archived.
 
-use super::source::{SettingSource, SettingsError, aos};
+use super::error::SettingsError;
+use super::source::{SettingSource, aos};
 use crate::domain::{BaseUrl, OrgName};
 
 /// The event type archived by default: only completed instances are ready to archive.
@@ -16,17 +17,18 @@ pub(super) fn platform_base_url(src: &SettingSource) -> Result<BaseUrl, Settings
     src.required_url(&aos("PlatformBaseUrl"))
 }
 
-/// `Org`, or the org in the app host's name when it is the usual `{org}.apps.…`.
+/// `Org`, or the org in the app host's name when it is the usual `{org}.apps.…` (`None` for
+/// the host when `AppsBaseUrl` itself is wrong: that is already reported).
 pub(super) fn org(
     src: &SettingSource,
-    apps_base_url: &BaseUrl,
+    apps_base_url: Option<&BaseUrl>,
 ) -> Result<Option<OrgName>, SettingsError> {
     let name = aos("Org");
     match src.get(&name) {
         Some(value) => OrgName::parse(&value)
             .map(Some)
             .map_err(|e| SettingsError::new(&name, format!("`{value}`: {e}"))),
-        None => Ok(org_from_apps_host(apps_base_url)),
+        None => Ok(apps_base_url.and_then(org_from_apps_host)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The archive's storage account and its containers.
 
-use super::source::{SettingSource, SettingsError, aos};
+use super::error::{InvalidSettings, Problems, SettingsError};
+use super::source::{SettingSource, aos};
 use crate::domain::{BaseUrl, Secret};
 
 /// How the archive storage account is reached.
@@ -26,36 +27,43 @@ impl std::fmt::Debug for BlobSettings {
 }
 
 impl BlobSettings {
-    /// `BlobEndpoint`, `AccountName` + `AccountKey` (base64) and `StorageContainer`.
-    pub(super) fn from_source(src: &SettingSource) -> Result<Self, SettingsError> {
-        let endpoint = src.required_url(&aos("BlobEndpoint"))?;
-        let account_name = src.get(&aos("AccountName"));
-        let account_key = src.secret(&aos("AccountKey"));
-        let account = match (account_name, account_key) {
-            (Some(name), Some(key)) => {
-                use base64::Engine;
-                if base64::engine::general_purpose::STANDARD
-                    .decode(key.expose())
-                    .is_err()
-                {
-                    return Err(SettingsError::new(&aos("AccountKey"), "is not base64"));
-                }
-                Some((name, key))
-            }
-            (None, Some(_)) => {
-                return Err(SettingsError::new(
-                    &aos("AccountName"),
-                    "is required when AccountKey is set",
-                ));
-            }
-            _ => None,
+    /// `BlobEndpoint`, `AccountName` + `AccountKey` (base64) and `StorageContainer`; every
+    /// problem among them, not only the first.
+    pub(super) fn from_source(src: &SettingSource) -> Result<Self, InvalidSettings> {
+        let mut problems = Problems::default();
+        let endpoint = problems.check(src.required_url(&aos("BlobEndpoint")));
+        let account = problems.check(account(src));
+        let container = problems.check(container_name(src, "StorageContainer", "inbound"));
+        let (Some(endpoint), Some(account), Some(container)) = (endpoint, account, container)
+        else {
+            return Err(problems.into_error());
         };
-        let container = container_name(src, "StorageContainer", "inbound")?;
         Ok(BlobSettings {
             endpoint,
             account,
             container,
         })
+    }
+}
+
+/// `AccountName` + `AccountKey` (base64), when the key is set.
+fn account(src: &SettingSource) -> Result<Option<(String, Secret)>, SettingsError> {
+    match (src.get(&aos("AccountName")), src.secret(&aos("AccountKey"))) {
+        (Some(name), Some(key)) => {
+            use base64::Engine;
+            if base64::engine::general_purpose::STANDARD
+                .decode(key.expose())
+                .is_err()
+            {
+                return Err(SettingsError::new(&aos("AccountKey"), "is not base64"));
+            }
+            Ok(Some((name, key)))
+        }
+        (None, Some(_)) => Err(SettingsError::new(
+            &aos("AccountName"),
+            "is required when AccountKey is set",
+        )),
+        _ => Ok(None),
     }
 }
 

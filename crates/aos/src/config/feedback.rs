@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::source::{SettingSource, SettingsError, aos};
+use super::error::SettingsError;
+use super::source::{SettingSource, aos};
 
 /// Used when `XMLFeedbackTemplatePath` is not set.
 pub const DEFAULT_TEMPLATE: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\

@@ -1,30 +1,36 @@
 //! Typed settings, parsed once at start.
 //!
 //! Names are the reference system's (`AltinnApplicationOwnerSystemSettings__…`,
-//! `QueueStorageSettings__…`) so existing Function App settings keep working. A missing or
-//! malformed required setting is a [`SettingsError`] that names the setting; `main` prints it
-//! as one line and exits, so it never surfaces later as a panic or a storm of 500s.
+//! `QueueStorageSettings__…`) so existing Function App settings keep working. They come from
+//! the environment, and from a settings file only when the operator names one (`--settings`).
+//! A missing or malformed setting is a [`SettingsError`] that names the setting; reading goes
+//! on after one, and [`InvalidSettings`] lists them all, so an operator fixes a configuration in
+//! one round; `main` prints it as one line and exits, so it never surfaces later as a panic or a
+//! storm of 500s.
 //!
 //! ## Module map
 //!
 //! Built on the domain types (`crate::domain`); nothing here imports the layers above.
 //!
-//! - `source.rs` — [`SettingSource`] (the environment, then `local.settings.json`), the one
-//!   place the prefixes are written, and a typed getter per kind of value (string, bool, URL,
-//!   secret, list, time, storage name), each failing with a [`SettingsError`] that names the
-//!   setting.
+//! - `error.rs` — [`SettingsError`] (one setting), [`InvalidSettings`] (all of them) and the
+//!   collector the areas use to go on after a bad setting.
+//! - `source.rs` — [`SettingSource`] (the environment, then the file `--settings` names, if
+//!   any; each setting found remembered with its [`Origin`]), the one place the prefixes are
+//!   written, and a typed getter per kind of value (string, bool, URL, secret, list, time,
+//!   storage name), each failing with a [`SettingsError`] that names the setting.
 //! - `altinn.rs` — the app and platform hosts, the org, the archived event types.
 //! - `blob.rs` — [`BlobSettings`]: the archive's storage account and containers.
 //! - `queues.rs` — [`QueueSettings`], [`QueueConnection`]: queue names and their connection.
 //! - `token.rs` — [`TokenSettings`]: a static token, or Maskinporten
-//!   ([`MaskinportenSettings`]) and where its key comes from ([`KeySource`]).
+//!   ([`MaskinportenSettings`]) and where its key comes from ([`KeySource`]); never both.
 //! - `feedback.rs` — [`FeedbackSettings`]: the feedback step's data type and template.
 //! - `reconcile.rs` — `ReconcileApps` and [`CatchUpSettings`].
-//! - this file — [`Settings`]: every area, read in one order so the first problem reported is
-//!   always the same one.
+//! - this file — [`Settings`]: every area, read in one order so the problems are always listed
+//!   in the same order.
 
 mod altinn;
 mod blob;
+mod error;
 mod feedback;
 mod queues;
 mod reconcile;
@@ -33,10 +39,11 @@ mod token;
 
 pub use altinn::DEFAULT_EVENT_TYPE;
 pub use blob::BlobSettings;
+pub use error::{InvalidSettings, SettingsError};
 pub use feedback::{DEFAULT_TEMPLATE, FeedbackSettings};
 pub use queues::{QueueConnection, QueueSettings};
 pub use reconcile::CatchUpSettings;
-pub use source::{SettingSource, SettingsError, parse_time};
+pub use source::{Origin, SettingSource, SettingsFileError, parse_time};
 pub use token::{
     DEFAULT_CERT_SECRET_NAME, DEFAULT_MASKINPORTEN_SCOPES, KeySource, MaskinportenSettings,
     TokenSettings,
@@ -72,17 +79,54 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_source(src: &SettingSource) -> Result<Self, SettingsError> {
-        let apps_base_url = altinn::apps_base_url(src)?;
-        let platform_base_url = altinn::platform_base_url(src)?;
-        let org = altinn::org(src, &apps_base_url)?;
-        let reconcile_apps = reconcile::reconcile_apps(src)?;
-        let catch_up = CatchUpSettings::from_source(src, &reconcile_apps)?;
-        let blob = BlobSettings::from_source(src)?;
-        let active_subscriptions_container = blob::active_subscriptions_container(src)?;
-        let queues = QueueSettings::from_source(src)?;
+    /// Every setting, checked. All problems are reported together, except where one setting
+    /// only makes sense once another is right: catch-up is not checked while `ReconcileApps` is
+    /// malformed, and inside an area some checks still stop at the first problem (the feedback
+    /// pair and its template, each `ReconcileApps` item, the identity-based queue connection,
+    /// the Maskinporten key source).
+    pub fn from_source(src: &SettingSource) -> Result<Self, InvalidSettings> {
+        let mut problems = error::Problems::default();
+        let apps_base_url = problems.check(altinn::apps_base_url(src));
+        let platform_base_url = problems.check(altinn::platform_base_url(src));
+        let org = problems.check(altinn::org(src, apps_base_url.as_ref()));
+        let reconcile_apps = problems.check(reconcile::reconcile_apps(src));
+        let catch_up = reconcile_apps
+            .as_deref()
+            .and_then(|apps| problems.check(CatchUpSettings::from_source(src, apps)));
+        let blob = problems.check_all(BlobSettings::from_source(src));
+        let active_subscriptions_container =
+            problems.check(blob::active_subscriptions_container(src));
+        let queues = problems.check_all(QueueSettings::from_source(src));
         let event_types = altinn::event_types(src);
-        let token = TokenSettings::from_source(src)?;
+        let token = problems.check_all(TokenSettings::from_source(src));
+        let webhook_secret = src.secret(&source::aos("WebhookSecret"));
+        let feedback = problems.check(FeedbackSettings::from_source(src));
+        let (
+            Some(apps_base_url),
+            Some(platform_base_url),
+            Some(org),
+            Some(reconcile_apps),
+            Some(catch_up),
+            Some(blob),
+            Some(active_subscriptions_container),
+            Some(queues),
+            Some(token),
+            Some(feedback),
+        ) = (
+            apps_base_url,
+            platform_base_url,
+            org,
+            reconcile_apps,
+            catch_up,
+            blob,
+            active_subscriptions_container,
+            queues,
+            token,
+            feedback,
+        )
+        else {
+            return Err(problems.into_error());
+        };
         Ok(Settings {
             apps_base_url,
             platform_base_url,
@@ -93,8 +137,8 @@ impl Settings {
             active_subscriptions_container,
             event_types,
             token,
-            webhook_secret: src.secret(&source::aos("WebhookSecret")),
-            feedback: FeedbackSettings::from_source(src)?,
+            webhook_secret,
+            feedback,
             catch_up,
         })
     }
@@ -156,10 +200,44 @@ mod tests {
         pairs.remove(0);
         let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
         assert_eq!(
-            err.name,
-            "AltinnApplicationOwnerSystemSettings__AppsBaseUrl"
+            err.names(),
+            ["AltinnApplicationOwnerSystemSettings__AppsBaseUrl"]
         );
         assert!(err.to_string().contains("is required"));
+    }
+
+    #[test]
+    fn every_problem_is_listed_in_one_error() {
+        let mut pairs = minimal();
+        pairs.retain(|(k, _)| !k.ends_with("AppsBaseUrl") && !k.ends_with("BlobEndpoint"));
+        pairs.push(("AltinnApplicationOwnerSystemSettings__Org", "NOT AN ORG"));
+        pairs.push(("AltinnApplicationOwnerSystemSettings__AccountKey", "k2V5"));
+        pairs.push(("QueueStorageSettings__InboundQueueName", "Bad_Name"));
+        pairs.push(("AltinnApplicationOwnerSystemSettings__EventsCatchUp", "yes"));
+        pairs.push((
+            "AltinnApplicationOwnerSystemSettings__XMLFeedbackDataType",
+            "feedback",
+        ));
+        let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
+        assert_eq!(
+            err.names(),
+            [
+                "AltinnApplicationOwnerSystemSettings__AppsBaseUrl",
+                "AltinnApplicationOwnerSystemSettings__Org",
+                "AltinnApplicationOwnerSystemSettings__EventsCatchUp",
+                "AltinnApplicationOwnerSystemSettings__BlobEndpoint",
+                "AltinnApplicationOwnerSystemSettings__AccountName",
+                "QueueStorageSettings__InboundQueueName",
+                "AltinnApplicationOwnerSystemSettings__XMLFeedbackEventType",
+            ]
+        );
+        assert!(
+            err.to_string().starts_with(
+                "7 settings to fix: setting AltinnApplicationOwnerSystemSettings__AppsBaseUrl: \
+                 is required but not set; setting AltinnApplicationOwnerSystemSettings__Org: "
+            ),
+            "{err}"
+        );
     }
 
     #[test]

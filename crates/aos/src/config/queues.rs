@@ -1,6 +1,7 @@
 //! The storage queues: their names and the connection that reaches them.
 
-use super::source::{SettingSource, SettingsError, base_url, queue_storage};
+use super::error::{InvalidSettings, Problems, SettingsError};
+use super::source::{SettingSource, base_url, queue_storage};
 use crate::domain::{BaseUrl, Secret};
 
 /// Queue names (and the connection used by the standalone runtime and tools).
@@ -33,16 +34,39 @@ impl std::fmt::Debug for QueueSettings {
 }
 
 impl QueueSettings {
-    /// The connection, then `InboundQueueName`, `FeedbackQueueName`, `ConfirmationQueueName`.
-    pub(super) fn from_source(src: &SettingSource) -> Result<Self, SettingsError> {
+    /// The connection, then `InboundQueueName`, `FeedbackQueueName`, `ConfirmationQueueName`;
+    /// every problem among them, not only the first.
+    pub(super) fn from_source(src: &SettingSource) -> Result<Self, InvalidSettings> {
         let queue =
             |key: &str, default: &str| src.storage_name(&queue_storage(key), default, "queue");
+        let mut problems = Problems::default();
+        let connection = problems.check(queue_connection(src));
+        let blob_service_uri = problems.check(connection_blob_service_uri(src));
+        let inbound = problems.check(queue("InboundQueueName", "events-inbound"));
+        let feedback = problems.check(queue("FeedbackQueueName", "events-feedback"));
+        let confirmation = problems.check(queue("ConfirmationQueueName", "events-confirmation"));
+        let (
+            Some(connection),
+            Some(blob_service_uri),
+            Some(inbound),
+            Some(feedback),
+            Some(confirmation),
+        ) = (
+            connection,
+            blob_service_uri,
+            inbound,
+            feedback,
+            confirmation,
+        )
+        else {
+            return Err(problems.into_error());
+        };
         Ok(QueueSettings {
-            connection: queue_connection(src)?,
-            blob_service_uri: connection_blob_service_uri(src)?,
-            inbound: queue("InboundQueueName", "events-inbound")?,
-            feedback: queue("FeedbackQueueName", "events-feedback")?,
-            confirmation: queue("ConfirmationQueueName", "events-confirmation")?,
+            connection,
+            blob_service_uri,
+            inbound,
+            feedback,
+            confirmation,
         })
     }
 }
@@ -136,7 +160,7 @@ fn connection_blob_service_uri(src: &SettingSource) -> Result<Option<BaseUrl>, S
     }
     let account_name = format!("{base}__accountName");
     match src.get(&account_name) {
-        // Validated by `queue_connection`, which runs first.
+        // Validated by `queue_connection` (a second problem about it would be dropped).
         Some(account) => base_url(
             &account_name,
             &format!("https://{account}.blob.core.windows.net/"),
@@ -156,10 +180,10 @@ mod tests {
         let mut pairs = minimal();
         pairs.push(("QueueStorageSettings__InboundQueueName", "Bad_Name"));
         let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
-        assert_eq!(err.name, "QueueStorageSettings__InboundQueueName");
+        assert_eq!(err.names(), ["QueueStorageSettings__InboundQueueName"]);
     }
 
-    fn with(extra: &[(&'static str, &'static str)]) -> Result<Settings, SettingsError> {
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<Settings, InvalidSettings> {
         let mut pairs = minimal();
         pairs.extend_from_slice(extra);
         Settings::from_source(&SettingSource::from_pairs(pairs))
@@ -258,8 +282,8 @@ mod tests {
         )])
         .unwrap_err();
         assert_eq!(
-            err.name,
-            "QueueStorageSettings__ConnectionString__queueServiceUri"
+            err.names(),
+            ["QueueStorageSettings__ConnectionString__queueServiceUri"]
         );
         let err = with(&[(
             "QueueStorageSettings__ConnectionString__accountName",
@@ -267,8 +291,8 @@ mod tests {
         )])
         .unwrap_err();
         assert_eq!(
-            err.name,
-            "QueueStorageSettings__ConnectionString__accountName"
+            err.names(),
+            ["QueueStorageSettings__ConnectionString__accountName"]
         );
         let err = with(&[
             (
@@ -282,8 +306,8 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(
-            err.name,
-            "QueueStorageSettings__ConnectionString__credential"
+            err.names(),
+            ["QueueStorageSettings__ConnectionString__credential"]
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Reconciliation and catch-up: which apps are queried, and where the Events pull API starts.
 
-use super::source::{SettingSource, SettingsError, aos};
+use super::error::SettingsError;
+use super::source::{SettingSource, aos};
 use crate::domain::{AppName, OrgName};
 
 /// Catch-up from the Events pull API (`crate::pipeline::catchup`).
@@ -83,7 +84,11 @@ mod tests {
             let mut pairs = minimal();
             pairs.push(("AltinnApplicationOwnerSystemSettings__ReconcileApps", bad));
             let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
-            assert!(err.name.ends_with("ReconcileApps"), "{bad}: {err}");
+            assert_eq!(
+                err.names(),
+                ["AltinnApplicationOwnerSystemSettings__ReconcileApps"],
+                "{bad}: {err}"
+            );
         }
     }
 }

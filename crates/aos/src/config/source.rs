@@ -1,13 +1,20 @@
 //! Where setting values come from, and one typed getter per kind of value.
 //!
-//! Each name is looked up as given (`__`), then with `:` as the separator, first in the
-//! environment and then in the `Values` of `local.settings.json` in the working directory. The
-//! getters turn a value into its type or a [`SettingsError`] naming the setting, so the area
-//! files never format an error about a malformed value themselves.
+//! The environment is the one source, unless the operator names a `local.settings.json`-shaped
+//! file (`aos --settings FILE`): nothing is read from a file nobody named, so the development
+//! file of a checkout can never fill in settings a production shell lacks. Each name is looked
+//! up as given (`__`), then with `:` as the separator, in the environment and then in the file.
+//! The source remembers which settings it found where ([`SettingSource::found`]), so `aos
+//! check-config` can show each one's origin. The getters turn a value into its type or a
+//! [`SettingsError`] naming the setting, so the area files never format an error about a
+//! malformed value themselves.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use super::error::SettingsError;
 use crate::domain::{BaseUrl, Secret};
 
 /// The reference system's setting groups; a setting's full name is `{group}__{key}`. The one
@@ -31,23 +38,6 @@ pub fn key_vault(key: &str) -> String {
     format!("{KEY_VAULT}{key}")
 }
 
-/// A setting that is missing or malformed; the message names the setting.
-#[derive(Debug, thiserror::Error)]
-#[error("setting {name}: {problem}")]
-pub struct SettingsError {
-    pub name: String,
-    pub problem: String,
-}
-
-impl SettingsError {
-    pub fn new(name: &str, problem: impl Into<String>) -> Self {
-        SettingsError {
-            name: name.to_string(),
-            problem: problem.into(),
-        }
-    }
-}
-
 /// `value` as a [`BaseUrl`], or an error naming `name`: for URLs that are derived from a
 /// setting rather than read from one (an account name, a connection string's endpoint).
 pub fn base_url(name: &str, value: &str) -> Result<BaseUrl, SettingsError> {
@@ -69,30 +59,79 @@ pub fn parse_time(value: &str) -> Option<time::OffsetDateTime> {
     .map(|d| d.midnight().assume_utc())
 }
 
-/// Where setting values come from: the environment, then `local.settings.json` `Values`.
-#[derive(Clone, Debug, Default)]
+/// Where a setting's value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Environment,
+    /// The file `--settings` named, as it was named.
+    File(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Environment => f.write_str("environment"),
+            Origin::File(path) => write!(f, "settings file {}", path.display()),
+        }
+    }
+}
+
+/// A settings file that cannot be used; the message names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("settings file {}: {problem}", path.display())]
+pub struct SettingsFileError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+/// Where setting values come from: the environment, then the `Values` of the file the operator
+/// named, if any.
+#[derive(Clone, Default)]
 pub struct SettingSource {
     env: HashMap<String, String>,
-    file: HashMap<String, String>,
+    file: Option<(PathBuf, HashMap<String, String>)>,
+    /// Each setting found, under the name as it was written there, and its origin. Shared by
+    /// clones: they read the same settings.
+    found: Arc<Mutex<BTreeMap<String, Origin>>>,
+}
+
+/// Names only: the values include secrets.
+impl fmt::Debug for SettingSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut env: Vec<&String> = self.env.keys().collect();
+        env.sort();
+        f.debug_struct("SettingSource")
+            .field("env", &env)
+            .field("file", &self.file.as_ref().map(|(path, _)| path))
+            .finish_non_exhaustive()
+    }
 }
 
 impl SettingSource {
-    /// The process environment plus `local.settings.json` in the working directory, if any.
-    ///
-    /// Under the Functions host (`FUNCTIONS_CUSTOMHANDLER_PORT` set) the file is not read: the
-    /// host is the authority for app settings (`func start` already puts the file's `Values`
-    /// into the environment), and a stray file must not add settings the host did not give.
-    pub fn from_process() -> Result<Self, SettingsError> {
-        let env: HashMap<String, String> = std::env::vars().collect();
-        let file = if env.contains_key("FUNCTIONS_CUSTOMHANDLER_PORT") {
-            HashMap::new()
-        } else {
-            read_local_settings(Path::new("local.settings.json"))?
-        };
-        Ok(SettingSource { env, file })
+    /// The process environment, and nothing else. (A variable whose name or value is not
+    /// UTF-8 cannot be a setting and is skipped.)
+    pub fn from_environment() -> Self {
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        SettingSource {
+            env,
+            ..SettingSource::default()
+        }
     }
 
-    /// A source from explicit pairs (tests, tools).
+    /// The same source, with the `Values` of the `local.settings.json`-shaped file at `path`
+    /// for names the environment does not set (the environment wins, as under `func start`).
+    pub fn with_file(mut self, path: &Path) -> Result<Self, SettingsFileError> {
+        let values = read_settings_file(path).map_err(|problem| SettingsFileError {
+            path: path.to_path_buf(),
+            problem,
+        })?;
+        self.file = Some((path.to_path_buf(), values));
+        Ok(self)
+    }
+
+    /// A source from explicit pairs (tests, tools), as if they were the environment.
     pub fn from_pairs<I, K, V>(pairs: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -105,19 +144,41 @@ impl SettingSource {
             .collect();
         SettingSource {
             env,
-            file: HashMap::new(),
+            ..SettingSource::default()
         }
     }
 
     /// The value of `name` (written with `__`), also accepted with `:`; empty counts as unset.
     pub fn get(&self, name: &str) -> Option<String> {
         let colon = name.replace("__", ":");
-        [&self.env, &self.file]
+        let env = [name, colon.as_str()].map(|key| (key, &self.env, Origin::Environment));
+        let file = self.file.iter().flat_map(|(path, values)| {
+            [name, colon.as_str()].map(|key| (key, values, Origin::File(path.clone())))
+        });
+        let (key, value, origin) = env
             .into_iter()
-            .flat_map(|map| [map.get(name), map.get(&colon)])
-            .flatten()
-            .map(|v| v.trim().to_string())
-            .find(|v| !v.is_empty())
+            .chain(file)
+            .filter_map(|(key, map, origin)| {
+                let value = map.get(key)?.trim();
+                (!value.is_empty()).then(|| (key, value.to_string(), origin))
+            })
+            .next()?;
+        self.found
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(key.to_string(), origin);
+        Some(value)
+    }
+
+    /// Every setting read so far that had a value, by the name as written where it was found,
+    /// with its origin; sorted by name. Never the values: some are secrets.
+    pub fn found(&self) -> Vec<(String, Origin)> {
+        self.found
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(name, origin)| (name.clone(), origin.clone()))
+            .collect()
     }
 
     /// The value of `name`, or `default` when unset.
@@ -210,20 +271,21 @@ impl SettingSource {
     }
 }
 
-fn read_local_settings(path: &Path) -> Result<HashMap<String, String>, SettingsError> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(HashMap::new());
-    };
+/// The `Values` of a `local.settings.json`-shaped file; a value that is not a string (a number,
+/// a boolean) is taken as its JSON text.
+fn read_settings_file(path: &Path) -> Result<HashMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {e}"))?;
     #[derive(serde::Deserialize)]
     struct LocalSettings {
-        #[serde(rename = "Values", default)]
-        values: HashMap<String, serde_json::Value>,
+        #[serde(rename = "Values")]
+        values: Option<HashMap<String, serde_json::Value>>,
     }
-    let parsed: LocalSettings = serde_json::from_str(&text).map_err(|e| {
-        SettingsError::new("local.settings.json", format!("is not valid JSON: {e}"))
-    })?;
-    Ok(parsed
+    let parsed: LocalSettings =
+        serde_json::from_str(&text).map_err(|e| format!("is not valid JSON: {e}"))?;
+    let values = parsed
         .values
+        .ok_or("has no `Values` object (the shape of local.settings.json)")?;
+    Ok(values
         .into_iter()
         .map(|(k, v)| match v {
             serde_json::Value::String(s) => (k, s),
@@ -278,5 +340,45 @@ mod tests {
         );
         assert_eq!(format!("{:?}", src.secret("Key")), "Some(<redacted>)");
         assert_eq!(aos("X"), "AltinnApplicationOwnerSystemSettings__X");
+        assert!(!format!("{src:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_file_is_read_only_when_named_and_the_environment_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::fs::write(
+            &path,
+            r#"{"IsEncrypted": false, "Values": {"A__B": "file", "C:D": "file", "N": 7}}"#,
+        )
+        .unwrap();
+        let src = SettingSource::from_pairs([("A__B", "env")])
+            .with_file(&path)
+            .unwrap();
+        assert_eq!(src.get("A__B").as_deref(), Some("env"));
+        assert_eq!(src.get("C__D").as_deref(), Some("file"));
+        assert_eq!(src.get("N").as_deref(), Some("7"));
+        assert_eq!(src.get("Unset"), None);
+        assert_eq!(
+            src.found(),
+            [
+                ("A__B".to_string(), Origin::Environment),
+                ("C:D".to_string(), Origin::File(path.clone())),
+                ("N".to_string(), Origin::File(path.clone())),
+            ]
+        );
+        assert_eq!(
+            Origin::File(path.clone()).to_string(),
+            format!("settings file {}", path.display())
+        );
+
+        std::fs::write(&path, r#"{"values": {}}"#).unwrap();
+        let err = SettingSource::default().with_file(&path).unwrap_err();
+        assert!(err.to_string().contains("has no `Values` object"), "{err}");
+        let err = SettingSource::default()
+            .with_file(&dir.path().join("missing.json"))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("settings file "), "{err}");
+        assert!(err.to_string().contains("cannot be read"), "{err}");
     }
 }

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::source::{SettingSource, SettingsError, aos, key_vault};
+use super::error::{InvalidSettings, Problems, SettingsError};
+use super::source::{SettingSource, aos, key_vault};
 use crate::domain::{BaseUrl, Secret};
 
 /// The Maskinporten scopes an application owner system needs: read instances and data, and
@@ -17,7 +18,8 @@ pub const DEFAULT_CERT_SECRET_NAME: &str = "maskinportenclientcert";
 #[derive(Clone, Debug)]
 pub enum TokenSettings {
     /// A fixed bearer token (`AltinnApplicationOwnerSystemSettings__AltinnToken`): for local
-    /// development against the simulator. Chosen whenever that setting is present.
+    /// development against the simulator. Chosen when that setting is present and no
+    /// Maskinporten setting is (both is a settings error naming both).
     Static(Secret),
     /// The production flow: Maskinporten JWT grant, then Altinn token exchange. (Boxed: it is
     /// much larger than `Static`.)
@@ -75,30 +77,58 @@ impl KeySource {
     }
 }
 
+/// The settings that mean "use Maskinporten" (or configure it). With `AltinnToken` they are a
+/// contradiction that must not be resolved silently: a production shell that picked up a
+/// development token would otherwise report (and use) the fixed token as its credential.
+fn maskinporten_settings() -> impl Iterator<Item = String> {
+    [
+        "MaskinportenBaseAddress",
+        "MaskinPortenClientId",
+        "MaskinPortenScopes",
+        "MaskinPortenCertPath",
+        "MaskinPortenCertPassword",
+        "MaskinPortenJwkPath",
+    ]
+    .map(aos)
+    .into_iter()
+    .chain(["KeyVaultURI", "MaskinPortenCertSecretId"].map(key_vault))
+}
+
 impl TokenSettings {
-    /// `Static` when `AltinnToken` is set (local development); otherwise the Maskinporten
-    /// settings are required.
-    pub(super) fn from_source(src: &SettingSource) -> Result<Self, SettingsError> {
-        if let Some(token) = src.secret(&aos("AltinnToken")) {
-            return Ok(TokenSettings::Static(token));
+    /// `Static` when `AltinnToken` is set (local development) and no Maskinporten setting is;
+    /// otherwise the Maskinporten settings are required. Every Maskinporten problem is reported,
+    /// not only the first.
+    pub(super) fn from_source(src: &SettingSource) -> Result<Self, InvalidSettings> {
+        let token_name = aos("AltinnToken");
+        if let Some(token) = src.secret(&token_name) {
+            let maskinporten: Vec<String> = maskinporten_settings()
+                .filter(|name| src.get(name).is_some())
+                .collect();
+            if maskinporten.is_empty() {
+                return Ok(TokenSettings::Static(token));
+            }
+            return Err(SettingsError::new(
+                &token_name,
+                format!(
+                    "cannot be used together with {}: a fixed token is for local development, \
+                     Maskinporten for a deployment; remove one",
+                    maskinporten.join(", ")
+                ),
+            )
+            .into());
         }
-        let issuer = src.required_url(&aos("MaskinportenBaseAddress"))?;
-        let client_id = src.required(&aos("MaskinPortenClientId"))?;
 
-        let scopes_name = aos("MaskinPortenScopes");
-        let scopes = src
-            .string_or(&scopes_name, DEFAULT_MASKINPORTEN_SCOPES)
-            .split([' ', ',', '\t', '\n'])
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        if scopes.is_empty() {
-            return Err(SettingsError::new(&scopes_name, "names no scope"));
-        }
-
-        let test_mode = src.bool(&aos("TestMode"), false)?;
-
-        let key = key_source(src)?;
+        let mut problems = Problems::default();
+        let issuer = problems.check(src.required_url(&aos("MaskinportenBaseAddress")));
+        let client_id = problems.check(src.required(&aos("MaskinPortenClientId")));
+        let scopes = problems.check(scopes(src));
+        let test_mode = problems.check(src.bool(&aos("TestMode"), false));
+        let key = problems.check(key_source(src));
+        let (Some(issuer), Some(client_id), Some(scopes), Some(test_mode), Some(key)) =
+            (issuer, client_id, scopes, test_mode, key)
+        else {
+            return Err(problems.into_error());
+        };
         Ok(TokenSettings::Maskinporten(Box::new(
             MaskinportenSettings {
                 issuer,
@@ -109,6 +139,21 @@ impl TokenSettings {
             },
         )))
     }
+}
+
+/// `MaskinPortenScopes`, space- or comma-separated, as one space-separated string.
+fn scopes(src: &SettingSource) -> Result<String, SettingsError> {
+    let scopes_name = aos("MaskinPortenScopes");
+    let scopes = src
+        .string_or(&scopes_name, DEFAULT_MASKINPORTEN_SCOPES)
+        .split([' ', ',', '\t', '\n'])
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if scopes.is_empty() {
+        return Err(SettingsError::new(&scopes_name, "names no scope"));
+    }
+    Ok(scopes)
 }
 
 /// A local file wins over Key Vault (as in the reference system); a certificate file and a JWK
@@ -174,7 +219,7 @@ mod tests {
     use super::super::{Settings, minimal};
     use super::*;
 
-    fn maskinporten(extra: &[(&'static str, &'static str)]) -> Result<Settings, SettingsError> {
+    fn maskinporten(extra: &[(&'static str, &'static str)]) -> Result<Settings, InvalidSettings> {
         let mut pairs = minimal();
         pairs.retain(|(k, _)| !k.ends_with("AltinnToken"));
         pairs.push((
@@ -228,13 +273,18 @@ mod tests {
     #[test]
     fn missing_maskinporten_settings_are_named() {
         let err = maskinporten(&[]).unwrap_err();
-        assert_eq!(err.name, "KeyVault__KeyVaultURI");
+        assert_eq!(err.names(), ["KeyVault__KeyVaultURI"]);
         let mut pairs = minimal();
         pairs.retain(|(k, _)| !k.ends_with("AltinnToken"));
         let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
+        // All of them at once, in the order they are read.
         assert_eq!(
-            err.name,
-            "AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress"
+            err.names(),
+            [
+                "AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress",
+                "AltinnApplicationOwnerSystemSettings__MaskinPortenClientId",
+                "KeyVault__KeyVaultURI",
+            ]
         );
     }
 
@@ -253,8 +303,8 @@ mod tests {
         pairs.push(CERT);
         let err = Settings::from_source(&SettingSource::from_pairs(pairs.clone())).unwrap_err();
         assert_eq!(
-            err.name,
-            "AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress"
+            err.names(),
+            ["AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress"]
         );
         let at = pairs.len() - 3;
         pairs[at].1 = "http://127.0.0.1:5101/maskinporten";
@@ -283,7 +333,10 @@ mod tests {
             ("AltinnApplicationOwnerSystemSettings__TestMode", "yes"),
         ])
         .unwrap_err();
-        assert_eq!(err.name, "AltinnApplicationOwnerSystemSettings__TestMode");
+        assert_eq!(
+            err.names(),
+            ["AltinnApplicationOwnerSystemSettings__TestMode"]
+        );
 
         let err = maskinporten(&[
             CERT,
@@ -294,8 +347,8 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(
-            err.name,
-            "AltinnApplicationOwnerSystemSettings__MaskinPortenJwkPath"
+            err.names(),
+            ["AltinnApplicationOwnerSystemSettings__MaskinPortenJwkPath"]
         );
 
         let s = maskinporten(&[("KeyVault__KeyVaultURI", "https://aos.vault.azure.net")]).unwrap();
@@ -311,9 +364,41 @@ mod tests {
             ("KeyVault__MaskinPortenCertSecretId", "no/slashes"),
         ])
         .unwrap_err();
-        assert_eq!(err.name, "KeyVault__MaskinPortenCertSecretId");
+        assert_eq!(err.names(), ["KeyVault__MaskinPortenCertSecretId"]);
         let err =
             maskinporten(&[("KeyVault__KeyVaultURI", "http://aos.vault.azure.net")]).unwrap_err();
-        assert_eq!(err.name, "KeyVault__KeyVaultURI");
+        assert_eq!(err.names(), ["KeyVault__KeyVaultURI"]);
+    }
+
+    #[test]
+    fn a_fixed_token_with_any_maskinporten_setting_is_refused_naming_both() {
+        for name in maskinporten_settings() {
+            let mut pairs: Vec<(String, String)> = minimal()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            pairs.push((name.replace("__", ":"), "x".into()));
+            let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
+            assert_eq!(
+                err.names(),
+                ["AltinnApplicationOwnerSystemSettings__AltinnToken"]
+            );
+            assert!(err.to_string().contains(&name), "{name}: {err}");
+        }
+
+        let mut pairs = minimal();
+        pairs.push(CERT);
+        pairs.push((
+            "AltinnApplicationOwnerSystemSettings__MaskinPortenClientId",
+            "c",
+        ));
+        let err = Settings::from_source(&SettingSource::from_pairs(pairs)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "setting AltinnApplicationOwnerSystemSettings__AltinnToken: cannot be used together with \
+             AltinnApplicationOwnerSystemSettings__MaskinPortenClientId, \
+             AltinnApplicationOwnerSystemSettings__MaskinPortenCertPath: a fixed token is for local \
+             development, Maskinporten for a deployment; remove one"
+        );
     }
 }

@@ -8,8 +8,8 @@ use aos_testkit::auth::*;
 use p12_keystore::EncryptionAlgorithm;
 use time::OffsetDateTime;
 
-/// Runs `aos check-config` with exactly `pairs` as its environment, in an empty directory (so
-/// no `local.settings.json` is read).
+/// Runs `aos check-config` with exactly `pairs` as its environment (and no `--settings`, so
+/// nothing else), in an empty directory.
 async fn check_config(pairs: Vec<(String, String)>) -> Output {
     let cwd = tempfile::tempdir().expect("temp dir");
     tokio::process::Command::new(env!("CARGO_BIN_EXE_aos"))
@@ -201,12 +201,36 @@ async fn bad_settings_are_one_line_naming_the_setting_and_exit_2() {
 #[tokio::test]
 async fn static_token_needs_no_maskinporten() {
     let sim = simulator().await;
+    let mut pairs = settings_pairs(
+        &sim,
+        &[("AltinnApplicationOwnerSystemSettings__AltinnToken", "dev")],
+    );
+    // A fixed token with Maskinporten settings is refused (see the next test).
+    pairs.retain(|(k, _)| !k.contains("Maskinporten") && !k.contains("MaskinPorten"));
+    let output = check_config(pairs).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("the fixed AltinnToken setting"));
+    assert_eq!(sim.grants(), 0);
+}
+
+#[tokio::test]
+async fn a_static_token_beside_maskinporten_settings_is_refused_naming_both() {
+    let sim = simulator().await;
     let output = check_config(settings_pairs(
         &sim,
         &[("AltinnApplicationOwnerSystemSettings__AltinnToken", "dev")],
     ))
     .await;
-    assert!(output.status.success());
-    assert!(text(&output.stdout).contains("the fixed AltinnToken setting"));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "aos: setting AltinnApplicationOwnerSystemSettings__AltinnToken: cannot be used together with \
+             AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress, \
+             AltinnApplicationOwnerSystemSettings__MaskinPortenClientId"
+        ),
+        "{stderr}"
+    );
     assert_eq!(sim.grants(), 0);
 }
