@@ -44,6 +44,18 @@ impl QueueAccount {
     pub fn queue(&self, name: &str) -> azure_core::Result<Queue> {
         Queue::new(&self.0, name)
     }
+
+    /// The queue `name` on this account, created when missing (what every writer does before
+    /// its first message); the error names the queue.
+    pub async fn existing_queue(&self, name: &str) -> anyhow::Result<Queue> {
+        use anyhow::Context as _;
+        let queue = self.queue(name).with_context(|| format!("queue {name}"))?;
+        queue
+            .ensure_exists()
+            .await
+            .with_context(|| format!("queue {name}"))?;
+        Ok(queue)
+    }
 }
 
 /// The queue a failed message ends in after its last attempt (the host's naming rule).

@@ -10,12 +10,9 @@
 //!   [`token`] exchanges the Maskinporten token for an Altinn token and caches it single-flight
 //!   until shortly before its `exp`.
 //!
-//! [`check::check_config`] runs the whole flow once for `aos check-config`.
-//!
 //! [`provider_from_settings`] picks one from [`TokenSettings`] and loads the key material at
 //! start-up, so a bad key is one clear line naming the setting, not a failure per request.
 
-pub mod check;
 pub mod error;
 pub mod keys;
 pub mod keyvault;

@@ -8,7 +8,8 @@
 
 use std::time::Instant;
 
-use super::{CliError, SettingsFrom, load_settings};
+use super::error::CliError;
+use super::settings::{SettingsFrom, load_settings};
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::{CatchUpOptions, EventSink};
 use crate::queue::QueueAccount;
@@ -60,14 +61,12 @@ async fn catch_up(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
     let inbound = if args.dry_run {
         None
     } else {
-        let queue =
-            QueueAccount::from_settings(&settings.queues, "`aos catch-up` (or use --dry-run)")?
-                .queue(&settings.queues.inbound)
-                .map_err(CliError::usage)?;
-        queue
-            .ensure_exists()
+        let account =
+            QueueAccount::from_settings(&settings.queues, "`aos catch-up` (or use --dry-run)")?;
+        let queue = account
+            .existing_queue(&settings.queues.inbound)
             .await
-            .map_err(|e| CliError::failed(format!("queue {}: {e}", queue.name())))?;
+            .map_err(|e| CliError::failed(format!("{e:#}")))?;
         Some(queue)
     };
     let pipeline = Pipeline::from_settings(settings).await?;

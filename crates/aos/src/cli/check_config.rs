@@ -1,14 +1,21 @@
 //! `aos check-config`: prove a deployment can get an Altinn token before it subscribes to
 //! events. It first lists each setting it read and where it came from (the environment or the
 //! `--settings` file; never a value, some are secrets), so an operator sees at once when a
-//! setting did not come from where they thought. The checks themselves are auth logic
-//! ([`crate::auth::check`]); this prints them.
+//! setting did not come from where they thought.
+//!
+//! Then it does what the first request would do — load the key material, one Maskinporten
+//! grant, one Altinn exchange — and reports each step as it goes, so when something fails the
+//! lines above the failure show what was already right. Tokens are never printed, only their
+//! expiry.
 
 use std::io::Write;
 
-use super::{CliError, SettingsFrom};
-use crate::auth::check::{CheckError, check_config};
-use crate::config::Settings;
+use time::OffsetDateTime;
+
+use super::error::CliError;
+use super::settings::SettingsFrom;
+use crate::auth::keys::{Expiry, rfc3339};
+use crate::config::{Settings, SettingsError, TokenSettings};
 
 /// Runs the checks, one line per finding on stdout. A bad setting (the key material included)
 /// is a usage error; a step the configured services refused is `aos: check-config: …`, exit 1.
@@ -29,4 +36,89 @@ pub async fn run(from: &SettingsFrom) -> Result<(), CliError> {
             CheckError::Settings(e) => CliError::from(e),
             CheckError::Failed(line) => CliError::failed(format!("check-config: {line}")),
         })
+}
+
+/// Why the check failed: a setting to fix (the key material is a setting too), or a step that
+/// the configured services refused.
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs the checks, writing one line per finding to `out`. The error is the one line to print
+/// on failure.
+async fn check_config(settings: &Settings, out: &mut dyn Write) -> Result<(), CheckError> {
+    let mut say = |line: String| {
+        // A closed stdout must not turn a good check into a failure.
+        let _ = writeln!(out, "{line}");
+    };
+    say(format!("platform: {}", settings.platform_base_url));
+    say(format!("apps: {}", settings.apps_base_url));
+    let m = match &settings.token {
+        TokenSettings::Static(_) => {
+            say("altinn token: the fixed AltinnToken setting (local development; Maskinporten not used)".into());
+            return Ok(());
+        }
+        TokenSettings::Maskinporten(m) => m,
+    };
+    say(format!("maskinporten issuer: {}", m.issuer));
+    say(format!("client id: {}", m.client_id));
+    say(format!("scopes: {}", m.scopes));
+    say(format!("key source: {}", m.key.setting()));
+
+    let provider = crate::auth::altinn_provider(m, &settings.platform_base_url).await?;
+    let key = provider.maskinporten().key();
+    match key.certificate() {
+        Some(cert) => {
+            say(format!("certificate subject: {}", cert.subject));
+            say(format!("certificate issuer: {}", cert.issuer));
+            let status = match cert.expiry(OffsetDateTime::now_utc()) {
+                Expiry::Valid { days_left } => format!("valid, {days_left} days left"),
+                Expiry::ExpiresSoon { days_left } => {
+                    format!("WARNING: expires in {days_left} days; renew it")
+                }
+                Expiry::Expired => "ERROR: expired".to_string(),
+                Expiry::NotYetValid => {
+                    format!("ERROR: not valid before {}", rfc3339(cert.not_before))
+                }
+            };
+            say(format!(
+                "certificate expires: {} ({status})",
+                rfc3339(cert.not_after)
+            ));
+        }
+        None => say(format!("key: {}", key.describe())),
+    }
+
+    let mp = provider.maskinporten().fetch_token().await.map_err(|e| {
+        CheckError::Failed(format!(
+            "grant to {} failed: {e}",
+            provider.maskinporten().token_endpoint()
+        ))
+    })?;
+    let lifetime = mp
+        .expires_in
+        .map(|s| format!("expires in {s} s"))
+        .unwrap_or_else(|| "no expires_in".into());
+    say(format!(
+        "maskinporten: grant accepted ({lifetime}; scope {})",
+        mp.scope.as_deref().unwrap_or("not stated")
+    ));
+
+    let altinn = provider.exchange(&mp.access_token).await.map_err(|e| {
+        CheckError::Failed(format!(
+            "exchange at {} failed: {e}",
+            provider.exchange_url()
+        ))
+    })?;
+    say(format!(
+        "altinn: token exchanged; it expires {} (in {} s)",
+        rfc3339(altinn.expires_at),
+        altinn.lifetime.as_secs_f64().round()
+    ));
+    say("ok".into());
+    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::CliError;
+use super::error::CliError;
 use crate::dev::DevOptions;
 
 #[derive(clap::Args)]

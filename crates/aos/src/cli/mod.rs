@@ -12,7 +12,8 @@
 //! - `catch_up.rs` — `aos catch-up`: queue the events of the Events pull API after each cursor.
 //! - `subscriptions.rs` — `aos subscriptions add|list|show|remove|verify`.
 //! - `poison.rs` — `aos poison list|replay`.
-//! - `error.rs` — [`CliError`], the one error type: its line and its exit status.
+//! - `error.rs` — [`CliError`], the one error type: its line and its exit status;
+//!   `settings.rs` — the one settings loader.
 //! - [`telemetry`] — the log format and level.
 //!
 //! Every command reads its settings through one loader, `load_settings`: the environment only,
@@ -31,6 +32,7 @@ mod poison;
 mod reconcile;
 mod run;
 mod serve;
+mod settings;
 #[cfg(feature = "dev")]
 mod simulator;
 mod subscriptions;
@@ -40,9 +42,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{SettingSource, Settings};
-
 pub use error::CliError;
+pub use settings::SettingsFrom;
 
 #[derive(Parser)]
 #[command(
@@ -63,12 +64,6 @@ pub struct Cli {
 pub struct Invocation {
     command: Command,
     settings: SettingsFrom,
-}
-
-/// Where a command's settings come from: the environment, plus the file `--settings` named.
-#[derive(Clone, Debug, Default)]
-pub struct SettingsFrom {
-    file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -161,43 +156,4 @@ pub async fn run(Invocation { command, settings }: Invocation) -> Result<(), Cli
         Command::CatchUp(args) => catch_up::run(args, settings).await,
         Command::Subscriptions(action) => subscriptions::run(action, settings).await,
     }
-}
-
-/// The settings as every command reads them, with their source for the few settings outside
-/// [`Settings`] (`WebhookUrl`, read only by `aos subscriptions`).
-struct Loaded {
-    source: SettingSource,
-    settings: Settings,
-}
-
-impl SettingsFrom {
-    /// The source: the environment, plus the named file's `Values`. A file that cannot be read
-    /// or is not `local.settings.json`-shaped is a usage error naming it (exit 2).
-    fn source(&self) -> Result<SettingSource, CliError> {
-        let source = SettingSource::from_environment();
-        match &self.file {
-            None => Ok(source),
-            Some(path) => source.with_file(path).map_err(CliError::usage),
-        }
-    }
-
-    /// For the commands that make their own settings (`aos dev`, `aos simulator`): a file
-    /// given to them would be silently ignored, so it is refused.
-    #[cfg(feature = "dev")]
-    fn refuse_file(&self, command: &str) -> Result<(), CliError> {
-        match &self.file {
-            None => Ok(()),
-            Some(_) => Err(CliError::usage(format!(
-                "--settings is not used by `aos {command}`, which makes its own settings"
-            ))),
-        }
-    }
-}
-
-/// Loads the settings from where `from` says. Every missing or malformed setting is named in
-/// one usage error (exit 2).
-fn load_settings(from: &SettingsFrom) -> Result<Loaded, CliError> {
-    let source = from.source()?;
-    let settings = Settings::from_source(&source).map_err(CliError::usage)?;
-    Ok(Loaded { source, settings })
 }

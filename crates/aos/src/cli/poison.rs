@@ -4,7 +4,8 @@
 
 use clap::Subcommand;
 
-use super::{CliError, SettingsFrom, load_settings};
+use super::error::CliError;
+use super::settings::{SettingsFrom, load_settings};
 use crate::archive::Archive;
 use crate::failures::{Failures, STATE_CONTAINER};
 use crate::queue::QueueAccount;

@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use super::{CliError, SettingsFrom, load_settings};
+use super::error::CliError;
+use super::settings::{SettingsFrom, load_settings};
 use crate::pipeline::Pipeline;
 use crate::pipeline::reconcile::ReconcileOptions;
 use crate::queue::QueueAccount;
@@ -56,11 +57,9 @@ async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result
     let inbound = if dry_run {
         None
     } else {
-        Some(
-            QueueAccount::from_settings(&settings.queues, "`aos reconcile` (or use --dry-run)")?
-                .queue(&settings.queues.inbound)
-                .map_err(CliError::usage)?,
-        )
+        let account =
+            QueueAccount::from_settings(&settings.queues, "`aos reconcile` (or use --dry-run)")?;
+        Some((account, settings.queues.inbound.clone()))
     };
     let pipeline = Pipeline::from_settings(settings).await?;
 
@@ -90,13 +89,12 @@ async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result
                 run.events.len()
             );
         }
-        Some(queue) => {
-            if !run.events.is_empty() {
-                queue
-                    .ensure_exists()
-                    .await
-                    .map_err(|e| CliError::failed(format!("queue {}: {e}", queue.name())))?;
-            }
+        Some(_) if run.events.is_empty() => {}
+        Some((account, name)) => {
+            let queue = account
+                .existing_queue(name)
+                .await
+                .map_err(|e| CliError::failed(format!("{e:#}")))?;
             for (n, event) in run.events.iter().enumerate() {
                 match queue.send(&event.to_json().to_string()).await {
                     Ok(()) => summary.queued += 1,

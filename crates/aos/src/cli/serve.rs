@@ -1,6 +1,7 @@
 //! `aos serve`: the Azure Functions custom handler ([`crate::functions`]).
 
-use super::{CliError, SettingsFrom, load_settings};
+use super::error::CliError;
+use super::settings::{SettingsFrom, load_settings};
 use crate::pipeline::Pipeline;
 
 #[derive(clap::Args)]

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::CliError;
+use super::error::CliError;
 
 #[derive(clap::Args)]
 pub struct Args {

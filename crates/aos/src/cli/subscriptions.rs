@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 
-use super::{CliError, SettingsFrom, load_settings};
+use super::error::CliError;
+use super::settings::{SettingsFrom, load_settings};
 use crate::altinn::AltinnClient;
 use crate::altinn::subscriptions::{
     DEFAULT_TYPE_FILTER, Subscription, app_source_filter, check_endpoint, parse_app,
@@ -86,7 +87,7 @@ struct Context {
 }
 
 async fn context(from: &SettingsFrom) -> Result<Context, CliError> {
-    let super::Loaded { source, settings } = load_settings(from)?;
+    let super::settings::Loaded { source, settings } = load_settings(from)?;
     let tokens =
         crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url).await?;
     let altinn = AltinnClient::new(

@@ -231,19 +231,14 @@ async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
         logs.push(format!("catch-up failed: {line}"));
     };
     let settings = &pipeline.settings;
-    let queue = match QueueAccount::from_settings(&settings.queues, "catch-up")
-        .map_err(|e| e.to_string())
-        .and_then(|account| {
-            account
-                .queue(&settings.queues.inbound)
-                .map_err(|e| format!("inbound queue: {e}"))
-        }) {
-        Ok(queue) => queue,
-        Err(e) => return fail(logs, e),
+    let account = match QueueAccount::from_settings(&settings.queues, "catch-up") {
+        Ok(account) => account,
+        Err(e) => return fail(logs, e.to_string()),
     };
-    if let Err(e) = queue.ensure_exists().await {
-        return fail(logs, format!("queue {}: {e}", queue.name()));
-    }
+    let queue = match account.existing_queue(&settings.queues.inbound).await {
+        Ok(queue) => queue,
+        Err(e) => return fail(logs, format!("{e:#}")),
+    };
     let options = CatchUpOptions::from_settings(&settings.catch_up);
     let run = {
         let mut progress = |line: String| {

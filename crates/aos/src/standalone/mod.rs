@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SettingsError;
 use crate::pipeline::Pipeline;
 use crate::pipeline::messages::QueueStep;
-use crate::queue::{Queue, QueueAccount, poison_queue_name};
+use crate::queue::{QueueAccount, poison_queue_name};
 
 pub use worker::WorkerConfig;
 
@@ -45,19 +45,14 @@ pub async fn run(
             problem: "is required by `aos run` (the webhook's ?code= secret)".into(),
         })?;
     let account = QueueAccount::from_settings(&settings.queues, "`aos run`")?;
-    let open = |name: &str| -> anyhow::Result<Queue> { Ok(account.queue(name)?) };
     // Each step's queue and its `<queue>-poison`, created when missing.
     let mut queues = Vec::new();
     for step in QueueStep::ALL {
-        let queue = open(pipeline.queue_of(step))?;
-        let poison = open(&poison_queue_name(queue.name()))?;
+        let queue = account.existing_queue(pipeline.queue_of(step)).await?;
+        let poison = account
+            .existing_queue(&poison_queue_name(queue.name()))
+            .await?;
         queues.push((step, queue, poison));
-    }
-    for queue in queues.iter().flat_map(|(_, queue, poison)| [queue, poison]) {
-        queue
-            .ensure_exists()
-            .await
-            .map_err(|e| anyhow::anyhow!("queue {}: {e}", queue.name()))?;
     }
     let queue_for = |step: QueueStep| {
         queues
