@@ -29,7 +29,7 @@ impl QueueAccount {
         required_by: &str,
     ) -> Result<QueueAccount, SettingsError> {
         let connection = settings.connection.as_ref().ok_or_else(|| SettingsError {
-            name: "QueueStorageSettings__ConnectionString".into(),
+            name: crate::config::queue_storage("ConnectionString"),
             problem: format!(
                 "is required by {required_by} (a connection string, or the identity-based \
                  QueueStorageSettings__ConnectionString__queueServiceUri)"

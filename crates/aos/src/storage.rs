@@ -78,7 +78,7 @@ impl StorageEndpoint {
                 key: Secret::new(key.expose().to_string()),
             },
             None => Auth::Identity(default_credential().map_err(|e| SettingsError {
-                name: "AltinnApplicationOwnerSystemSettings__AccountKey".into(),
+                name: crate::config::aos("AccountKey"),
                 problem: format!("is not set and no managed identity is available: {e}"),
             })?),
         };
@@ -105,7 +105,7 @@ impl StorageEndpoint {
                 let credential =
                     identity_credential(ClientOptions::default(), client_id).map_err(|e| {
                         SettingsError {
-                            name: "QueueStorageSettings__ConnectionString__queueServiceUri".into(),
+                            name: crate::config::queue_storage("ConnectionString__queueServiceUri"),
                             problem: format!("is set but no managed identity is available: {e}"),
                         }
                     })?;

@@ -34,15 +34,8 @@ pub enum Action {
         /// The app, `org/app`.
         #[arg(long)]
         app: String,
-        /// Event type filter (default `app.instance.process.completed`).
-        #[arg(long = "type")]
-        type_filter: Option<String>,
-        /// Webhook URL (default: setting AltinnApplicationOwnerSystemSettings__WebhookUrl).
-        #[arg(long)]
-        endpoint: Option<String>,
-        /// Seconds to wait for validation.
-        #[arg(long, default_value_t = 60)]
-        wait_secs: u64,
+        #[command(flatten)]
+        delivery: Delivery,
     },
     /// List this org's subscriptions (id, validated, source, type, endpoint without its query).
     List,
@@ -62,18 +55,23 @@ pub enum Action {
         /// Expected app `org/app` (repeatable); default: ReconcileApps.
         #[arg(long = "app")]
         apps: Vec<String>,
-        /// Event type filter the subscriptions must have (default
-        /// `app.instance.process.completed`).
-        #[arg(long = "type")]
-        type_filter: Option<String>,
-        /// Webhook URL the subscriptions must deliver to (default: setting
-        /// AltinnApplicationOwnerSystemSettings__WebhookUrl).
-        #[arg(long)]
-        endpoint: Option<String>,
-        /// Seconds to wait for validation of each re-posted subscription.
-        #[arg(long, default_value_t = 60)]
-        wait_secs: u64,
+        #[command(flatten)]
+        delivery: Delivery,
     },
+}
+
+/// What a subscription delivers and where, for `add` and `verify`.
+#[derive(clap::Args)]
+pub struct Delivery {
+    /// Event type filter (default `app.instance.process.completed`).
+    #[arg(long = "type")]
+    type_filter: Option<String>,
+    /// Webhook URL (default: setting AltinnApplicationOwnerSystemSettings__WebhookUrl).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Seconds to wait for Altinn to validate each subscription posted.
+    #[arg(long, default_value_t = 60)]
+    wait_secs: u64,
 }
 
 const CACHE_WARNING: &str = "note: Altinn caches subscriptions for up to an hour; the first \
@@ -218,9 +216,12 @@ async fn subscriptions(action: Action, from: &SettingsFrom) -> Result<(), CliErr
     match action {
         Action::Add {
             app,
-            type_filter,
-            endpoint,
-            wait_secs,
+            delivery:
+                Delivery {
+                    type_filter,
+                    endpoint,
+                    wait_secs,
+                },
         } => {
             let wait = Duration::from_secs(wait_secs);
             let (org, app) = parse_app(&app).map_err(CliError::Usage)?;
@@ -280,9 +281,12 @@ async fn subscriptions(action: Action, from: &SettingsFrom) -> Result<(), CliErr
         }
         Action::Verify {
             apps,
-            type_filter,
-            endpoint,
-            wait_secs,
+            delivery:
+                Delivery {
+                    type_filter,
+                    endpoint,
+                    wait_secs,
+                },
         } => {
             let wait = Duration::from_secs(wait_secs);
             let expected: Vec<(OrgName, AppName)> = if apps.is_empty() {

@@ -43,7 +43,7 @@ pub use error::{InvalidSettings, SettingsError};
 pub use feedback::{DEFAULT_TEMPLATE, FeedbackSettings};
 pub use queues::{QueueConnection, QueueSettings};
 pub use reconcile::CatchUpSettings;
-pub use source::{Origin, SettingSource, SettingsFileError, parse_time};
+pub use source::{Origin, SettingSource, SettingsFileError, aos, parse_time, queue_storage};
 pub use token::{
     DEFAULT_CERT_SECRET_NAME, DEFAULT_MASKINPORTEN_SCOPES, KeySource, MaskinportenSettings,
     TokenSettings,

@@ -7,7 +7,7 @@ use super::source::{SettingSource, aos, key_vault};
 use crate::domain::{BaseUrl, Secret};
 
 /// The Maskinporten scopes an application owner system needs: read instances and data, and
-/// confirm completion (`specs/altinn.md` §4.1).
+/// confirm completion (`docs/specs/altinn.md` §4.1).
 pub const DEFAULT_MASKINPORTEN_SCOPES: &str =
     "altinn:serviceowner/instances.read altinn:serviceowner/instances.write";
 

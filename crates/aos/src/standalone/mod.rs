@@ -41,7 +41,7 @@ pub async fn run(
         .webhook_secret
         .clone()
         .ok_or_else(|| SettingsError {
-            name: "AltinnApplicationOwnerSystemSettings__WebhookSecret".into(),
+            name: crate::config::aos("WebhookSecret"),
             problem: "is required by `aos run` (the webhook's ?code= secret)".into(),
         })?;
     let account = QueueAccount::from_settings(&settings.queues, "`aos run`")?;
