@@ -305,6 +305,14 @@ impl Archive {
         }
     }
 
+    /// Starts a new term of a lease taken with [`Archive::try_lease`] (its holder is still at
+    /// work); fails when the lease was lost (it expired and another holder took it).
+    pub async fn renew(&self, lease: &Lease) -> Result<(), ArchiveError> {
+        let blob = self.storage.blob(&self.container, &lease.blob)?;
+        blob.renew_lease(lease.id.clone(), None).await?;
+        Ok(())
+    }
+
     /// Ends a lease taken with [`Archive::try_lease`] before it expires.
     pub async fn release(&self, lease: Lease) -> Result<(), ArchiveError> {
         let blob = self.storage.blob(&self.container, &lease.blob)?;

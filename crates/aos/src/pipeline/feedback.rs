@@ -18,20 +18,32 @@
 //! (`process` recognising an archived instance, `confirm` verifying it) leave elements of the
 //! feedback data type out of the comparison between manifest and instance.
 
+use std::time::Duration;
+
 use anyhow::anyhow;
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::InstancePaths;
+
 use crate::config::FeedbackSettings;
 use crate::domain::{CloudEvent, InstanceRef};
 
 use super::Pipeline;
 use super::error::StepError;
 
-/// How long one feedback invocation may hold an instance's feedback lease (Storage allows
-/// 15–60 s): a check and one small upload take far less; a holder that dies blocks the other
-/// copies no longer than this.
+/// How long one term of an instance's feedback lease lasts (Storage allows 15–60 s): a holder
+/// that dies blocks the other copies no longer than this. A live holder renews it.
 const FEEDBACK_LEASE_SECONDS: i32 = 60;
+
+/// The lease term: [`FEEDBACK_LEASE_SECONDS`], or for tests only `AOS_TEST_FEEDBACK_LEASE_SECS`
+/// (15–60), so a test can outlast a term in seconds.
+fn feedback_lease_seconds() -> i32 {
+    std::env::var("AOS_TEST_FEEDBACK_LEASE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s| (15..=60).contains(s))
+        .unwrap_or(FEEDBACK_LEASE_SECONDS)
+}
 
 #[derive(Debug, PartialEq)]
 pub enum FeedbackOutcome {
@@ -82,14 +94,32 @@ impl Pipeline {
             instance.instance_id()
         );
         let state = self.failures.state();
-        let Some(lease) = state.try_lease(&lock, FEEDBACK_LEASE_SECONDS).await? else {
+        let Some(lease) = state.try_lease(&lock, feedback_lease_seconds()).await? else {
             return Err(StepError::retry(anyhow!(
                 "feedback for {instance} is being given by another invocation"
             )));
         };
-        let outcome = self
-            .give_feedback(feedback, event, &instance, &manifest.archived_at)
-            .await;
+        // The lease is renewed at a third of its term while the work lasts (Altinn may be
+        // slow: three tries of a 60 s read), so no copy takes it meanwhile. A lease that cannot
+        // be renewed may be someone else's by now: the work stops before it uploads twice, and
+        // the next attempt finds the element or gives it.
+        let term = feedback_lease_seconds();
+        let renewing = async {
+            let mut every = tokio::time::interval(Duration::from_secs(term as u64 / 3));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = state.renew(&lease).await {
+                    break e;
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = self.give_feedback(feedback, event, &instance, &manifest.archived_at) => outcome,
+            lost = renewing => Err(StepError::retry(
+                anyhow::Error::new(lost).context(format!("the feedback lease on {instance} could not be renewed; stopped")),
+            )),
+        };
         if let Err(e) = state.release(lease).await {
             tracing::warn!(lock, error = %e, "could not release the feedback lease; it ends by itself");
         }

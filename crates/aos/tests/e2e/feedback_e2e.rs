@@ -269,6 +269,50 @@ async fn two_copies_of_a_feedback_message_at_once_upload_one_element() {
     assert_no_feedback_poison(&app).await;
 }
 
+/// An invocation that takes longer than its lease (a slow Altinn) keeps the lease: a copy that
+/// arrives after the lease's first term finds it still taken, so there is still one element.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_feedback_invocation_slower_than_its_lease_keeps_it() {
+    let (mut overrides, _dir) = feedback_settings(COMPLETED);
+    // The shortest lease Storage grants, so the test waits past it in seconds.
+    overrides.push(("AOS_TEST_FEEDBACK_LEASE_SECS".into(), "15".into()));
+    // Retries 3 s apart: the copy that waits for the lease (~5 s) is not poisoned meanwhile.
+    let app = TestApp::spawn_with(Backends::start().await, Duration::from_secs(3), overrides).await;
+    let inst = app.sim.add_instance(instance(71_007, vec![]));
+    // The first upload takes 22 s: longer than the lease.
+    app.sim.inject(FaultRule {
+        path_contains: format!("{}/data", inst.instance_id()),
+        fault: Fault::Delay(Duration::from_secs(22)),
+        times: 1,
+    });
+    let event = app.sim.completed_event(&inst);
+    assert_eq!(app.post_event(&event).await.status, 200);
+    let paths = app.paths(&inst);
+    poll_until(
+        "the instance to be archived",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || async { Ok(app.archive.manifest(&paths).await?.map(|_| ())) },
+    )
+    .await
+    .unwrap();
+    // A duplicate arrives after the lease's first 15 s, while the first upload is in flight.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    app.azurite
+        .put_message("events-feedback", &event.to_string())
+        .await
+        .unwrap();
+    drain(&app).await;
+    assert_eq!(
+        uploads_for(&app, &inst).len(),
+        1,
+        "a copy that came after the lease's first term uploaded a second element"
+    );
+    assert!(app.confirmed(&inst));
+    app.assert_no_poison().await;
+    assert_no_feedback_poison(&app).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_standalone_runtime_uploads_feedback_once_then_confirms() {
     let backends = Backends::start().await;
