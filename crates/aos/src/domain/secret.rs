@@ -1,7 +1,8 @@
 //! A secret value: keys, passwords, tokens and connection strings from the settings.
 
 /// A secret that `Debug` never shows; [`Secret::expose`] is the one way to read it, so every
-/// use of the value is visible in the code.
+/// use of the value is visible in the code. Its bytes are overwritten when it is dropped, so a
+/// key does not linger in freed memory (a core dump, a later allocation).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -14,6 +15,12 @@ impl Secret {
     /// decryption).
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
