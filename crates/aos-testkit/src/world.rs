@@ -340,6 +340,17 @@ impl TestApp {
         delay: Duration,
         overrides: Vec<(String, String)>,
     ) -> TestApp {
+        Self::spawn_in(crate::app_root(), backends, delay, overrides).await
+    }
+
+    /// [`TestApp::spawn_with`] for the Function App at `app_root` (e.g. a copy with another
+    /// `host.json`).
+    pub async fn spawn_in(
+        app_root: std::path::PathBuf,
+        backends: Backends,
+        delay: Duration,
+        overrides: Vec<(String, String)>,
+    ) -> TestApp {
         let mut env = backends.settings_env();
         for (name, value) in overrides {
             env.retain(|(n, _)| *n != name);
@@ -348,7 +359,7 @@ impl TestApp {
             }
         }
         let host = FunctionsHost::start(HostConfig {
-            app_root: crate::app_root(),
+            app_root,
             binary: crate::aos_binary(),
             env,
             connection_string: backends.azurite.connection_string(),

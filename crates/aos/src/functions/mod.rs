@@ -8,6 +8,7 @@
 //! poisons it after `maxDequeueCount` attempts.
 
 pub mod bindings;
+mod deadline;
 pub mod invocation;
 mod names;
 mod routes;
@@ -16,6 +17,7 @@ mod subscription_routes;
 pub use names::*;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
@@ -45,15 +47,23 @@ fn function_routes() -> [(&'static str, MethodRouter<Pipeline>); 7] {
     ]
 }
 
-pub fn router(pipeline: Pipeline) -> Router {
-    function_routes()
+/// The handler's routes; with a `deadline`, every invocation ends by then (see [`deadline`]).
+pub fn router(pipeline: Pipeline, deadline: Option<Duration>) -> Router {
+    let router = function_routes()
         .into_iter()
         .fold(
             Router::new().route("/", get(routes::ready)),
             |router, (name, route)| router.route(&format!("/{name}"), route),
         )
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_INVOCATION_BYTES))
-        .with_state(pipeline)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_INVOCATION_BYTES));
+    let router = match deadline {
+        Some(deadline) => router.layer(axum::middleware::from_fn_with_state(
+            deadline,
+            deadline::enforce,
+        )),
+        None => router,
+    };
+    router.with_state(pipeline)
 }
 
 /// Serves the handler until the process is stopped. Binds IPv4 loopback: the host always
@@ -61,8 +71,14 @@ pub fn router(pipeline: Pipeline) -> Router {
 pub async fn serve(pipeline: Pipeline, port: u16) -> std::io::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "custom handler listening");
-    axum::serve(listener, router(pipeline))
+    // The host starts the handler in the app root (`workingDirectory` ""), and names it.
+    let app_root = std::env::var_os("FUNCTIONS_APP_ROOT_PATH")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    let deadline = deadline::from_host_json(&app_root);
+    tracing::info!(%addr, ?deadline, "custom handler listening");
+    axum::serve(listener, router(pipeline, deadline))
         .with_graceful_shutdown(crate::shutdown_signal())
         .await
 }

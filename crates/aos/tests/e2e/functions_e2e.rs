@@ -624,3 +624,68 @@ async fn infected_elements_are_quarantined_and_pending_scans_wait() {
     assert!(!clean.quarantined && clean.blob_name == paths.data(infected.elements[1].id));
     app.assert_no_poison().await;
 }
+
+/// A copy of the Function App whose `host.json` has `functionTimeout` = `timeout`.
+fn app_with_function_timeout(timeout: &str) -> tempfile::TempDir {
+    let root = aos_testkit::app_root();
+    let dir = tempfile::tempdir().unwrap();
+    let host: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("host.json")).unwrap()).unwrap();
+    let mut host = host;
+    host["functionTimeout"] = serde_json::Value::String(timeout.into());
+    std::fs::write(dir.path().join("host.json"), host.to_string()).unwrap();
+    for function in altinn_aos::FUNCTIONS {
+        std::fs::create_dir(dir.path().join(function)).unwrap();
+        std::fs::copy(
+            root.join(function).join("function.json"),
+            dir.path().join(function).join("function.json"),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// A step that cannot finish within the host's `functionTimeout` ends its invocation itself,
+/// retryably, before the host would kill the handler (and every invocation running in it); the
+/// next attempt resumes and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_step_slower_than_function_timeout_fails_retryably_and_the_handler_lives_on() {
+    let app_root = app_with_function_timeout("00:00:08");
+    let app = TestApp::spawn_in(
+        app_root.path().to_path_buf(),
+        aos_testkit::world::Backends::start().await,
+        Duration::from_secs(1),
+        Vec::new(),
+    )
+    .await;
+    let inst = app.sim.add_instance(instance(
+        81_001,
+        vec![
+            element(2_000, Some("a.xml")),
+            element(300_000, Some("b.pdf")),
+        ],
+    ));
+    // The second element's download stalls for 20 s once: longer than functionTimeout.
+    app.sim.inject(FaultRule {
+        path_contains: format!("/data/{}", inst.elements[1].id),
+        fault: Fault::Delay(Duration::from_secs(20)),
+        times: 1,
+    });
+    let pid = app.host.handler_pid();
+    assert_eq!(
+        app.post_event(&app.sim.completed_event(&inst)).await.status,
+        200
+    );
+    aos_testkit::poll_until(
+        "the instance to be confirmed",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async { Ok(app.confirmed(&inst).then_some(())) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(app.host.restarts(), 0, "the host restarted the handler");
+    assert_eq!(app.host.handler_pid(), pid);
+    app.assert_archived(&inst).await;
+    app.assert_no_poison().await;
+}
