@@ -227,17 +227,25 @@ async fn a_redelivered_feedback_message_uploads_nothing_more() {
     assert_no_feedback_poison(&app).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_copies_of_a_feedback_message_at_once_upload_one_element() {
-    let (overrides, _dir) = feedback_settings(COMPLETED);
-    // Retries one second apart, so the copy that waits is not poisoned meanwhile.
-    let app = TestApp::spawn_with(Backends::start().await, Duration::from_secs(1), overrides).await;
+/// A feedback run whose first upload Altinn holds for `upload_delay`, and a duplicate of the
+/// event put on `events-feedback` `duplicate_after` the instance was archived: how many feedback
+/// elements were uploaded once everything settled. Checks that the instance was confirmed and
+/// nothing was poisoned.
+async fn uploads_with_a_duplicate(
+    party: u64,
+    extra: &[(&str, &str)],
+    retry_delay: Duration,
+    upload_delay: Duration,
+    duplicate_after: Duration,
+) -> usize {
+    let (mut overrides, _dir) = feedback_settings(COMPLETED);
+    overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let app = TestApp::spawn_with(Backends::start().await, retry_delay, overrides).await;
     // No elements: the only `/data` calls for this instance are feedback uploads.
-    let inst = app.sim.add_instance(instance(71_006, vec![]));
-    // The first upload takes two seconds, so a second copy runs while it is in flight.
+    let inst = app.sim.add_instance(instance(party, vec![]));
     app.sim.inject(FaultRule {
         path_contains: format!("{}/data", inst.instance_id()),
-        fault: Fault::Delay(Duration::from_secs(2)),
+        fault: Fault::Delay(upload_delay),
         times: 1,
     });
     let event = app.sim.completed_event(&inst);
@@ -251,66 +259,52 @@ async fn two_copies_of_a_feedback_message_at_once_upload_one_element() {
     )
     .await
     .unwrap();
-    // A duplicate delivery of the same event reaches the feedback step while the first upload
-    // is still in flight.
+    tokio::time::sleep(duplicate_after).await;
     app.azurite
         .put_message("events-feedback", &event.to_string())
         .await
         .unwrap();
     drain(&app).await;
-    assert_eq!(
-        uploads_for(&app, &inst).len(),
-        1,
-        "concurrent copies upload one feedback element"
-    );
     assert!(app.confirmed(&inst));
     assert_eq!(app.sim.guard_violations(), Vec::<String>::new());
     app.assert_no_poison().await;
     assert_no_feedback_poison(&app).await;
+    uploads_for(&app, &inst).len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_copies_of_a_feedback_message_at_once_upload_one_element() {
+    // The first upload takes two seconds, so a duplicate runs while it is in flight; retries
+    // one second apart, so the copy that waits is not poisoned meanwhile.
+    let uploads = uploads_with_a_duplicate(
+        71_006,
+        &[],
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(uploads, 1, "concurrent copies upload one feedback element");
 }
 
 /// An invocation that takes longer than its lease (a slow Altinn) keeps the lease: a copy that
 /// arrives after the lease's first term finds it still taken, so there is still one element.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_feedback_invocation_slower_than_its_lease_keeps_it() {
-    let (mut overrides, _dir) = feedback_settings(COMPLETED);
-    // The shortest lease Storage grants, so the test waits past it in seconds.
-    overrides.push(("AOS_TEST_FEEDBACK_LEASE_SECS".into(), "15".into()));
-    // Retries 3 s apart: the copy that waits for the lease (~5 s) is not poisoned meanwhile.
-    let app = TestApp::spawn_with(Backends::start().await, Duration::from_secs(3), overrides).await;
-    let inst = app.sim.add_instance(instance(71_007, vec![]));
-    // The first upload takes 22 s: longer than the lease.
-    app.sim.inject(FaultRule {
-        path_contains: format!("{}/data", inst.instance_id()),
-        fault: Fault::Delay(Duration::from_secs(22)),
-        times: 1,
-    });
-    let event = app.sim.completed_event(&inst);
-    assert_eq!(app.post_event(&event).await.status, 200);
-    let paths = app.paths(&inst);
-    poll_until(
-        "the instance to be archived",
-        Duration::from_secs(30),
-        Duration::from_millis(20),
-        || async { Ok(app.archive.manifest(&paths).await?.map(|_| ())) },
+    // The shortest lease Storage grants (15 s), a first upload of 22 s, a duplicate after 17 s;
+    // retries 3 s apart, so the copy that waits for the lease (~5 s) is not poisoned meanwhile.
+    let uploads = uploads_with_a_duplicate(
+        71_007,
+        &[("AOS_TEST_FEEDBACK_LEASE_SECS", "15")],
+        Duration::from_secs(3),
+        Duration::from_secs(22),
+        Duration::from_secs(17),
     )
-    .await
-    .unwrap();
-    // A duplicate arrives after the lease's first 15 s, while the first upload is in flight.
-    tokio::time::sleep(Duration::from_secs(17)).await;
-    app.azurite
-        .put_message("events-feedback", &event.to_string())
-        .await
-        .unwrap();
-    drain(&app).await;
+    .await;
     assert_eq!(
-        uploads_for(&app, &inst).len(),
-        1,
+        uploads, 1,
         "a copy that came after the lease's first term uploaded a second element"
     );
-    assert!(app.confirmed(&inst));
-    app.assert_no_poison().await;
-    assert_no_feedback_poison(&app).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
