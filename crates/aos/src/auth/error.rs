@@ -12,7 +12,8 @@
 //! processed, and poisoning every message while a certificate is renewed would be worse than
 //! letting the queue retry them.
 
-/// The Maskinporten key material is unusable. Never retryable: the deployment must change.
+/// The Maskinporten key material is unusable (never retryable: the deployment must change), or
+/// could not be loaded yet ([`KeyError::Unavailable`], retryable).
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read {path}: {detail}")]
@@ -31,6 +32,15 @@ pub enum KeyError {
     Unusable(String),
     #[error("Key Vault: {0}")]
     KeyVault(String),
+    /// No key has been loaded yet and the last attempt failed (Key Vault unreachable, the
+    /// identity not authorised yet, the secret not uploaded yet): waiting can help, so the
+    /// step that needed the token is retried later (`auth/key_store.rs`).
+    #[error("cannot load it from {setting} (next attempt in {retry_in_secs} s): {cause}")]
+    Unavailable {
+        setting: String,
+        retry_in_secs: u64,
+        cause: Box<KeyError>,
+    },
 }
 
 /// A Maskinporten grant or an Altinn exchange failed.
@@ -69,6 +79,7 @@ impl TokenError {
             TokenError::Status { status, .. } | TokenError::Refused { status, .. } => {
                 *status >= 500 || matches!(*status, 408 | 429)
             }
+            TokenError::Key(KeyError::Unavailable { .. }) => true,
             TokenError::Key(_) | TokenError::Decode { .. } => false,
         }
     }

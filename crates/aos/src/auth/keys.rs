@@ -8,7 +8,8 @@
 //!
 //! Everything is checked when loading, not at the first grant: the key must be RSA of at least
 //! 2048 bits, and a certificate's public key must be the private key's, so a wrong file is one
-//! clear line at start-up instead of an `invalid_grant` from Maskinporten later. The key itself
+//! clear line (at start-up for a local file, in the failing step's error for Key Vault, which is
+//! read when first needed: `key_store.rs`) instead of an `invalid_grant` from Maskinporten later. The key itself
 //! never leaves this module except as a `jsonwebtoken::EncodingKey`, and `Debug` shows only the
 //! certificate subject or `kid`.
 
@@ -38,11 +39,22 @@ const MAX_CHAIN: usize = 8;
 /// The key that signs Maskinporten grants, with the header that identifies it.
 pub struct SigningKey {
     key: EncodingKey,
+    /// The public key (PKCS#1 `RSAPublicKey` DER): with `reference`, what tells a reloaded key
+    /// from the one held before (`auth/key_store.rs`).
+    public: Vec<u8>,
     reference: KeyReference,
 }
 
+/// Same public key, same certificate chain or `kid`: the same key as far as Maskinporten can
+/// tell.
+impl PartialEq for SigningKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.public == other.public && self.reference == other.reference
+    }
+}
+
 /// How Maskinporten finds the public key for a grant.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyReference {
     /// `x5c`: the business certificate chain, leaf first, DER.
     Certificate {
@@ -219,6 +231,7 @@ impl SigningKey {
         }
         Ok(SigningKey {
             key: key.encoding,
+            public: key.public,
             reference: KeyReference::Kid(kid),
         })
     }
@@ -266,6 +279,7 @@ impl SigningKey {
         let chain = order.into_iter().map(|i| certs[i].clone()).collect();
         Ok(SigningKey {
             key: key.encoding,
+            public: key.public,
             reference: KeyReference::Certificate { chain, leaf: info },
         })
     }

@@ -9,6 +9,11 @@
 //!
 //! The Maskinporten token is used once, right away, for the Altinn exchange
 //! ([`super::token`]); it is never cached on its own, so its own lifetime does not matter.
+//!
+//! The key comes from a [`KeyStore`]: loaded when the first grant needs it. When Maskinporten
+//! refuses a grant in a way a replaced key explains (401, `invalid_client`, `invalid_grant`),
+//! the key is loaded again and, if it changed (a rotated certificate), the grant is sent once
+//! more with it — so rotating the certificate needs no restart and fails no message.
 
 use std::sync::Arc;
 
@@ -17,6 +22,7 @@ use time::OffsetDateTime;
 use url::Url;
 
 use super::error::TokenError;
+use super::key_store::KeyStore;
 use super::keys::SigningKey;
 use super::provider::AccessToken;
 use crate::config::MaskinportenSettings;
@@ -54,14 +60,14 @@ pub struct MaskinportenClient {
     audience: String,
     client_id: String,
     scopes: String,
-    key: Arc<SigningKey>,
+    keys: Arc<KeyStore<SigningKey>>,
 }
 
 impl MaskinportenClient {
     pub fn new(
         http: reqwest::Client,
         settings: &MaskinportenSettings,
-        key: Arc<SigningKey>,
+        keys: Arc<KeyStore<SigningKey>>,
     ) -> Self {
         MaskinportenClient {
             http,
@@ -70,7 +76,7 @@ impl MaskinportenClient {
             audience: settings.issuer.to_string(),
             client_id: settings.client_id.clone(),
             scopes: settings.scopes.clone(),
-            key,
+            keys,
         }
     }
 
@@ -86,12 +92,20 @@ impl MaskinportenClient {
         &self.scopes
     }
 
-    pub fn key(&self) -> &SigningKey {
-        &self.key
+    /// The key held now; `None` before the first grant loaded it (Key Vault is read lazily).
+    pub fn key(&self) -> Option<Arc<SigningKey>> {
+        self.keys.current()
     }
 
-    /// A signed grant issued at `now`, with a fresh `jti`.
+    /// A signed grant issued at `now` with the key held now, with a fresh `jti`.
     pub fn assertion(&self, now: OffsetDateTime) -> Result<String, TokenError> {
+        let key = self.key().ok_or_else(|| {
+            super::KeyError::Unusable("the Maskinporten key has not been loaded yet".into())
+        })?;
+        self.assertion_with(&key, now)
+    }
+
+    fn assertion_with(&self, key: &SigningKey, now: OffsetDateTime) -> Result<String, TokenError> {
         let iat = now.unix_timestamp();
         let claims = GrantClaims {
             aud: &self.audience,
@@ -101,13 +115,35 @@ impl MaskinportenClient {
             exp: iat + GRANT_LIFETIME_SECS,
             jti: uuid::Uuid::new_v4().to_string(),
         };
-        jsonwebtoken::encode(&self.key.header(), &claims, self.key.encoding_key())
+        jsonwebtoken::encode(&key.header(), &claims, key.encoding_key())
             .map_err(|e| super::KeyError::Unusable(format!("cannot sign the grant: {e}")).into())
     }
 
-    /// One grant, one token request.
+    /// A Maskinporten token: one grant, or two when the first was refused and the key has
+    /// changed since it was loaded (a rotated certificate).
     pub async fn fetch_token(&self) -> Result<MaskinportenToken, TokenError> {
-        let assertion = self.assertion(OffsetDateTime::now_utc())?;
+        let key = self.keys.get().await?;
+        match self.grant(&key).await {
+            Err(e) if refuses_the_key(&e) => {
+                self.keys.refused(&key);
+                let reloaded = self.keys.get().await?;
+                if *reloaded == *key {
+                    return Err(e);
+                }
+                tracing::info!(
+                    key = %reloaded.describe(),
+                    refused = %e,
+                    "Maskinporten refused the key; using the key loaded again"
+                );
+                self.grant(&reloaded).await
+            }
+            result => result,
+        }
+    }
+
+    /// One grant signed with `key`, one token request.
+    async fn grant(&self, key: &SigningKey) -> Result<MaskinportenToken, TokenError> {
+        let assertion = self.assertion_with(key, OffsetDateTime::now_utc())?;
         let request = self
             .http
             .post(self.token_endpoint.clone())
@@ -142,6 +178,20 @@ impl MaskinportenClient {
             expires_in: parsed.expires_in,
             scope: parsed.scope,
         })
+    }
+}
+
+/// A refusal that a key Maskinporten no longer accepts explains: the client authentication
+/// failed (401, `invalid_client`), or the grant's signature or certificate was not accepted
+/// (`invalid_grant`, which is also how Maskinporten answers a replaced certificate). Other
+/// causes of `invalid_grant` (clock skew, scopes) cost one extra key load per grant.
+fn refuses_the_key(e: &TokenError) -> bool {
+    match e {
+        TokenError::Refused { status, error, .. } => {
+            *status == 401 || matches!(error.as_str(), "invalid_client" | "invalid_grant")
+        }
+        TokenError::Status { what, status, .. } => *what == WHAT && *status == 401,
+        _ => false,
     }
 }
 

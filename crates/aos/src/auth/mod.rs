@@ -6,14 +6,21 @@
 //! - [`StaticToken`]: a fixed token from `AltinnApplicationOwnerSystemSettings__AltinnToken`,
 //!   for local development against the simulator.
 //! - [`token::AltinnTokenProvider`]: production. [`keys`] loads the signing key (PKCS#12, PEM,
-//!   JWK or Key Vault via [`keyvault`]), [`maskinporten`] builds and sends the JWT grant,
-//!   [`token`] exchanges the Maskinporten token for an Altinn token and caches it single-flight
-//!   until shortly before its `exp`.
+//!   JWK or Key Vault via [`keyvault`]), [`key_store`] holds it (loaded when first needed,
+//!   reloaded hourly and after Maskinporten refused it), [`maskinporten`] builds and sends the
+//!   JWT grant, [`token`] exchanges the Maskinporten token for an Altinn token and caches it
+//!   single-flight until shortly before its `exp`.
 //!
-//! [`provider_from_settings`] picks one from [`TokenSettings`] and loads the key material at
-//! start-up, so a bad key is one clear line naming the setting, not a failure per request.
+//! [`provider_from_settings`] picks one from [`TokenSettings`] for `aos serve`, `aos run` and
+//! the CLI. A *local* key (`MaskinPortenCertPath`, `MaskinPortenJwkPath`) is loaded and checked
+//! there, at start: a bad file is a settings error the operator must fix, one clear line, and
+//! reading a file cannot fail for reasons that go away by themselves. A *Key Vault* key is not:
+//! the vault may be unreachable or not yet authorise the identity for minutes after a
+//! deployment, and the webhook needs no key, so it is read at the first grant and a failure
+//! fails only the steps that need a token, retryably ([`key_store`]).
 
 pub mod error;
+pub mod key_store;
 pub mod keys;
 pub mod keyvault;
 pub mod maskinporten;
@@ -26,11 +33,19 @@ use std::time::Duration;
 pub use error::{KeyError, TokenError};
 pub use provider::{AccessToken, StaticToken, TokenProvider};
 
-use crate::config::{MaskinportenSettings, SettingsError, TokenSettings};
+use crate::config::{KeySource, MaskinportenSettings, SettingsError, TokenSettings};
 use crate::domain::BaseUrl;
+use key_store::KeyStore;
+use keys::SigningKey;
 
-/// The provider `token` asks for. For Maskinporten this loads and checks the key material (and
-/// logs the certificate's expiry); failures name the setting to fix.
+/// TEST ONLY: replaces [`key_store::RELOAD_INTERVAL`] with this many seconds, so an end-to-end
+/// test can see a rotated certificate picked up on the timer. Not a setting for users: an hour
+/// is what rotation needs, and a shorter interval only reads the vault more often.
+const TEST_RELOAD_ENV: &str = "AOS_TEST_MASKINPORTEN_KEY_RELOAD_SECS";
+
+/// The provider `token` asks for. For Maskinporten with a local key file this loads and checks
+/// the key (and logs the certificate's expiry), failing with the setting to fix; a Key Vault
+/// key is read at the first grant instead (see the module documentation).
 pub async fn provider_from_settings(
     token: &TokenSettings,
     platform: &BaseUrl,
@@ -38,28 +53,74 @@ pub async fn provider_from_settings(
     match token {
         TokenSettings::Static(token) => Ok(Arc::new(StaticToken::new(token.expose()))),
         TokenSettings::Maskinporten(settings) => {
-            Ok(Arc::new(altinn_provider(settings, platform).await?))
+            let keys = match &settings.key {
+                KeySource::KeyVault { .. } => lazy_key(&settings.key),
+                KeySource::File { .. } | KeySource::Jwk { .. } => loaded_key(&settings.key).await?,
+            };
+            Ok(Arc::new(provider_with(settings, platform, keys)))
         }
     }
 }
 
-/// The production provider with its key loaded (also what `aos check-config` inspects).
+/// The production provider with its key loaded now, whatever its source: `aos check-config`
+/// (where loading the key *is* the check) and tests of the token flow.
 pub async fn altinn_provider(
     settings: &MaskinportenSettings,
     platform: &BaseUrl,
 ) -> Result<token::AltinnTokenProvider, SettingsError> {
-    let key = keys::load(&settings.key)
-        .await
-        .map_err(|e| SettingsError::new(settings.key.setting(), e.to_string()))?;
-    key.log_expiry();
+    let keys = loaded_key(&settings.key).await?;
+    Ok(provider_with(settings, platform, keys))
+}
+
+fn provider_with(
+    settings: &MaskinportenSettings,
+    platform: &BaseUrl,
+    keys: KeyStore<SigningKey>,
+) -> token::AltinnTokenProvider {
     let http = http_client();
-    let maskinporten = maskinporten::MaskinportenClient::new(http.clone(), settings, Arc::new(key));
-    Ok(token::AltinnTokenProvider::new(
-        http,
-        maskinporten,
-        settings,
-        platform,
+    let maskinporten =
+        maskinporten::MaskinportenClient::new(http.clone(), settings, Arc::new(keys));
+    token::AltinnTokenProvider::new(http, maskinporten, settings, platform)
+}
+
+/// A store that reads the key at the first grant.
+fn lazy_key(source: &KeySource) -> KeyStore<SigningKey> {
+    KeyStore::new(source.setting(), reload_interval(), loader(source))
+}
+
+/// A store holding the key, loaded now; failure is a settings error naming the source.
+async fn loaded_key(source: &KeySource) -> Result<KeyStore<SigningKey>, SettingsError> {
+    let key = keys::load(source)
+        .await
+        .map_err(|e| SettingsError::new(source.setting(), e.to_string()))?;
+    key.log_expiry();
+    Ok(KeyStore::with_key(
+        key,
+        source.setting(),
+        reload_interval(),
+        loader(source),
     ))
+}
+
+/// Every (re)load reads the source afresh and reports the certificate's expiry.
+fn loader(source: &KeySource) -> impl Fn() -> key_store::LoadFuture<SigningKey> + use<> {
+    let source = source.clone();
+    move || {
+        let source = source.clone();
+        Box::pin(async move {
+            let key = keys::load(&source).await?;
+            key.log_expiry();
+            Ok(key)
+        })
+    }
+}
+
+fn reload_interval() -> Duration {
+    std::env::var(TEST_RELOAD_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map_or(key_store::RELOAD_INTERVAL, Duration::from_secs_f64)
 }
 
 /// The client for Maskinporten and the exchange: short timeouts (a token call that hangs holds

@@ -70,7 +70,10 @@ async fn check_config(settings: &Settings, out: &mut dyn Write) -> Result<(), Ch
     say(format!("key source: {}", m.key.setting()));
 
     let provider = crate::auth::altinn_provider(m, &settings.platform_base_url).await?;
-    let key = provider.maskinporten().key();
+    let key = provider
+        .maskinporten()
+        .key()
+        .ok_or_else(|| CheckError::Failed("the Maskinporten key was not loaded".into()))?;
     match key.certificate() {
         Some(cert) => {
             say(format!("certificate subject: {}", cert.subject));

@@ -60,9 +60,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Builds the clients. Async because the Maskinporten key may come from Key Vault; a key
-    /// that cannot be loaded is a [`SettingsError`] naming the setting, so the process stops at
-    /// start with one clear line.
+    /// Builds the clients. A local Maskinporten key file is loaded here: a bad one is a
+    /// [`SettingsError`] naming the setting, so the process stops at start with one clear line.
+    /// A Key Vault key is not read here but at the first grant, so an unreachable or not yet
+    /// authorised vault fails only the steps that need a token, retryably, and the webhook
+    /// serves regardless (`crate::auth::key_store`).
     pub async fn from_settings(settings: Settings) -> Result<Self, SettingsError> {
         let tokens =
             crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url)

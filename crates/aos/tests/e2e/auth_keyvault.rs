@@ -12,6 +12,10 @@
 //!   `SSL_CERT_FILE` (the SDK's rustls platform verifier reads native roots, which honour it).
 //!
 //! Nothing in the product knows it is being tested.
+//!
+//! The same fakes under the Functions host harness show that Key Vault is not a start-up
+//! dependency of `aos serve` (the webhook serves while the vault refuses; processing waits for
+//! the key) and that a rotated certificate is picked up without a restart.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -19,6 +23,7 @@ use std::time::Duration;
 
 use altinn_sim::SimulatorHandle;
 use aos_testkit::auth::*;
+use aos_testkit::world::{Backends, TestApp, element, instance};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -49,6 +54,18 @@ struct Seen {
 }
 
 type Shared = Arc<Mutex<Seen>>;
+
+/// What the vault stand-in answers an authorised secret GET with; tests switch it while the
+/// process runs (a role assignment that has not propagated yet, a rotated certificate).
+#[derive(Clone)]
+enum VaultAnswer {
+    /// 403 `ForbiddenByRbac`, as Key Vault answers an identity without "Key Vault Secrets User".
+    Forbidden,
+    /// The secret bundle with this value.
+    Secret(String),
+}
+
+type Answer = Arc<Mutex<VaultAnswer>>;
 
 /// A test CA and a server certificate for the vault host.
 struct Tls {
@@ -109,7 +126,7 @@ impl axum::serve::Listener for TlsListener {
 
 /// The Key Vault secret GET contract: a 401 challenge without a token, the secret bundle with
 /// the managed identity's token.
-async fn key_vault(State((seen, value)): State<(Shared, String)>, req: Request) -> Response {
+async fn key_vault(State((seen, answer)): State<(Shared, Answer)>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let auth = req
         .headers()
@@ -131,6 +148,16 @@ async fn key_vault(State((seen, value)): State<(Shared, String)>, req: Request) 
         )
             .into_response();
     }
+    let value = match answer.lock().unwrap().clone() {
+        VaultAnswer::Secret(value) => value,
+        VaultAnswer::Forbidden => {
+            return (
+                StatusCode::FORBIDDEN,
+                axum::Json(json!({"error": {"code": "Forbidden", "message": "Caller is not authorized to perform action on resource. Action: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'", "innererror": {"code": "ForbiddenByRbac"}}})),
+            )
+                .into_response();
+        }
+    };
     let name = path.trim_start_matches("/secrets/").trim_end_matches('/');
     if name != SECRET_NAME {
         return (
@@ -227,6 +254,7 @@ async fn proxy(listener: TcpListener, vault: SocketAddr, seen: Shared) {
 
 struct Fakes {
     seen: Shared,
+    answer: Answer,
     env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
@@ -234,7 +262,13 @@ struct Fakes {
 /// Starts the identity endpoint, the vault stand-in (holding `secret_value`) and the proxy;
 /// returns the environment a Function App in Azure would have.
 async fn fakes(secret_value: String) -> Fakes {
+    fakes_answering(VaultAnswer::Secret(secret_value)).await
+}
+
+/// [`fakes`] with the vault answering `answer` until the test changes it.
+async fn fakes_answering(answer: VaultAnswer) -> Fakes {
     let seen = Shared::default();
+    let answer = Answer::new(Mutex::new(answer));
     let tls = tls();
     let dir = tempfile::tempdir().unwrap();
     let ca_file = write(dir.path(), "test-only-ca.pem", tls.ca_pem.as_bytes());
@@ -257,7 +291,7 @@ async fn fakes(secret_value: String) -> Fakes {
     };
     let vault_app = Router::new()
         .fallback(key_vault)
-        .with_state((seen.clone(), secret_value));
+        .with_state((seen.clone(), answer.clone()));
     tokio::spawn(async move { axum::serve(listener, vault_app).await });
 
     let identity_tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -285,6 +319,7 @@ async fn fakes(secret_value: String) -> Fakes {
     ];
     Fakes {
         seen,
+        answer,
         env,
         _dir: dir,
     }
@@ -455,4 +490,179 @@ async fn no_ca_certificates_at_all_is_an_error_line_not_a_panic() {
         stderr.trim_end(),
         "aos: setting KeyVault__KeyVaultURI: Key Vault: cannot set up HTTPS (builder error: unexpected error: No CA certificates were loaded from the system)"
     );
+}
+
+impl Fakes {
+    fn answer(&self, answer: VaultAnswer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    /// Secret GETs that carried the managed identity's token (the challenge round trips, which
+    /// carry none, are not reads).
+    fn authorised_reads(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .vault
+            .iter()
+            .filter(|(_, auth)| auth.is_some())
+            .count()
+    }
+}
+
+/// `aos serve` under the host harness with Maskinporten settings whose key is in the (fake)
+/// Key Vault, the client registered with the simulator under `pki`.
+async fn serve_with_vault(fakes: &Fakes, extra: &[(&str, &str)]) -> TestApp {
+    let backends = Backends::start().await;
+    let mut overrides: Vec<(String, String)> = vec![
+        // Remove the fixed token: this deployment uses Maskinporten.
+        (
+            "AltinnApplicationOwnerSystemSettings__AltinnToken".into(),
+            String::new(),
+        ),
+        (
+            "AltinnApplicationOwnerSystemSettings__MaskinportenBaseAddress".into(),
+            backends.sim.maskinporten_url().to_string(),
+        ),
+        (
+            "AltinnApplicationOwnerSystemSettings__MaskinPortenClientId".into(),
+            CLIENT_ID.into(),
+        ),
+        (
+            "KeyVault__KeyVaultURI".into(),
+            format!("https://{VAULT_HOST}/"),
+        ),
+    ];
+    overrides.extend(fakes.env.iter().cloned());
+    overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    TestApp::spawn_with(backends, Duration::from_secs(1), overrides).await
+}
+
+/// Archived, confirmed, nothing poisoned, the handler never restarted.
+async fn assert_done(app: &TestApp, inst: &altinn_sim::CreatedInstance) {
+    let wanted = [inst.instance_id()].into_iter().collect();
+    app.wait_all_confirmed(&wanted, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n--- handler output ---\n{}",
+                app.host.handler_output().join("\n")
+            )
+        });
+    app.assert_archived(inst).await;
+    app.assert_no_poison().await;
+    assert_eq!(app.host.restarts(), 0, "the handler was never restarted");
+}
+
+/// A vault that refuses the identity at start (its role assignment has not propagated) does
+/// not keep the handler from starting: the webhook queues events, processing fails retryably
+/// naming the setting, and once the vault answers the next attempt archives and confirms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_while_the_vault_refuses_and_processes_once_it_answers() {
+    let pki = Pki::new();
+    let fakes = fakes_answering(VaultAnswer::Forbidden).await;
+    let app = serve_with_vault(&fakes, &[]).await;
+    app.sim
+        .register_client(CLIENT_ID, pki.client_key(), &SCOPES);
+
+    let inst = app
+        .sim
+        .add_instance(instance(50_001, vec![element(2_000, Some("a.pdf"))]));
+    let response = app.post_event(&app.sim.completed_event(&inst)).await;
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    assert!(response.queued(), "the event was queued");
+
+    aos_testkit::poll_until(
+        "a failed processing attempt",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async {
+            Ok(app
+                .host
+                .invocations_of("EventsProcessor")
+                .iter()
+                .any(|i| !i.succeeded)
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!app.confirmed(&inst));
+    assert_eq!(app.sim.grants(), 0, "no grant without a key");
+    let output = app.host.handler_output().join("\n");
+    assert!(
+        output.contains("KeyVault__KeyVaultURI") && output.contains("not authorized"),
+        "the failure names the setting and the vault's reason:\n{output}"
+    );
+
+    fakes.answer(VaultAnswer::Secret(vault_secret(&pki)));
+    assert_done(&app, &inst).await;
+    assert!(
+        fakes.authorised_reads() >= 1,
+        "read once the vault answered"
+    );
+}
+
+/// The certificate is rotated while the handler runs: the vault's secret is replaced and
+/// Maskinporten knows only the new certificate. After Maskinporten refuses the old one, the key
+/// is read again and the work completes without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_certificate_is_picked_up_without_a_restart() {
+    let app = rotate(&[]).await;
+    assert!(
+        !app.sim.grant_refusals().is_empty(),
+        "the old certificate was refused first"
+    );
+}
+
+/// The same rotation with a reload interval shorter than the wait: the new certificate is read
+/// on the timer, before any grant is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_certificate_is_read_again_on_the_timer() {
+    let app = rotate(&[("AOS_TEST_MASKINPORTEN_KEY_RELOAD_SECS", "2")]).await;
+    assert_eq!(app.sim.grant_refusals(), Vec::<String>::new());
+}
+
+/// One instance with the old certificate, rotation, a pause past the Altinn token's lifetime,
+/// one instance that needs a new grant; both archived and confirmed without a restart.
+async fn rotate(extra: &[(&str, &str)]) -> TestApp {
+    let old = Pki::new();
+    let fakes = fakes(vault_secret(&old)).await;
+    let app = serve_with_vault(&fakes, extra).await;
+    app.sim
+        .register_client(CLIENT_ID, old.client_key(), &SCOPES);
+    // Altinn tokens that expire quickly, so the second instance needs a new grant.
+    app.sim.set_altinn_token_lifetime(Duration::from_secs(2));
+
+    let first = app.sim.add_instance(instance(50_002, vec![]));
+    assert_eq!(
+        app.post_event(&app.sim.completed_event(&first))
+            .await
+            .status,
+        200
+    );
+    assert_done(&app, &first).await;
+    let reads_before = fakes.authorised_reads();
+    assert_eq!(reads_before, 1, "the key was read once");
+
+    // Rotation: a new certificate in the vault, the old one no longer registered.
+    let new = Pki::new();
+    app.sim
+        .register_client(CLIENT_ID, new.client_key(), &SCOPES);
+    fakes.answer(VaultAnswer::Secret(vault_secret(&new)));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let second = app.sim.add_instance(instance(50_003, vec![]));
+    assert_eq!(
+        app.post_event(&app.sim.completed_event(&second))
+            .await
+            .status,
+        200
+    );
+    assert_done(&app, &second).await;
+    assert!(
+        fakes.authorised_reads() > reads_before,
+        "the key was read again"
+    );
+    app
 }
