@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::archive::{Archive, BlobInfo};
 use crate::domain::{CloudEvent, parse_guid};
+use crate::redact::redact;
 
 /// The container for the system's own state.
 pub const STATE_CONTAINER: &str = "aos-state";
@@ -65,7 +66,7 @@ impl Failures {
             source: event.source().to_string(),
             attempt,
             kind: kind.to_string(),
-            error: error.to_string(),
+            error: redact(error).into_owned(),
             at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),

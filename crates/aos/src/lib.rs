@@ -30,6 +30,10 @@
 //! - [`storage`] — blob/queue clients with account-SAS or Entra ID credentials.
 //! - [`queue`] — storage queues the way the Functions host uses them (base64 text, leases,
 //!   `<queue>-poison`).
+//! - [`redact`] — the one redaction layer every text passes before it leaves the process (CLI
+//!   error line, log lines, the host's `Logs`, failure records): SAS parameters, account keys,
+//!   bearer tokens, JWTs, passwords, secrets and function keys become `REDACTED`. A bottom
+//!   module, like `domain`.
 //! - [`failures`] — last-failure records in the `aos-state` container; [`poison`] — reading and
 //!   replaying the poison queues (`aos poison list|replay`).
 //! - [`functions`] — the custom-handler adapter: payload codec and one route per function.
@@ -59,6 +63,7 @@ mod functions;
 mod pipeline;
 mod poison;
 mod queue;
+mod redact;
 mod standalone;
 pub mod storage;
 #[cfg(test)]

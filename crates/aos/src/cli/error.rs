@@ -3,6 +3,7 @@
 use std::fmt::Display;
 
 use crate::config::SettingsError;
+use crate::redact::redact;
 
 /// Why a command stopped. `main` prints [`CliError::line`] on stderr and exits with
 /// [`CliError::exit_code`]; no command prints its own error or picks its own status.
@@ -71,15 +72,17 @@ impl CliError {
     }
 
     /// The one line for stderr: `aos: <why>`, or `aos <command>: <why>` for a named error;
-    /// `None` when the command's summary already said it.
+    /// `None` when the command's summary already said it. Redacted: an error's text may carry a
+    /// credential (a transport error names its request URL).
     pub fn line(&self) -> Option<String> {
-        match self {
+        let line = match self {
             CliError::Reported => None,
             CliError::Named { command, error } => {
                 error.line().map(|_| format!("aos {command}: {error}"))
             }
             CliError::Usage(_) | CliError::Failed(_) => Some(format!("aos: {self}")),
-        }
+        };
+        line.map(|line| redact(&line).into_owned())
     }
 }
 
@@ -112,5 +115,18 @@ mod tests {
 
         assert_eq!(CliError::Reported.exit_code(), 1);
         assert_eq!(CliError::Reported.named("dev").line(), None);
+    }
+
+    #[test]
+    fn the_line_is_redacted() {
+        let failed =
+            CliError::failed("listing: error sending request for url (http://h/q?sv=1&sig=SECRET)")
+                .named("poison");
+        assert_eq!(
+            failed.line().as_deref(),
+            Some(
+                "aos poison: listing: error sending request for url (http://h/q?sv=REDACTED&sig=REDACTED)"
+            )
+        );
     }
 }

@@ -7,8 +7,12 @@
 //! count as success; queue outputs are returned as JSON objects because the host base64-decodes
 //! string outputs that happen to be valid base64.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+
+use crate::redact::redact;
 
 /// An invocation request did not have the shape the host sends.
 #[derive(Debug, thiserror::Error)]
@@ -176,8 +180,14 @@ pub struct InvocationResponse {
 }
 
 impl InvocationResponse {
+    /// Adds a `Logs` line, redacted: the host forwards it to App Insights.
     pub fn log(mut self, line: impl Into<String>) -> Self {
-        self.logs.push(line.into());
+        let line = line.into();
+        let line = match redact(&line) {
+            Cow::Borrowed(_) => line,
+            Cow::Owned(redacted) => redacted,
+        };
+        self.logs.push(line);
         self
     }
 

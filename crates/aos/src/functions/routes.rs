@@ -17,6 +17,7 @@ use crate::pipeline::messages::{QueueStep, describe, parse_message};
 use crate::pipeline::receive::{ReceiveOutcome, receive};
 use crate::pipeline::reconcile::ReconcileOptions;
 use crate::queue::QueueAccount;
+use crate::redact::Redacted;
 
 /// `GET /`: the host's readiness and health probe.
 pub async fn ready() -> Json<serde_json::Value> {
@@ -33,7 +34,8 @@ pub(super) fn failed(
 ) -> Response {
     let kind = kind.label();
     tracing::error!(function, context, kind, error = %error, "invocation failed");
-    let body = json!({ "error": error.to_string(), "kind": kind, "context": context });
+    // The body goes to the host (and App Insights): redacted, like the `Logs`.
+    let body = json!({ "error": Redacted(error).to_string(), "kind": kind, "context": context });
     (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
 }
 

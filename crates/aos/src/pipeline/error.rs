@@ -18,6 +18,7 @@ use std::fmt;
 use crate::altinn::AltinnError;
 use crate::archive::ArchiveError;
 use crate::domain::EventError;
+use crate::redact::redact;
 
 /// Whether a failed step may succeed on a later attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,9 +50,9 @@ impl fmt::Display for ErrorKind {
 /// `Display` shows the whole cause chain on one line (`context: cause: its cause`), so logs,
 /// invocation answers and the failure records in `aos-state` carry it. The error types here
 /// often repeat their source in their own message already (`blob storage: {0}`); a cause whose
-/// text is already on the line is not repeated. URLs in the causes that only the chain adds
-/// (a transport error names the request URL, which for storage carries the SAS) are shown
-/// without their query string.
+/// text is already on the line is not repeated. The line is redacted ([`crate::redact`]): a
+/// cause may carry a credential (a transport error names its request URL, which for storage
+/// can carry a SAS).
 #[derive(Debug)]
 pub struct StepError {
     kind: ErrorKind,
@@ -107,13 +108,13 @@ impl fmt::Display for StepError {
                 line = text;
                 continue;
             }
-            let shown = without_url_queries(&text);
-            if !text.is_empty() && !line.contains(&text) && !line.contains(&shown) {
+            let shown = redact(&text);
+            if !text.is_empty() && !line.contains(&text) && !line.contains(shown.as_ref()) {
                 line.push_str(": ");
                 line.push_str(&shown);
             }
         }
-        f.write_str(&line)
+        f.write_str(&redact(&line))
     }
 }
 
@@ -142,33 +143,6 @@ impl From<EventError> for StepError {
     fn from(e: EventError) -> Self {
         StepError::permanent(e)
     }
-}
-
-/// `text` with the query string of every URL in it cut off (`https://h/p?sig=…` →
-/// `https://h/p?…`): the storage clients' URLs carry the account SAS there.
-fn without_url_queries(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut token = String::new();
-    let flush = |token: &mut String, out: &mut String| {
-        match token.find('?') {
-            Some(query) if token[..query].contains("://") => {
-                out.push_str(&token[..=query]);
-                out.push('…');
-            }
-            _ => out.push_str(token),
-        }
-        token.clear();
-    };
-    for c in text.chars() {
-        if c.is_whitespace() || matches!(c, '(' | ')' | '"' | '\'' | '<' | '>') {
-            flush(&mut token, &mut out);
-            out.push(c);
-        } else {
-            token.push(c);
-        }
-    }
-    flush(&mut token, &mut out);
-    out
 }
 
 #[cfg(test)]
@@ -221,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn causes_added_by_the_chain_lose_their_url_queries() {
+    fn causes_added_by_the_chain_lose_their_credentials() {
         #[derive(Debug, thiserror::Error)]
         #[error("failed to execute request")]
         struct Transport(#[source] anyhow::Error);
@@ -234,7 +208,7 @@ mod tests {
         assert_eq!(
             line,
             "blob storage: failed to execute request: error sending request for url \
-             (http://127.0.0.1:10000/acct/c/b?…)"
+             (http://127.0.0.1:10000/acct/c/b?sv=REDACTED&sig=REDACTED)"
         );
     }
 }

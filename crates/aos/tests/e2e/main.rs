@@ -17,6 +17,7 @@ mod feedback_e2e;
 mod functions_e2e;
 mod harness;
 mod long_run;
+mod no_secrets;
 mod packaging;
 mod properties;
 mod reconcile_e2e;

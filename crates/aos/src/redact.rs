@@ -1,0 +1,348 @@
+//! The one redaction layer: every text that leaves the process (the CLI's error line, log lines,
+//! the Functions host's `Logs`, failure records in `aos-state`) passes [`redact`] first, so a
+//! credential that slipped into an error's text never reaches an output (design 2.6).
+//!
+//! What is masked (the value becomes `REDACTED`, the name stays so the line still reads):
+//! - the query parameters of a storage SAS (`sv ss srt sp se st spr sig si sr sdd`, and the
+//!   user-delegation `sk…`/`s…oid` ones) and function keys (`code=`), after `?` or `&`;
+//! - anywhere, `name=value` where the name is a credential's: `AccountKey`, `SharedAccessKey`,
+//!   `SharedAccessSignature`, `Password`, `Pwd`, `assertion`, or a name ending in `key`
+//!   (`AccountKey`, `apikey`, `x-functions-key`), `secret`, `password` or `token`
+//!   (`client_secret`, `access_token`, `AltinnApplicationOwnerSystemSettings__AltinnToken`);
+//! - `Bearer <token>`, and any JWT (`eyJ…` with two dots: a Maskinporten assertion, a token).
+//!
+//! It is a bottom module (it imports nothing from the crate), cheap when there is nothing to do
+//! (one pass over the bytes looking for `=`, `Bearer` and `eyJ`; the text is borrowed back
+//! unchanged), since it runs on every log line of the webhook path.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// What a masked value becomes.
+pub const MASK: &str = "REDACTED";
+
+/// `text` with every credential in it masked; borrowed back when there is none.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let mut spans = Vec::new();
+    key_values(text, &mut spans);
+    bearer_tokens(text, &mut spans);
+    jwts(text, &mut spans);
+    if spans.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        if start < at {
+            // Overlaps the span just masked (a JWT inside `assertion=`): mask to the later end.
+            at = at.max(end);
+            continue;
+        }
+        out.push_str(&text[at..start]);
+        out.push_str(MASK);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Cow::Owned(out)
+}
+
+/// An error (or anything displayable) shown redacted: its `{:#}` text — for an
+/// `anyhow::Error` the whole cause chain — through [`redact`].
+pub struct Redacted<E>(pub E);
+
+impl<E: fmt::Display> fmt::Display for Redacted<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&format!("{:#}", self.0)))
+    }
+}
+
+/// A `tracing_subscriber` writer that redacts every formatted line before it is written: the
+/// one place all logs pass, whatever field or message carried the credential.
+pub struct RedactingWriter<M>(pub M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for RedactingWriter<M> {
+    type Writer = RedactingWrite<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWrite(self.0.make_writer())
+    }
+}
+
+/// One event's output. The formatter writes each event with a single `write_all` of the whole
+/// formatted line, so each `write` sees a whole line and can redact it.
+pub struct RedactingWrite<W>(W);
+
+impl<W: io::Write> io::Write for RedactingWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) => self.0.write_all(redact(text).as_bytes())?,
+            Err(_) => self
+                .0
+                .write_all(redact(&String::from_utf8_lossy(buf)).as_bytes())?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// SAS and function-key parameters: masked only as query parameters (after `?` or `&`), since
+/// names this short occur in ordinary text.
+const QUERY_NAMES: &[&str] = &[
+    "sv", "ss", "srt", "sp", "se", "st", "spr", "sig", "si", "sr", "sdd", "skoid", "sktid", "skt",
+    "ske", "sks", "skv", "saoid", "suoid", "scid", "code",
+];
+
+/// Credential names masked wherever they stand before `=`.
+const NAMES: &[&str] = &[
+    "sig",
+    "sharedaccesssignature",
+    "pwd",
+    "assertion",
+    "client_assertion",
+];
+
+/// Name endings masked wherever they stand before `=`.
+const SUFFIXES: &[&str] = &["key", "secret", "password", "token"];
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// Where a value that starts at `from` ends: at a separator, a quote, a bracket or whitespace.
+fn value_end(bytes: &[u8], from: usize) -> usize {
+    bytes[from..]
+        .iter()
+        .position(|&b| {
+            b.is_ascii_whitespace()
+                || matches!(
+                    b,
+                    b'&' | b';'
+                        | b'"'
+                        | b'\''
+                        | b'<'
+                        | b'>'
+                        | b'('
+                        | b')'
+                        | b'['
+                        | b']'
+                        | b'{'
+                        | b'}'
+                        | b','
+                        | b'\\'
+                )
+        })
+        .map_or(bytes.len(), |n| from + n)
+}
+
+fn ends_with_ignore_case(name: &str, suffix: &str) -> bool {
+    name.len() >= suffix.len()
+        && name.as_bytes()[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+}
+
+fn key_values(text: &str, spans: &mut Vec<(usize, usize)>) {
+    let bytes = text.as_bytes();
+    for (eq, _) in text.match_indices('=') {
+        let start = bytes[..eq]
+            .iter()
+            .rposition(|&b| !is_name_byte(b))
+            .map_or(0, |i| i + 1);
+        let name = &text[start..eq];
+        if name.is_empty() {
+            continue;
+        }
+        let after_query = start > 0 && matches!(bytes[start - 1], b'?' | b'&');
+        let sensitive = (after_query && QUERY_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name)))
+            || NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || SUFFIXES.iter().any(|s| ends_with_ignore_case(name, s));
+        if !sensitive {
+            continue;
+        }
+        let end = value_end(bytes, eq + 1);
+        if end > eq + 1 && &text[eq + 1..end] != MASK {
+            spans.push((eq + 1, end));
+        }
+    }
+}
+
+fn bearer_tokens(text: &str, spans: &mut Vec<(usize, usize)>) {
+    const BEARER: &[u8] = b"bearer ";
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(found) = bytes[from..]
+        .windows(BEARER.len())
+        .position(|w| w.eq_ignore_ascii_case(BEARER))
+    {
+        let value = from + found + BEARER.len();
+        let end = value_end(bytes, value);
+        if end > value && &text[value..end] != MASK {
+            spans.push((value, end));
+        }
+        from = end.max(value);
+    }
+}
+
+fn jwts(text: &str, spans: &mut Vec<(usize, usize)>) {
+    let bytes = text.as_bytes();
+    for (start, _) in text.match_indices("eyJ") {
+        let len = bytes[start..]
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
+            .unwrap_or(bytes.len() - start);
+        let token = &bytes[start..start + len];
+        if token.iter().filter(|&&b| b == b'.').count() >= 2 {
+            spans.push((start, start + len));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    #[test]
+    fn a_storage_sas_loses_every_parameter_value_and_keeps_the_rest() {
+        let line = "error sending request for url (http://127.0.0.1:1/acct/q/messages?\
+                    numofmessages=32&sv=2022-11-02&ss=bq&srt=sco&sp=rwdlacup&st=2026-12-01T18%3A26Z\
+                    &se=2026-12-01T20%3A31Z&spr=https%2Chttp&sig=abc%2Bdef%3D): refused";
+        assert_eq!(
+            redact(line),
+            "error sending request for url (http://127.0.0.1:1/acct/q/messages?\
+             numofmessages=32&sv=REDACTED&ss=REDACTED&srt=REDACTED&sp=REDACTED&st=REDACTED\
+             &se=REDACTED&spr=REDACTED&sig=REDACTED): refused"
+        );
+    }
+
+    #[test]
+    fn user_delegation_keys_and_function_keys_are_masked() {
+        let url =
+            "https://a.blob.core.windows.net/c/b?skoid=o&sktid=t&skt=1&ske=2&sks=b&skv=v&sig=s";
+        let out = redact(url);
+        assert!(!out.contains("=o") && !out.contains("=s"), "{out}");
+        assert_eq!(
+            redact("POST /api/EventsReceiver?code=hunter2 401"),
+            "POST /api/EventsReceiver?code=REDACTED 401"
+        );
+    }
+
+    #[test]
+    fn connection_strings_settings_and_tokens_are_masked() {
+        let cs = format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};BlobEndpoint=http://x/"
+        );
+        assert_eq!(
+            redact(&cs),
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=REDACTED;BlobEndpoint=http://x/"
+        );
+        assert_eq!(
+            redact(
+                "AltinnApplicationOwnerSystemSettings__AltinnToken=abc WebhookSecret=s3 Password=p"
+            ),
+            "AltinnApplicationOwnerSystemSettings__AltinnToken=REDACTED WebhookSecret=REDACTED Password=REDACTED"
+        );
+        assert_eq!(
+            redact("authorization: Bearer abc.def-ghi, next"),
+            "authorization: Bearer REDACTED, next"
+        );
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl";
+        assert_eq!(
+            redact(&format!("grant_type=x&assertion={jwt}")),
+            "grant_type=x&assertion=REDACTED"
+        );
+        assert_eq!(
+            redact(&format!("token {jwt} refused")),
+            "token REDACTED refused"
+        );
+    }
+
+    #[test]
+    fn ordinary_text_is_borrowed_unchanged() {
+        for text in [
+            "reconcile summary: found 5, queued 0",
+            "query instances (org=ttd&process.isComplete=true&size=100)",
+            "instance=1337/abc status=503 step=process",
+            "a base64 message eyJhIjoxfQ== stays",
+            "",
+        ] {
+            assert!(matches!(redact(text), Cow::Borrowed(_)), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_sdk_own_mask_is_left_alone_and_redaction_is_idempotent() {
+        assert!(matches!(redact("x?sig=REDACTED"), Cow::Borrowed(_)));
+        let once = redact("u?sv=1&sig=2 Bearer t AccountKey=k").into_owned();
+        assert_eq!(redact(&once), once);
+    }
+
+    #[test]
+    fn redacted_shows_the_whole_chain_masked() {
+        let e = anyhow::anyhow!("connect refused for http://h/c?sv=1&sig=SECRET")
+            .context("blob storage");
+        let shown = Redacted(&e).to_string();
+        assert!(
+            shown.starts_with("blob storage: connect refused"),
+            "{shown}"
+        );
+        assert!(!shown.contains("SECRET"), "{shown}");
+    }
+
+    #[test]
+    fn the_writer_masks_each_line() {
+        use std::io::Write;
+        let mut out = Vec::new();
+        RedactingWrite(&mut out)
+            .write_all(b"WARN url=http://h/q?sig=SECRET done\n")
+            .unwrap();
+        assert_eq!(out, b"WARN url=http://h/q?sig=REDACTED done\n");
+    }
+
+    proptest! {
+        /// Whatever surrounds it, a secret put into a credential's place never comes out.
+        #[test]
+        fn a_secret_in_any_credential_place_never_survives(
+            before in "[ -~]{0,40}",
+            after in "[ -~&;]{0,40}",
+            secret in "[A-Za-z0-9_]{8,40}",
+            place in 0usize..8,
+        ) {
+            let around = match place {
+                0 => format!("http://h/c/b?sv=2022&sig={secret}"),
+                1 => format!("http://h/c/b?x=1&sp={secret}"),
+                2 => format!("AccountName=a;AccountKey={secret}=="),
+                3 => format!("Bearer {secret}"),
+                4 => format!("/api/EventsReceiver?code={secret}"),
+                5 => format!("client_secret={secret}"),
+                6 => format!("assertion=eyJ{secret}.{secret}.{secret}"),
+                _ => format!("Password={secret}"),
+            };
+            let text = format!("{before} {around}\n{after}");
+            let out = redact(&text);
+            prop_assert!(
+                !out.contains(&secret) || before.contains(&secret) || after.contains(&secret),
+                "{}", out
+            );
+        }
+
+        /// Redaction never panics, is idempotent, and leaves text without `=`, `Bearer` or a
+        /// JWT as it was.
+        #[test]
+        fn redaction_is_total_and_idempotent(text in "\\PC{0,200}") {
+            let once = redact(&text).into_owned();
+            prop_assert_eq!(redact(&once).into_owned(), once.clone());
+            if !text.contains('=') && !text.to_ascii_lowercase().contains("bearer ") && !text.contains("eyJ") {
+                prop_assert_eq!(once, text);
+            }
+        }
+    }
+}
