@@ -113,11 +113,15 @@ pub async fn load(source: &KeySource) -> Result<SigningKey, KeyError> {
     }
 }
 
-async fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
-    tokio::fs::read(path).await.map_err(|e| KeyError::Read {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    })
+/// The file's bytes (key material): overwritten when dropped, once parsed.
+async fn read(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+    tokio::fs::read(path)
+        .await
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| KeyError::Read {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })
 }
 
 impl SigningKey {
@@ -136,12 +140,19 @@ impl SigningKey {
         if looks_like_pem(value.as_bytes()) {
             return Self::from_pem(value.as_bytes(), "");
         }
-        let compact: String = value.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(compact)
-            .map_err(|_| {
-                KeyError::KeyVault("the secret is neither base64 (PKCS#12) nor PEM".into())
-            })?;
+        let compact = zeroize::Zeroizing::new(
+            value
+                .chars()
+                .filter(|c| !c.is_ascii_whitespace())
+                .collect::<String>(),
+        );
+        let der = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(compact.as_bytes())
+                .map_err(|_| {
+                    KeyError::KeyVault("the secret is neither base64 (PKCS#12) nor PEM".into())
+                })?,
+        );
         Self::from_pkcs12(&der, "")
     }
 

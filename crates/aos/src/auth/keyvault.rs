@@ -15,26 +15,17 @@ use azure_core::http::{ClientOptions, Transport};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 use super::error::{KeyError, with_causes};
-use crate::domain::BaseUrl;
+use crate::domain::{BaseUrl, Secret};
 
-/// A secret value; `Debug` never shows it.
+/// A secret value: `Debug` never shows it and it is overwritten when dropped ([`Secret`]).
+#[derive(Debug)]
 pub struct VaultSecret {
-    value: String,
-    pub content_type: Option<String>,
+    value: Secret,
 }
 
 impl VaultSecret {
     pub fn value(&self) -> &str {
-        &self.value
-    }
-}
-
-impl std::fmt::Debug for VaultSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VaultSecret")
-            .field("value", &"<redacted>")
-            .field("content_type", &self.content_type)
-            .finish()
+        self.value.expose()
     }
 }
 
@@ -70,8 +61,7 @@ pub async fn fetch_secret(vault: &BaseUrl, name: &str) -> Result<VaultSecret, Ke
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| KeyError::KeyVault(format!("secret `{name}` in {vault} is empty")))?;
     Ok(VaultSecret {
-        value,
-        content_type: secret.content_type,
+        value: Secret::new(value),
     })
 }
 
