@@ -148,7 +148,13 @@ fn ends_with_ignore_case(name: &str, suffix: &str) -> bool {
 
 fn key_values(text: &str, spans: &mut Vec<(usize, usize)>) {
     let bytes = text.as_bytes();
+    // Masked up to here: an `=` inside a masked value is not looked at again, so a hostile
+    // `key=key=key=…` costs one pass, not one pass per `=`.
+    let mut covered = 0;
     for (eq, _) in text.match_indices('=') {
+        if eq < covered {
+            continue;
+        }
         let start = bytes[..eq]
             .iter()
             .rposition(|&b| !is_name_byte(b))
@@ -168,6 +174,7 @@ fn key_values(text: &str, spans: &mut Vec<(usize, usize)>) {
         if end > eq + 1 && &text[eq + 1..end] != MASK {
             spans.push((eq + 1, end));
         }
+        covered = end;
     }
 }
 
@@ -190,7 +197,12 @@ fn bearer_tokens(text: &str, spans: &mut Vec<(usize, usize)>) {
 
 fn jwts(text: &str, spans: &mut Vec<(usize, usize)>) {
     let bytes = text.as_bytes();
+    // A run of token characters is read once: an `eyJ` inside a run already read is part of it.
+    let mut read_to = 0;
     for (start, _) in text.match_indices("eyJ") {
+        if start < read_to {
+            continue;
+        }
         let len = bytes[start..]
             .iter()
             .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
@@ -199,6 +211,7 @@ fn jwts(text: &str, spans: &mut Vec<(usize, usize)>) {
         if token.iter().filter(|&&b| b == b'.').count() >= 2 {
             spans.push((start, start + len));
         }
+        read_to = start + len;
     }
 }
 
@@ -209,6 +222,20 @@ mod tests {
 
     const KEY: &str =
         "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    /// Repeated triggers from a hostile client (an event `type` of `key=key=…` or `eyJeyJ…`)
+    /// are masked in one pass: the runs are masked whole, and nothing past them is lost.
+    #[test]
+    fn repeated_triggers_are_masked_whole() {
+        let keys = "key=".repeat(20_000);
+        let line = format!("type {keys} end");
+        let redacted = redact(&line);
+        assert!(redacted.starts_with("type key="), "{}", &redacted[..40]);
+        assert!(redacted.ends_with(" end"));
+        assert!(redacted.len() < 100, "{} bytes", redacted.len());
+        let run = format!("a {}.b.c z", "eyJ".repeat(20_000));
+        assert_eq!(redact(&run), format!("a {MASK} z"));
+    }
 
     #[test]
     fn a_storage_sas_loses_every_parameter_value_and_keeps_the_rest() {

@@ -18,7 +18,8 @@
 //! (`process` recognising an archived instance, `confirm` verifying it) leave elements of the
 //! feedback data type out of the comparison between manifest and instance.
 
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use time::format_description::well_known::Rfc3339;
@@ -100,27 +101,46 @@ impl Pipeline {
             )));
         };
         // The lease is renewed at a third of its term while the work lasts (Altinn may be
-        // slow: three tries of a 60 s read), so no copy takes it meanwhile. A lease that cannot
-        // be renewed may be someone else's by now: the work stops before it uploads twice, and
-        // the next attempt finds the element or gives it.
-        let term = feedback_lease_seconds();
+        // slow: three tries of a 60 s read), so no copy takes it meanwhile; each renewal may
+        // take at most a third of the term. The upload starts only while the lease is surely
+        // held (its last renewal plus the term, less a third), and once started it is never
+        // cancelled: a lease that could not be renewed makes the work stop *before* the upload,
+        // and is then left to run out rather than released, so no copy starts while an upload
+        // may still be in flight. The next attempt finds the element or gives it.
+        let term = Duration::from_secs(feedback_lease_seconds() as u64);
+        let held_until = Mutex::new(Instant::now() + term);
+        let lost = std::sync::atomic::AtomicBool::new(false);
         let renewing = async {
-            let mut every = tokio::time::interval(Duration::from_secs(term as u64 / 3));
-            every.tick().await;
             loop {
-                every.tick().await;
-                if let Err(e) = state.renew(&lease).await {
-                    break e;
+                tokio::time::sleep(term / 3).await;
+                let asked = Instant::now();
+                match tokio::time::timeout(term / 3, state.renew(&lease)).await {
+                    Ok(Ok(())) => *lock_held(&held_until) = asked + term,
+                    _ => {
+                        lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                        std::future::pending::<()>().await;
+                    }
                 }
             }
         };
+        let still_held = || Instant::now() + term / 3 < *lock_held(&held_until);
+        let work = self.give_feedback(
+            feedback,
+            event,
+            &instance,
+            &manifest.archived_at,
+            &still_held,
+        );
         let outcome = tokio::select! {
-            outcome = self.give_feedback(feedback, event, &instance, &manifest.archived_at) => outcome,
-            lost = renewing => Err(StepError::retry(
-                anyhow::Error::new(lost).context(format!("the feedback lease on {instance} could not be renewed; stopped")),
-            )),
+            outcome = work => outcome,
+            () = renewing => unreachable!("renewing never ends"),
         };
-        if let Err(e) = state.release(lease).await {
+        if lost.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::warn!(
+                lock,
+                "the feedback lease could not be renewed; it ends by itself"
+            );
+        } else if let Err(e) = state.release(lease).await {
             tracing::warn!(lock, error = %e, "could not release the feedback lease; it ends by itself");
         }
         outcome
@@ -133,6 +153,7 @@ impl Pipeline {
         event: &CloudEvent,
         instance: &InstanceRef,
         archived_at: &str,
+        still_held: &(dyn Fn() -> bool + Sync),
     ) -> Result<FeedbackOutcome, StepError> {
         let fetched = self.altinn.get_instance(instance).await?;
         let instance_id = instance.instance_id();
@@ -159,6 +180,11 @@ impl Pipeline {
             ("now", &now),
         ]);
         let bytes = body.len();
+        if !still_held() {
+            return Err(StepError::retry(anyhow!(
+                "the feedback lease on {instance} may have run out; stopped before the upload"
+            )));
+        }
         self.altinn
             .upload_data(
                 instance,
@@ -172,4 +198,9 @@ impl Pipeline {
             bytes,
         })
     }
+}
+
+/// The lock's value even if a holder panicked (it is a plain instant).
+fn lock_held(held: &Mutex<Instant>) -> MutexGuard<'_, Instant> {
+    held.lock().unwrap_or_else(|p| p.into_inner())
 }
