@@ -17,8 +17,13 @@ pub fn init(level: &str) {
         .map(|v| v == "json")
         .unwrap_or(false)
         || std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
+    // Colour codes only on a terminal (and never with `NO_COLOR`): in a pipe or a log store
+    // they are noise, and they would split `name=value` pairs the redaction looks for.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(RedactingWriter(std::io::stdout));
     if json {
         builder.json().flatten_event(true).init();
