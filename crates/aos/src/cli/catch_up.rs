@@ -13,6 +13,7 @@ use super::settings::{SettingsFrom, load_settings};
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::{CatchUpOptions, EventSink};
 use crate::queue::QueueAccount;
+use crate::redact::redact;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -73,6 +74,7 @@ async fn catch_up(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
 
     let started = Instant::now();
     let mut progress = |line: String| {
+        let line = redact(&line);
         if line.starts_with("would queue ") {
             println!("{line}");
         } else {
@@ -86,12 +88,12 @@ async fn catch_up(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
         .map_err(CliError::usage)?;
     for app in &run.apps {
         for reason in &app.reasons {
-            println!("refused: {reason}");
+            println!("refused: {}", redact(reason));
         }
         for warning in &app.warnings {
-            println!("warning: {warning}");
+            println!("warning: {}", redact(warning));
         }
-        println!("{app}");
+        println!("{}", redact(&app.to_string()));
     }
     if args.dry_run {
         eprintln!("dry run: nothing was queued and no cursor moved");

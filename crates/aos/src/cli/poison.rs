@@ -9,6 +9,7 @@ use super::settings::{SettingsFrom, load_settings};
 use crate::archive::Archive;
 use crate::failures::{Failures, STATE_CONTAINER};
 use crate::queue::QueueAccount;
+use crate::redact::redact;
 use crate::storage::StorageEndpoint;
 
 #[derive(Subcommand)]
@@ -47,7 +48,7 @@ async fn poison(action: Action, from: &SettingsFrom) -> anyhow::Result<()> {
             ));
             let entries = crate::poison::list(&[inbound, confirmation], &failures).await?;
             for entry in &entries {
-                println!("{entry}\n");
+                println!("{}\n", redact(&entry.to_string()));
             }
             println!("{} poisoned message(s)", entries.len());
         }

@@ -17,6 +17,7 @@ use super::settings::{SettingsFrom, load_settings};
 use crate::pipeline::Pipeline;
 use crate::pipeline::reconcile::ReconcileOptions;
 use crate::queue::QueueAccount;
+use crate::redact::redact;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -64,13 +65,13 @@ async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result
     let pipeline = Pipeline::from_settings(settings).await?;
 
     let started = Instant::now();
-    let mut progress = |line: String| eprintln!("{line}");
+    let mut progress = |line: String| eprintln!("{}", redact(&line));
     let run = pipeline
         .reconcile(&options, &mut progress)
         .await
         .map_err(CliError::usage)?;
     for reason in &run.reasons {
-        println!("failed: {reason}");
+        println!("failed: {}", redact(reason));
     }
     if run.all_queries_failed() {
         return Err(CliError::failed(
@@ -100,7 +101,11 @@ async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result
                     Ok(()) => summary.queued += 1,
                     Err(e) => {
                         summary.failed += 1;
-                        println!("failed: queueing {}: {e}", event.source());
+                        println!(
+                            "failed: queueing {}: {}",
+                            event.source(),
+                            redact(&format!("{e:#}"))
+                        );
                     }
                 }
                 if (n + 1) % 100 == 0 {

@@ -22,6 +22,7 @@ use crate::altinn::subscriptions::{
 };
 use crate::config::{SettingSource, Settings};
 use crate::domain::{AppName, OrgName};
+use crate::redact::redact;
 
 /// The setting that supplies the endpoint when `--endpoint` is not given.
 const WEBHOOK_URL_SETTING: &str = "AltinnApplicationOwnerSystemSettings__WebhookUrl";
@@ -334,7 +335,7 @@ async fn subscriptions(action: Action, from: &SettingsFrom) -> Result<(), CliErr
                         match ctx.subscribe(org, app, &type_filter, &endpoint, wait).await {
                             Ok(sub) => println!("fixed\t{}", line(&sub)),
                             Err(e) => {
-                                println!("failed\t{filter}\t{e}");
+                                println!("failed\t{filter}\t{}", redact(&e.to_string()));
                                 problems.push(filter);
                             }
                         }
