@@ -370,6 +370,26 @@ impl TestApp {
         TestApp { backends, host }
     }
 
+    /// Waits until `function` has had at least one failed invocation (`what` names the wait in
+    /// the timeout error).
+    pub async fn wait_for_a_failed_invocation(
+        &self,
+        function: &str,
+        what: &str,
+        timeout: Duration,
+    ) {
+        crate::poll_until(what, timeout, Duration::from_millis(50), || async {
+            Ok(self
+                .host
+                .invocations_of(function)
+                .iter()
+                .any(|i| !i.succeeded)
+                .then_some(()))
+        })
+        .await
+        .unwrap();
+    }
+
     /// POSTs a CloudEvent to the webhook as Altinn does (`application/json; charset=utf-8`).
     pub async fn post_event(&self, event: &Value) -> WebhookResponse {
         self.post_raw(

@@ -572,21 +572,12 @@ async fn serve_starts_while_the_vault_refuses_and_processes_once_it_answers() {
     assert_eq!(response.status, 200, "{}", response.body_text());
     assert!(response.queued(), "the event was queued");
 
-    aos_testkit::poll_until(
+    app.wait_for_a_failed_invocation(
+        "EventsProcessor",
         "a failed processing attempt",
         Duration::from_secs(30),
-        Duration::from_millis(50),
-        || async {
-            Ok(app
-                .host
-                .invocations_of("EventsProcessor")
-                .iter()
-                .any(|i| !i.succeeded)
-                .then_some(()))
-        },
     )
-    .await
-    .unwrap();
+    .await;
     assert!(!app.confirmed(&inst));
     assert_eq!(app.sim.grants(), 0, "no grant without a key");
     let output = app.host.handler_output().join("\n");

@@ -564,21 +564,12 @@ async fn infected_elements_are_quarantined_and_pending_scans_wait() {
         );
     }
     // The pending element is not archived as final: the attempt fails and is retried.
-    aos_testkit::poll_until(
+    app.wait_for_a_failed_invocation(
+        "EventsProcessor",
         "a failed attempt on the pending instance",
         Duration::from_secs(20),
-        Duration::from_millis(50),
-        || async {
-            Ok(app
-                .host
-                .invocations_of("EventsProcessor")
-                .iter()
-                .any(|i| !i.succeeded)
-                .then_some(()))
-        },
     )
-    .await
-    .unwrap();
+    .await;
     assert!(!app.confirmed(&pending));
     app.sim.tamper(
         pending.instance_guid,
