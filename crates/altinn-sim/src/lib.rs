@@ -216,6 +216,29 @@ impl SimulatorHandle {
         self.state().tamper(instance_guid, pointer, value)
     }
 
+    /// Gives a data element new content of the same length and a new `lastChanged` (a user
+    /// replacing a file, an app regenerating a PDF). Returns the element as it is now (its new
+    /// seed gives the new bytes), or `None` for an unknown instance or element.
+    pub fn replace_content(
+        &self,
+        instance_guid: uuid::Uuid,
+        element: uuid::Uuid,
+    ) -> Option<CreatedElement> {
+        self.state().replace_content(instance_guid, element)
+    }
+
+    /// Ends the process of an instance created with `process_ended: false` (`process.ended` is
+    /// now). False for an unknown instance.
+    pub fn end_process(&self, instance_guid: uuid::Uuid) -> bool {
+        self.state().end_process(instance_guid)
+    }
+
+    /// Records a complete confirmation by `stakeholder` without a complete call, as another
+    /// system (e.g. the one this replaces) would have left it. False for an unknown instance.
+    pub fn mark_confirmed(&self, instance_guid: uuid::Uuid, stakeholder: &str) -> bool {
+        self.state().mark_confirmed(instance_guid, stakeholder)
+    }
+
     /// Makes the instance query's confirmed filter (`excludeConfirmedBy`, `confirmed=false`)
     /// leave `instance_guid` out although it is not confirmed: the production bug of
     /// Altinn/altinn-studio#5482, which a time-window sweep must compensate for.

@@ -146,7 +146,7 @@ pub(crate) fn instance_json(base: &Url, stored: &StoredInstance) -> Value {
     let last_changed = rfc3339(stored.last_changed);
     // The process ends (and the instance is archived) right after creation:
     // the simulator models only the final state the archiver sees.
-    let ended = stored.process_ended.then(|| created.clone());
+    let ended = stored.process_ended.then(|| rfc3339(stored.ended_at));
     let creator = p.to_string();
     let platform_instance = platform_instance_url(base, p, g);
 
@@ -170,7 +170,10 @@ pub(crate) fn instance_json(base: &Url, stored: &StoredInstance) -> Value {
             file_scan_result: "NotApplicable",
             created: created.clone(),
             created_by: creator.clone(),
-            last_changed: created.clone(),
+            last_changed: stored
+                .element_changed
+                .get(&e.id)
+                .map_or_else(|| created.clone(), |at| rfc3339(*at)),
             last_changed_by: creator.clone(),
         })
         .collect();

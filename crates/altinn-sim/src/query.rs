@@ -189,7 +189,7 @@ impl InstanceQuery {
             if !inst.process_ended {
                 return false;
             }
-            if !self.ended.iter().all(|c| c.holds(inst.created_at)) {
+            if !self.ended.iter().all(|c| c.holds(inst.ended_at)) {
                 return false;
             }
         }

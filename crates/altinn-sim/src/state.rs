@@ -62,6 +62,12 @@ pub(crate) struct StoredInstance {
     pub process_ended: bool,
     pub created_at: OffsetDateTime,
     pub last_changed: OffsetDateTime,
+    /// When the process ended (the creation time for an instance created ended; the time of
+    /// [`SimState::end_process`] otherwise). Meaningful only when `process_ended`.
+    pub ended_at: OffsetDateTime,
+    /// `lastChanged` of elements whose content was replaced ([`SimState::replace_content`]);
+    /// the others report the instance's creation time.
+    pub element_changed: HashMap<Uuid, OffsetDateTime>,
     /// `(stakeholderId, confirmedOn)`, at most one per stakeholder.
     pub complete_confirmations: Vec<(String, OffsetDateTime)>,
     /// Fields of the served JSON replaced by tests (`(JSON pointer, value)`), to simulate
@@ -169,6 +175,8 @@ impl SimState {
             process_ended: spec.process_ended,
             created_at: at,
             last_changed: at,
+            ended_at: at,
+            element_changed: HashMap::new(),
             complete_confirmations: Vec::new(),
             overrides: Vec::new(),
         };
@@ -185,6 +193,49 @@ impl SimState {
             }
             None => false,
         }
+    }
+
+    /// Gives element `element` of instance `guid` new content of the same length (a new seed)
+    /// and a new `lastChanged`, as when a user replaces a file or the app regenerates a PDF.
+    /// Returns the element as it is now, or `None` for an unknown instance or element.
+    pub(crate) fn replace_content(&self, guid: Uuid, element: Uuid) -> Option<CreatedElement> {
+        let mut instances = lock(&self.instances);
+        let inst = instances.get_mut(&guid)?;
+        let at = now();
+        let stored = inst.created.elements.iter_mut().find(|e| e.id == element)?;
+        stored.seed = stored.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let updated = stored.clone();
+        inst.element_changed.insert(element, at);
+        inst.last_changed = at;
+        Some(updated)
+    }
+
+    /// Ends the process of instance `guid` now (`process.ended` = now). False when unknown.
+    pub(crate) fn end_process(&self, guid: Uuid) -> bool {
+        let mut instances = lock(&self.instances);
+        let Some(inst) = instances.get_mut(&guid) else {
+            return false;
+        };
+        let at = now();
+        inst.process_ended = true;
+        inst.ended_at = at;
+        inst.last_changed = at;
+        true
+    }
+
+    /// Records `stakeholder`'s complete confirmation without a complete call (as if another
+    /// system confirmed it earlier, e.g. the system this one replaces). False when unknown.
+    pub(crate) fn mark_confirmed(&self, guid: Uuid, stakeholder: &str) -> bool {
+        let mut instances = lock(&self.instances);
+        let Some(inst) = instances.get_mut(&guid) else {
+            return false;
+        };
+        if !inst.complete_confirmations.iter().any(|(who, _)| who == stakeholder) {
+            let at = now();
+            inst.complete_confirmations.push((stakeholder.to_owned(), at));
+            inst.last_changed = at;
+        }
+        true
     }
 
     /// Every instance, in no particular order (the instance query filters and sorts).

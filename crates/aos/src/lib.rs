@@ -20,13 +20,16 @@
 //! - [`pipeline`] — the domain steps: [`pipeline::receive`] (pure classification of a webhook
 //!   body), [`pipeline::process`] (archive an instance), [`pipeline::confirm`] (confirm only a
 //!   verified archive), [`pipeline::identity`] (reject anomalous instance metadata),
-//!   [`pipeline::messages`] (queue steps as both runtimes run them), [`pipeline::error`] (the
-//!   step error: retry or permanent, with its cause chain).
+//!   [`pipeline::freshness`] (whether the archive holds the instance as Altinn has it now:
+//!   one listing, element versions, the manifest's fingerprint), [`pipeline::handoff`] (the
+//!   optional downstream queue after each confirmation), [`pipeline::messages`] (queue steps
+//!   as both runtimes run them), [`pipeline::error`] (the step error: retry or permanent, with
+//!   its cause chain).
 //! - [`altinn`] — the Altinn HTTP client (Storage, app API) and the lenient JSON model.
 //! - [`auth`] — the Altinn token: Maskinporten JWT grant, Altinn exchange, single-flight cache,
 //!   key material (PKCS#12, PEM, JWK, Key Vault), and `aos check-config`.
-//! - [`archive`] — the blob archive: layout, streamed block upload with size verification,
-//!   manifest.
+//! - [`archive`] — the blob archive: layout and metadata, streamed block upload with its
+//!   SHA-256, the manifest and its fingerprint, one listing of an instance's folder.
 //! - [`storage`] — blob/queue clients with account-SAS or Entra ID credentials.
 //! - [`queue`] — storage queues the way the Functions host uses them (base64 text, leases,
 //!   `<queue>-poison`).
@@ -34,8 +37,9 @@
 //!   error line, log lines, the host's `Logs`, failure records): SAS parameters, account keys,
 //!   bearer tokens, JWTs, passwords, secrets and function keys become `REDACTED`. A bottom
 //!   module, like `domain`.
-//! - [`failures`] — last-failure records in the `aos-state` container; [`poison`] — reading and
-//!   replaying the poison queues (`aos poison list|replay`).
+//! - [`failures`] — last-failure records in the `aos-state` container; [`holds`] — instances
+//!   held out of reconciliation and catch-up after a permanent failure; [`poison`] — reading
+//!   and replaying the poison queues (`aos poison list|replay`).
 //! - [`functions`] — the custom-handler adapter: payload codec and one route per function.
 //! - [`standalone`] — `aos run`: the same steps without the Functions host (webhook + queue
 //!   workers with the host's semantics).
@@ -59,6 +63,7 @@ pub mod config;
 mod dev;
 pub mod domain;
 mod failures;
+mod holds;
 mod functions;
 mod pipeline;
 mod poison;

@@ -75,27 +75,39 @@ pub async fn list(queues: &[Queue], failures: &Failures) -> anyhow::Result<Vec<P
     Ok(entries)
 }
 
+/// What [`replay`] moved.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub moved: usize,
+    /// The moved messages that are CloudEvents (their instances' holds are released by the
+    /// caller: an operator who replays has looked at the failure).
+    pub events: Vec<CloudEvent>,
+}
+
 /// Moves poisoned messages back to their queue: all of them, or only those whose event id is
-/// in `event_ids`. Returns how many were moved.
-pub async fn replay(queue: &Queue, event_ids: &[String]) -> anyhow::Result<usize> {
+/// in `event_ids`.
+pub async fn replay(queue: &Queue, event_ids: &[String]) -> anyhow::Result<Replayed> {
     let poison = poison_of(queue)?;
-    let mut moved = 0;
+    let mut replayed = Replayed::default();
     loop {
         // Messages not selected stay leased for a minute, so one pass sees each message once.
         let batch = poison.receive(32, 60).await?;
         if batch.is_empty() {
-            return Ok(moved);
+            return Ok(replayed);
         }
         for message in batch {
+            let event = message
+                .text
+                .as_deref()
+                .and_then(|t| CloudEvent::parse(t.as_bytes()).ok());
             let selected = event_ids.is_empty()
-                || message
-                    .text
-                    .as_deref()
-                    .and_then(|t| CloudEvent::parse(t.as_bytes()).ok())
+                || event
+                    .as_ref()
                     .is_some_and(|e| event_ids.iter().any(|id| id == e.id()));
             if selected {
                 poison.move_to(&message, queue).await?;
-                moved += 1;
+                replayed.moved += 1;
+                replayed.events.extend(event);
             }
         }
     }

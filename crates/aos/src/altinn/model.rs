@@ -69,6 +69,10 @@ pub struct DataElement {
     pub blob_storage_path: Option<String>,
     pub self_links: Option<SelfLinks>,
     pub size: Option<i64>,
+    /// Which version of the element this is: with `size` (and `contentHash` when present),
+    /// what makes an archived copy current.
+    pub last_changed: Option<String>,
+    pub content_hash: Option<String>,
     pub file_scan_result: Option<String>,
     pub delete_status: Option<DeleteStatus>,
 }

@@ -8,6 +8,7 @@ use super::error::CliError;
 use super::settings::{SettingsFrom, load_settings};
 use crate::archive::Archive;
 use crate::failures::{Failures, STATE_CONTAINER};
+use crate::holds::Holds;
 use crate::queue::QueueAccount;
 use crate::redact::redact;
 use crate::storage::StorageEndpoint;
@@ -16,7 +17,8 @@ use crate::storage::StorageEndpoint;
 pub enum Action {
     /// Show poisoned messages: event, instance and the last recorded error.
     List,
-    /// Move poisoned messages back to their queue (after fixing the cause).
+    /// Move poisoned messages back to their queue (after fixing the cause); releases the
+    /// instances' holds, so reconciliation may queue them again.
     Replay {
         /// Which queue's poison to replay: inbound, confirmation or all.
         #[arg(long, default_value = "all")]
@@ -61,13 +63,29 @@ async fn poison(action: Action, from: &SettingsFrom) -> anyhow::Result<()> {
                     anyhow::bail!("--queue must be inbound, confirmation or all, not `{other}`")
                 }
             };
+            let holds = Holds::new(Archive::new(
+                StorageEndpoint::for_blobs(&settings.blob)?,
+                STATE_CONTAINER,
+            ));
             for queue in &queues {
-                let moved = crate::poison::replay(queue, &event_ids).await?;
+                let replayed = crate::poison::replay(queue, &event_ids).await?;
                 println!(
-                    "moved {moved} message(s) from {}-poison back to {}",
+                    "moved {} message(s) from {}-poison back to {}",
+                    replayed.moved,
                     queue.name(),
                     queue.name()
                 );
+                let mut released = 0;
+                for event in &replayed.events {
+                    if let Ok(instance) = event.instance(&settings.apps_base_url)
+                        && holds.release(&instance).await?
+                    {
+                        released += 1;
+                    }
+                }
+                if released > 0 {
+                    println!("released {released} hold(s) on replayed instances");
+                }
             }
         }
     }

@@ -24,7 +24,7 @@
 //! - `token.rs` — [`TokenSettings`]: a static token, or Maskinporten
 //!   ([`MaskinportenSettings`]) and where its key comes from ([`KeySource`]); never both.
 //! - `feedback.rs` — [`FeedbackSettings`]: the feedback step's data type and template.
-//! - `reconcile.rs` — `ReconcileApps` and [`CatchUpSettings`].
+//! - `reconcile.rs` — `ReconcileApps`, [`CatchUpSettings`] and `PermanentFailureHoldDays`.
 //! - this file — [`Settings`]: every area, read in one order so the problems are always listed
 //!   in the same order.
 
@@ -42,7 +42,7 @@ pub use blob::BlobSettings;
 pub use error::{InvalidSettings, SettingsError};
 pub use feedback::{DEFAULT_TEMPLATE, FeedbackSettings};
 pub use queues::{QueueConnection, QueueSettings};
-pub use reconcile::CatchUpSettings;
+pub use reconcile::{CatchUpSettings, DEFAULT_FAILURE_HOLD_DAYS};
 pub use source::{Origin, SettingSource, SettingsFileError, aos, parse_time, queue_storage};
 pub use token::{
     DEFAULT_CERT_SECRET_NAME, DEFAULT_MASKINPORTEN_SCOPES, KeySource, MaskinportenSettings,
@@ -76,6 +76,9 @@ pub struct Settings {
     pub feedback: Option<FeedbackSettings>,
     /// Catch-up from the Events pull API (`EventsCatchUp`, `EventsCatchUpFrom`).
     pub catch_up: CatchUpSettings,
+    /// `PermanentFailureHoldDays`: how long a permanent failure keeps reconciliation and
+    /// catch-up from queueing its instance again (zero: not at all).
+    pub failure_hold: time::Duration,
 }
 
 impl Settings {
@@ -101,6 +104,7 @@ impl Settings {
         let token = problems.check_all(TokenSettings::from_source(src));
         let webhook_secret = src.secret(&source::aos("WebhookSecret"));
         let feedback = problems.check(FeedbackSettings::from_source(src));
+        let failure_hold = problems.check(reconcile::failure_hold(src));
         let (
             Some(apps_base_url),
             Some(platform_base_url),
@@ -112,6 +116,7 @@ impl Settings {
             Some(queues),
             Some(token),
             Some(feedback),
+            Some(failure_hold),
         ) = (
             apps_base_url,
             platform_base_url,
@@ -123,6 +128,7 @@ impl Settings {
             queues,
             token,
             feedback,
+            failure_hold,
         )
         else {
             return Err(problems.into_error());
@@ -140,6 +146,7 @@ impl Settings {
             webhook_secret,
             feedback,
             catch_up,
+            failure_hold,
         })
     }
 

@@ -16,6 +16,9 @@ pub struct QueueSettings {
     pub inbound: String,
     pub feedback: String,
     pub confirmation: String,
+    /// `ArchivedQueueName`: the downstream hand-off queue that receives one message per
+    /// confirmed instance with its manifest (`crate::pipeline::handoff`); `None` = off.
+    pub archived: Option<String>,
 }
 
 impl std::fmt::Debug for QueueSettings {
@@ -29,13 +32,15 @@ impl std::fmt::Debug for QueueSettings {
             .field("inbound", &self.inbound)
             .field("feedback", &self.feedback)
             .field("confirmation", &self.confirmation)
+            .field("archived", &self.archived)
             .finish()
     }
 }
 
 impl QueueSettings {
-    /// The connection, then `InboundQueueName`, `FeedbackQueueName`, `ConfirmationQueueName`;
-    /// every problem among them, not only the first.
+    /// The connection, then `InboundQueueName`, `FeedbackQueueName`, `ConfirmationQueueName`,
+    /// `ArchivedQueueName`; every problem among them, not only the first. The hand-off queue
+    /// needs the connection: this product sends to it itself (under Functions too).
     pub(super) fn from_source(src: &SettingSource) -> Result<Self, InvalidSettings> {
         let queue =
             |key: &str, default: &str| src.storage_name(&queue_storage(key), default, "queue");
@@ -45,18 +50,21 @@ impl QueueSettings {
         let inbound = problems.check(queue("InboundQueueName", "events-inbound"));
         let feedback = problems.check(queue("FeedbackQueueName", "events-feedback"));
         let confirmation = problems.check(queue("ConfirmationQueueName", "events-confirmation"));
+        let archived = problems.check(archived_queue(src, connection.as_ref()));
         let (
             Some(connection),
             Some(blob_service_uri),
             Some(inbound),
             Some(feedback),
             Some(confirmation),
+            Some(archived),
         ) = (
             connection,
             blob_service_uri,
             inbound,
             feedback,
             confirmation,
+            archived,
         )
         else {
             return Err(problems.into_error());
@@ -67,8 +75,27 @@ impl QueueSettings {
             inbound,
             feedback,
             confirmation,
+            archived,
         })
     }
+}
+
+/// `ArchivedQueueName`, when set (empty = off): a checked queue name, on the queue connection.
+fn archived_queue(
+    src: &SettingSource,
+    connection: Option<&Option<QueueConnection>>,
+) -> Result<Option<String>, SettingsError> {
+    let name = queue_storage("ArchivedQueueName");
+    if src.get(&name).is_none_or(|v| v.trim().is_empty()) {
+        return Ok(None);
+    }
+    if connection.is_some_and(Option::is_none) {
+        return Err(SettingsError::new(
+            &name,
+            "needs QueueStorageSettings__ConnectionString (the hand-off queue is on that account)",
+        ));
+    }
+    src.storage_name(&name, "", "queue").map(Some)
 }
 
 /// How the queue account is reached: the two shapes the Functions host accepts for the

@@ -36,6 +36,22 @@ impl CatchUpSettings {
     }
 }
 
+/// How long a recorded permanent failure keeps reconciliation and catch-up from queueing its
+/// instance again, by default (design §2.6).
+pub const DEFAULT_FAILURE_HOLD_DAYS: u64 = 7;
+
+/// `PermanentFailureHoldDays` (0–365, default [`DEFAULT_FAILURE_HOLD_DAYS`]): an instance whose
+/// processing failed permanently is not queued again by reconciliation or catch-up until an
+/// operator replays it or its record is this old. 0 turns the hold off.
+pub(super) fn failure_hold(src: &SettingSource) -> Result<time::Duration, SettingsError> {
+    let days = src.number(
+        &aos("PermanentFailureHoldDays"),
+        DEFAULT_FAILURE_HOLD_DAYS,
+        0..=365,
+    )?;
+    Ok(time::Duration::days(days as i64))
+}
+
 /// `ReconcileApps`: comma-separated `org/app`, each name checked like an event's.
 pub(super) fn reconcile_apps(
     src: &SettingSource,

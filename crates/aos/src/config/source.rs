@@ -205,6 +205,29 @@ impl SettingSource {
         }
     }
 
+    /// A whole number from `range`; `default` when unset.
+    pub fn number(
+        &self,
+        name: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, SettingsError> {
+        let Some(v) = self.get(name) else {
+            return Ok(default);
+        };
+        match v.parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(SettingsError::new(
+                name,
+                format!(
+                    "`{v}` is not a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    }
+
     /// A [`BaseUrl`], when set.
     pub fn url(&self, name: &str) -> Result<Option<BaseUrl>, SettingsError> {
         self.get(name).map(|v| base_url(name, &v)).transpose()

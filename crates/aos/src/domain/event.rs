@@ -15,6 +15,13 @@ use super::names::{AppName, OrgName};
 /// The type of Altinn's subscription-validation ping: answered 200, never processed.
 pub const VALIDATE_SUBSCRIPTION: &str = "platform.events.validatesubscription";
 
+/// The extension attribute that marks an event made by reconciliation (value `"true"`).
+/// CloudEvents allows producers to add extension attributes, and the queue message format
+/// allows this product to add its own (design §2.4).
+pub const RECONCILED_ATTRIBUTE: &str = "aosreconciled";
+/// The extension attribute that marks an event pulled by catch-up from the Events API.
+pub const CAUGHT_UP_ATTRIBUTE: &str = "aoscaughtup";
+
 /// Why a CloudEvent or its source was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -79,6 +86,20 @@ impl CloudEvent {
 
     pub fn is_validation_ping(&self) -> bool {
         self.event_type() == VALIDATE_SUBSCRIPTION
+    }
+
+    /// Made by reconciliation ([`RECONCILED_ATTRIBUTE`]).
+    pub fn is_reconciled(&self) -> bool {
+        self.attributes.get(RECONCILED_ATTRIBUTE).and_then(Value::as_str) == Some("true")
+    }
+
+    /// Made by reconciliation or pulled by catch-up: a request to look at an instance, not a
+    /// push announcing new data. A client that sets the attribute on a push gains nothing it
+    /// could not have with a plain event: the instance is still read from Altinn and checked,
+    /// and its events skip instances the org already confirmed.
+    pub fn is_synthetic(&self) -> bool {
+        self.is_reconciled()
+            || self.attributes.get(CAUGHT_UP_ATTRIBUTE).and_then(Value::as_str) == Some("true")
     }
 
     /// The event as a JSON object: the queue message body.

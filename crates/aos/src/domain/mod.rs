@@ -18,6 +18,9 @@ mod names;
 mod secret;
 
 pub use base_url::BaseUrl;
-pub use event::{CloudEvent, EventError, InstanceRef, PartyId, VALIDATE_SUBSCRIPTION, parse_guid};
+pub use event::{
+    CAUGHT_UP_ATTRIBUTE, CloudEvent, EventError, InstanceRef, PartyId, RECONCILED_ATTRIBUTE,
+    VALIDATE_SUBSCRIPTION, parse_guid,
+};
 pub use names::{AppName, OrgName};
 pub use secret::Secret;

@@ -204,6 +204,7 @@ pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) ->
         function,
         found = summary.found,
         already_done = summary.already_done,
+        held = summary.held,
         queued = summary.queued,
         failed = summary.failed,
         "reconciled"

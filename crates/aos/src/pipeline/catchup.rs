@@ -9,8 +9,9 @@
 //! 2. pull pages (`after={cursor}`, the configured event types, [`CatchUpOptions::page_size`]);
 //! 3. judge each event exactly as the webhook judges a pushed one ([`receive`]: a pulled event
 //!    is as untrusted as a pushed one, so a source on another host is refused and never
-//!    fetched), and also refuse one naming another app; skip one whose instance is already
-//!    archived (manifest present: its pushed event got there first);
+//!    fetched), and also refuse one naming another app; skip one whose instance is held after
+//!    a permanent failure (`crate::holds`) or already archived (manifest present: its pushed
+//!    event got there first);
 //! 4. send the rest to the inbound queue (marked with [`CAUGHT_UP_ATTRIBUTE`]), and only when
 //!    every one of the page's events is stored, move the cursor to the page's end — written
 //!    with an ETag condition, so two concurrent runs can never move it backwards (the loser
@@ -37,13 +38,13 @@ use crate::altinn::client::{EventPage, PullStart};
 use crate::archive::{Archive, BlobInfo, InstancePaths};
 use crate::config::CatchUpSettings;
 use crate::domain::{AppName, CloudEvent, OrgName};
+use crate::holds::HeldInstances;
 
 use super::Pipeline;
 use super::receive::{ReceiveOutcome, receive};
 
-/// The extension attribute marking an event that came from the pull API (value `"true"`); the
-/// steps ignore it, like [`super::reconcile::RECONCILED_ATTRIBUTE`].
-pub const CAUGHT_UP_ATTRIBUTE: &str = "aoscaughtup";
+/// The attribute marking an event that came from the pull API.
+pub use crate::domain::CAUGHT_UP_ATTRIBUTE;
 /// Where the cursors live in `aos-state`.
 pub const CURSOR_PREFIX: &str = "events-cursor";
 /// Without a cursor (and without `EventsCatchUpFrom`) the first run looks back this far.
@@ -254,6 +255,14 @@ impl Pipeline {
             );
         }
         let cursors = Cursors::new(self.failures.state().clone());
+        let held = match self.holds.active(self.settings.failure_hold).await {
+            Ok(held) => held,
+            Err(e) => {
+                // Without the holds catch-up still works; held instances get one more round.
+                progress(format!("catch-up: reading the holds in aos-state failed: {e}"));
+                HeldInstances::default()
+            }
+        };
         let mut run = CatchUp::default();
         let mut budget = options.max_events;
         for (org, app) in &self.settings.reconcile_apps {
@@ -262,7 +271,15 @@ impl Pipeline {
                 break;
             }
             let report = self
-                .catch_up_app(org, app, options, &cursors, sink, &mut budget, progress)
+                .catch_up_app(
+                    org,
+                    app,
+                    options,
+                    (&cursors, &held),
+                    sink,
+                    &mut budget,
+                    progress,
+                )
                 .await;
             progress(report.to_string());
             run.apps.push(report);
@@ -279,7 +296,7 @@ impl Pipeline {
         org: &OrgName,
         app: &AppName,
         options: &CatchUpOptions,
-        cursors: &Cursors,
+        (cursors, held): (&Cursors, &HeldInstances),
         sink: Option<&dyn EventSink>,
         budget: &mut usize,
         progress: &mut (dyn FnMut(String) + Send),
@@ -343,7 +360,7 @@ impl Pipeline {
 
             let mut accepted = Vec::new();
             for raw in &page.events {
-                match self.judge_pulled(org, app, raw).await {
+                match self.judge_pulled(org, app, raw, held).await {
                     Verdict::Queue(event) => accepted.push(event),
                     Verdict::Skip(reason) => report.skip(reason),
                     Verdict::Refuse(reason, detail) => report.refuse(reason, detail),
@@ -407,9 +424,19 @@ impl Pipeline {
         report
     }
 
-    /// The webhook's judgement of one pulled event, plus: it must name this app, and an
-    /// instance already archived needs nothing.
-    async fn judge_pulled(&self, org: &OrgName, app: &AppName, raw: &Value) -> Verdict {
+    /// The webhook's judgement of one pulled event, plus: it must name this app, an instance
+    /// held after a permanent failure is not queued again (`crate::holds`), and an instance
+    /// with a manifest needs nothing (its pushed event got there first; if that archive is not
+    /// current, reconciliation finds the instance unconfirmed). An instance the org confirmed
+    /// is recognised by the inbound step with one instance read, without downloading
+    /// ([`CloudEvent::is_synthetic`]): the pull API does not say.
+    async fn judge_pulled(
+        &self,
+        org: &OrgName,
+        app: &AppName,
+        raw: &Value,
+        held: &HeldInstances,
+    ) -> Verdict {
         let body = raw.to_string();
         if body.len() > MAX_PULLED_EVENT_BYTES {
             let id = raw.get("id").and_then(Value::as_str).unwrap_or("?");
@@ -445,6 +472,9 @@ impl Pipeline {
                     app.as_str()
                 ),
             );
+        }
+        if held.contains(&instance) {
+            return Verdict::Skip("held (permanent failure)");
         }
         match self.archive.manifest(&InstancePaths::new(&instance)).await {
             Ok(Some(_)) => return Verdict::Skip("already archived"),

@@ -1,12 +1,22 @@
 //! Confirm: tell Altinn the instance is archived — only when that is true.
 //!
-//! Before calling *complete*: the manifest must exist, the instance's process must have ended,
-//! and every data element the instance lists now must be in the manifest and stored with its
-//! size. Complete is idempotent in Altinn, so a repeated confirmation is harmless.
+//! Before calling *complete*, one listing of the instance's folder and one instance read must
+//! show ([`super::freshness::archived`]): the manifest, written for exactly the element
+//! versions the instance has now (its fingerprint), the instance JSON, and a current copy of
+//! every element — names rebuilt from the instance's identity, never taken from the manifest —
+//! and the process must have ended. Complete is idempotent in Altinn, so a repeated
+//! confirmation is harmless.
+//!
+//! An archive that does not match (an element changed after archiving, a blob deleted or cut
+//! short) fails the step *retryably*: the inbound step re-archives whatever is not current when
+//! the instance's next event, a replay to `events-inbound`, or the next reconcile run reaches it,
+//! and the confirmation then succeeds. It never confirms what it did not verify.
 //!
 //! Elements of the feedback data type (`XMLFeedbackDataType`) are left out of the comparison:
 //! the feedback step adds one after archiving, and it is our own output, not the user's data.
-//! Every other element added or changed after archiving still blocks the confirmation.
+//!
+//! After *complete*, the downstream hand-off ([`super::handoff`]) gets its message, when
+//! configured.
 
 use anyhow::anyhow;
 
@@ -15,7 +25,7 @@ use crate::domain::{CloudEvent, InstanceRef};
 
 use super::Pipeline;
 use super::error::StepError;
-use super::process::same_elements_except;
+use super::freshness::archived;
 
 #[derive(Debug, PartialEq)]
 pub enum ConfirmOutcome {
@@ -41,33 +51,27 @@ impl Pipeline {
         }
         let instance = event.instance(&self.settings.apps_base_url)?;
         let paths = InstancePaths::new(&instance);
-        let Some(manifest) = self.archive.manifest(&paths).await? else {
+        let listing = self.archive.list_instance(&paths).await?;
+        if listing.get(&paths.manifest()).is_none() {
             return Err(StepError::retry(anyhow!(
                 "instance {instance} has no manifest yet; not confirming"
             )));
-        };
+        }
         let (fetched, elements) = self.read_checked(&instance).await?;
         if !fetched.instance.process_ended() {
             return Ok(ConfirmOutcome::NotEnded { instance });
         }
-        if !same_elements_except(&manifest, &elements, self.feedback_data_type()) {
-            return Err(StepError::permanent(anyhow!(
-                "instance {instance} changed after it was archived (manifest has {} elements, instance has {}); replay it to events-inbound to re-archive",
-                manifest.elements.len(),
-                elements.len()
+        if let Err(reason) = archived(&listing, &paths, &elements, self.feedback_data_type()) {
+            return Err(StepError::retry(anyhow!(
+                "instance {instance}: the archive does not hold it as Altinn has it now ({reason}); \
+                 not confirming until it is archived again (its next event, a replay to \
+                 events-inbound, or the next reconcile run does that)"
             )));
         }
-        for element in &manifest.elements {
-            let stored = self.archive.blob_size(&element.blob_name).await?;
-            if stored != Some(element.size) {
-                return Err(StepError::permanent(anyhow!(
-                    "instance {instance}: {} is {stored:?} bytes in the archive, expected {}; replay to events-inbound to re-archive",
-                    element.blob_name,
-                    element.size
-                )));
-            }
-        }
         self.altinn.complete(&instance).await?;
+        if let Some(handoff) = &self.handoff {
+            handoff.send(&self.archive, &instance, &paths).await?;
+        }
         Ok(ConfirmOutcome::Confirmed { instance })
     }
 }

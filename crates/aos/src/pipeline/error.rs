@@ -134,8 +134,14 @@ impl From<AltinnError> for StepError {
 }
 
 impl From<ArchiveError> for StepError {
+    /// Storage trouble and broken downloads are retried; a download that completed with
+    /// another length than the element's `size` is permanent: Altinn's metadata contradicts
+    /// its bytes, and another attempt would download the same contradiction.
     fn from(e: ArchiveError) -> Self {
-        StepError::retry(e)
+        match e {
+            ArchiveError::SizeMismatch { .. } => StepError::permanent(e),
+            _ => StepError::retry(e),
+        }
     }
 }
 

@@ -28,6 +28,9 @@ pub struct CheckedElement {
     pub data_type: String,
     pub content_type: String,
     pub size: u64,
+    /// The element's `lastChanged` and `contentHash` as Altinn wrote them (empty = absent).
+    pub last_changed: Option<String>,
+    pub content_hash: Option<String>,
     pub filename: Option<String>,
     pub scan: Scan,
     pub hard_deleted: bool,
@@ -119,6 +122,8 @@ fn check_element(
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| "application/octet-stream".into()),
         size,
+        last_changed: element.last_changed.clone().filter(|c| !c.is_empty()),
+        content_hash: element.content_hash.clone().filter(|c| !c.is_empty()),
         filename: element.filename.clone().filter(|f| !f.is_empty()),
         scan,
         hard_deleted: element

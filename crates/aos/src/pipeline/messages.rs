@@ -7,7 +7,7 @@ use crate::domain::CloudEvent;
 
 use super::Pipeline;
 use super::confirm::ConfirmOutcome;
-use super::error::StepError;
+use super::error::{ErrorKind, StepError};
 use super::feedback::FeedbackOutcome;
 use super::process::ProcessOutcome;
 
@@ -67,7 +67,8 @@ impl Pipeline {
         }
     }
 
-    /// Runs `step` and, if it fails, records the failure for `aos poison list`.
+    /// Runs `step` and, if it fails, records the failure for `aos poison list`; a permanent
+    /// failure also holds the instance out of reconciliation and catch-up (`crate::holds`).
     pub async fn run_step_recorded(
         &self,
         step: QueueStep,
@@ -81,6 +82,11 @@ impl Pipeline {
             self.failures
                 .record(queue, event, attempt, e.kind().label(), &error)
                 .await;
+            if e.kind() == ErrorKind::Permanent
+                && let Ok(instance) = event.instance(&self.settings.apps_base_url)
+            {
+                self.holds.record(&instance, queue, event, &error).await;
+            }
         }
         result
     }

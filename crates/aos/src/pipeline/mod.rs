@@ -20,7 +20,8 @@
 //! - [`error`] is the bottom of the pipeline: it knows the clients' error types and nothing of
 //!   the wiring, so a step needs only it for its error type;
 //! - below the pipeline: [`crate::failures`] (the `aos-state` failure records: they store the
-//!   kind's label and the error's text, and know nothing of steps), [`crate::queue`],
+//!   kind's label and the error's text, and know nothing of steps), [`crate::holds`],
+//!   [`crate::queue`],
 //!   [`crate::archive`], [`crate::altinn`], [`crate::auth`], [`crate::storage`],
 //!   [`crate::config`], [`crate::domain`].
 
@@ -28,6 +29,8 @@ pub mod catchup;
 pub mod confirm;
 pub mod error;
 pub mod feedback;
+pub mod freshness;
+pub mod handoff;
 pub mod identity;
 pub mod messages;
 pub mod process;
@@ -41,6 +44,7 @@ use crate::altinn::AltinnClient;
 use crate::archive::Archive;
 use crate::config::{Settings, SettingsError};
 use crate::failures::{Failures, STATE_CONTAINER};
+use crate::holds::Holds;
 use crate::storage::StorageEndpoint;
 use error::StepError;
 use subscription_files::SubscriptionFiles;
@@ -53,6 +57,10 @@ pub struct Pipeline {
     pub archive: Archive,
     /// Last-failure records in `aos-state`, for `aos poison list`.
     pub failures: Failures,
+    /// Instances held out of reconciliation and catch-up after a permanent failure.
+    pub holds: Holds,
+    /// The downstream hand-off queue (`ArchivedQueueName`), when configured.
+    pub handoff: Option<handoff::Handoff>,
     /// The blob-triggered subscription functions' containers, in the trigger connection's
     /// account; the reason when that connection is not configured (only those two functions
     /// need it, so the rest of the app still starts).
@@ -76,13 +84,18 @@ impl Pipeline {
         );
         let blobs = StorageEndpoint::for_blobs(&settings.blob)?;
         let archive = Archive::new(blobs.clone(), settings.blob.container.clone());
-        let failures = Failures::new(Archive::new(blobs, STATE_CONTAINER));
+        let state = Archive::new(blobs, STATE_CONTAINER);
+        let failures = Failures::new(state.clone());
+        let holds = Holds::new(state);
         let subscription_files = subscription_files(&settings, &altinn);
+        let handoff = handoff::Handoff::from_settings(&settings)?;
         Ok(Pipeline {
             settings: Arc::new(settings),
             altinn,
             archive,
             failures,
+            holds,
+            handoff,
             subscription_files,
         })
     }

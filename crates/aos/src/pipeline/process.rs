@@ -1,10 +1,15 @@
 //! Process: archive one instance — its JSON and every data element — then write the manifest.
 //!
-//! Resumable: an element already stored with the right size is not downloaded again, and an
-//! instance whose manifest lists exactly its current elements is recognised as archived with
-//! one instance read and one manifest read — and, when this org has already confirmed it, as
-//! done, without passing anything on. Elements are archived concurrently up to
-//! [`ELEMENT_CONCURRENCY`] per instance.
+//! One instance read and one listing of the instance's folder decide everything
+//! ([`super::freshness`]): an instance archived as it is now is recognised with those two
+//! requests — and, when this org has already confirmed it, as done, without passing anything
+//! on; otherwise only the elements without a current copy (missing, short, or another version
+//! of the same length) are downloaded, then the instance JSON and the manifest are written.
+//! Elements are archived concurrently up to [`ELEMENT_CONCURRENCY`] per instance.
+//!
+//! Events made by reconciliation or catch-up ([`CloudEvent::is_synthetic`]) are requests to
+//! look, not announcements of new data: an instance this org has already confirmed is done
+//! for them, whatever this archive holds (design §2.6), and nothing is downloaded.
 
 use std::collections::HashMap;
 
@@ -12,11 +17,16 @@ use anyhow::anyhow;
 use futures::StreamExt;
 use time::format_description::well_known::Rfc3339;
 
-use crate::archive::{BlobInfo, InstancePaths, Manifest, ManifestElement, ascii_metadata_value};
+use crate::archive::{
+    BlobInfo, InstanceListing, InstancePaths, Manifest, ManifestElement, ascii_metadata_value,
+    meta,
+};
+use crate::config::DEFAULT_EVENT_TYPE;
 use crate::domain::{CloudEvent, InstanceRef};
 
 use super::Pipeline;
 use super::error::StepError;
+use super::freshness::{archived, blob_name, element_current, elements_fingerprint};
 use super::identity::{CheckedElement, Scan};
 
 /// Data elements of one instance downloaded at the same time.
@@ -31,8 +41,9 @@ pub enum ProcessOutcome {
         bytes_written: u64,
         already_archived: bool,
     },
-    /// Archived and confirmed before: a duplicate event, recognised with one instance read and
-    /// one manifest read; nothing is passed on.
+    /// Archived and confirmed before (a duplicate event, recognised with one instance read and
+    /// one listing), or confirmed by the org and asked about by reconciliation or catch-up:
+    /// nothing is passed on.
     AlreadyDone { instance: InstanceRef },
     /// Nothing to do for this event (validation ping, type not processed).
     Skipped { reason: String },
@@ -40,13 +51,17 @@ pub enum ProcessOutcome {
 
 impl Pipeline {
     pub async fn process(&self, event: &CloudEvent) -> Result<ProcessOutcome, StepError> {
-        if event.is_validation_ping() || !self.settings.processes_event_type(event.event_type()) {
+        if event.is_validation_ping() || !self.archives_event(event) {
             return Ok(ProcessOutcome::Skipped {
                 reason: format!("event type `{}` is not processed", event.event_type()),
             });
         }
         let instance = event.instance(&self.settings.apps_base_url)?;
         let (fetched, elements) = self.read_checked(&instance).await?;
+        let confirmed = fetched.instance.confirmed_by(instance.org.as_str());
+        if confirmed && event.is_synthetic() {
+            return Ok(ProcessOutcome::AlreadyDone { instance });
+        }
         if let Some(pending) = elements.iter().find(|e| e.scan == Scan::Pending) {
             return Err(StepError::retry(anyhow!(
                 "data element {} of {instance} is waiting for its virus scan",
@@ -56,14 +71,11 @@ impl Pipeline {
 
         tracing::debug!(instance = %instance, elements = elements.len(), "instance read");
         let paths = InstancePaths::new(&instance);
-        let last_changed = fetched.instance.last_changed.clone();
-        if let Some(existing) = self.archive.manifest(&paths).await? {
-            // Elements decide: Altinn changes `lastChanged` on later metadata updates (the
-            // confirmation itself, substatus), which do not call for a new archive.
-            if same_elements_except(&existing, &elements, self.feedback_data_type()) {
-                if fetched.instance.confirmed_by(instance.org.as_str()) {
-                    return Ok(ProcessOutcome::AlreadyDone { instance });
-                }
+        let listing = self.archive.list_instance(&paths).await?;
+        let ignored = self.feedback_data_type();
+        match archived(&listing, &paths, &elements, ignored) {
+            Ok(()) if confirmed => return Ok(ProcessOutcome::AlreadyDone { instance }),
+            Ok(()) => {
                 return Ok(ProcessOutcome::Archived {
                     elements: elements.len(),
                     instance,
@@ -71,6 +83,10 @@ impl Pipeline {
                     already_archived: true,
                 });
             }
+            Err(reason) if !listing.is_empty() => {
+                tracing::debug!(instance = %instance, reason, "archive is not current; archiving");
+            }
+            Err(_) => {}
         }
 
         let instance_id = instance.instance_id();
@@ -78,20 +94,23 @@ impl Pipeline {
         // stored and a retry downloads only what is missing; then the first error is reported.
         let uploads: Vec<_> = elements
             .iter()
-            .map(|element| self.archive_element(&instance, &paths, element, &instance_id))
+            .map(|element| self.archive_element(&instance, &paths, &listing, element, &instance_id))
             .collect();
-        let results: Vec<Result<u64, StepError>> = futures::stream::iter(uploads)
+        let results: Vec<Result<ArchivedElement, StepError>> = futures::stream::iter(uploads)
             .buffer_unordered(ELEMENT_CONCURRENCY)
             .collect()
             .await;
         let mut bytes_written = 0u64;
+        let mut sha256s = HashMap::new();
         for result in results {
-            bytes_written += result?;
+            let element = result?;
+            bytes_written += element.bytes_written;
+            sha256s.insert(element.id, element.sha256);
         }
 
         let json_info = BlobInfo {
             content_type: "application/json".into(),
-            metadata: HashMap::from([("instanceid".to_string(), instance_id.clone())]),
+            metadata: HashMap::from([(meta::INSTANCE_ID.to_string(), instance_id.clone())]),
         };
         self.archive
             .put(&paths.instance_json(), fetched.raw.clone(), &json_info)
@@ -100,17 +119,19 @@ impl Pipeline {
         let manifest = Manifest {
             instance_id,
             app_id: instance.app_id(),
-            last_changed,
+            last_changed: fetched.instance.last_changed.clone(),
             archived_at: time::OffsetDateTime::now_utc()
                 .format(&Rfc3339)
                 .unwrap_or_default(),
             instance_blob: paths.instance_json(),
             elements: elements
                 .iter()
-                .map(|e| manifest_element(&paths, e))
+                .map(|e| manifest_element(&paths, e, sha256s.remove(&e.id).unwrap_or_default()))
                 .collect(),
         };
-        self.archive.write_manifest(&paths, &manifest).await?;
+        self.archive
+            .write_manifest(&paths, &manifest, &elements_fingerprint(&elements, ignored))
+            .await?;
         Ok(ProcessOutcome::Archived {
             elements: elements.len(),
             instance,
@@ -119,18 +140,36 @@ impl Pipeline {
         })
     }
 
-    /// Stores one element unless it is already stored with the right size; returns bytes written.
+    /// Whether this step archives `event`: a type in `EventTypes`, or an event reconciliation
+    /// made. Reconciliation's events always have the completed type, whatever `EventTypes`
+    /// holds: finding completed instances is what it is for.
+    fn archives_event(&self, event: &CloudEvent) -> bool {
+        self.settings.processes_event_type(event.event_type())
+            || (event.is_reconciled() && event.event_type() == DEFAULT_EVENT_TYPE)
+    }
+
+    /// Stores one element unless the listing shows a current copy of it; says what is stored.
     async fn archive_element(
         &self,
         instance: &InstanceRef,
         paths: &InstancePaths,
+        listing: &InstanceListing,
         element: &CheckedElement,
         instance_id: &str,
-    ) -> Result<u64, StepError> {
+    ) -> Result<ArchivedElement, StepError> {
         let blob_name = blob_name(paths, element);
-        if self.archive.blob_size(&blob_name).await? == Some(element.size) {
+        if element_current(listing, paths, element).is_ok() {
             tracing::debug!(instance = %instance, element = %element.id, "element already stored");
-            return Ok(0);
+            let sha256 = listing
+                .get(&blob_name)
+                .and_then(|b| b.sha256())
+                .unwrap_or_default()
+                .to_string();
+            return Ok(ArchivedElement {
+                id: element.id,
+                bytes_written: 0,
+                sha256,
+            });
         }
         // Buffer memory first: a waiting element must not hold an open download.
         let buffers = self.archive.reserve_buffers(element.size).await;
@@ -139,7 +178,7 @@ impl Pipeline {
         if let Some(length) = response.content_length()
             && length != element.size
         {
-            return Err(StepError::retry(anyhow!(
+            return Err(StepError::permanent(anyhow!(
                 "data element {} of {instance}: Altinn sent Content-Length {length}, the instance says size {}",
                 element.id,
                 element.size
@@ -147,20 +186,26 @@ impl Pipeline {
         }
         let mut metadata = HashMap::from([
             (
-                "datatype".to_string(),
+                meta::DATA_TYPE.to_string(),
                 ascii_metadata_value(&element.data_type),
             ),
-            ("size".to_string(), element.size.to_string()),
-            ("instanceid".to_string(), instance_id.to_string()),
+            (meta::SIZE.to_string(), element.size.to_string()),
+            (meta::INSTANCE_ID.to_string(), instance_id.to_string()),
         ]);
         if let Some(filename) = &element.filename {
-            metadata.insert("filename".to_string(), ascii_metadata_value(filename));
+            metadata.insert(meta::FILENAME.to_string(), ascii_metadata_value(filename));
+        }
+        if let Some(changed) = &element.last_changed {
+            metadata.insert(meta::LAST_CHANGED.to_string(), ascii_metadata_value(changed));
+        }
+        if let Some(hash) = &element.content_hash {
+            metadata.insert(meta::CONTENT_HASH.to_string(), ascii_metadata_value(hash));
         }
         let info = BlobInfo {
             content_type: element.content_type.clone(),
             metadata,
         };
-        let written = self
+        let stored = self
             .archive
             .upload_stream(
                 &blob_name,
@@ -170,19 +215,26 @@ impl Pipeline {
                 buffers,
             )
             .await?;
-        Ok(written)
+        Ok(ArchivedElement {
+            id: element.id,
+            bytes_written: stored.bytes,
+            sha256: stored.sha256,
+        })
     }
 }
 
-/// Infected elements are kept apart, under `quarantine/`.
-fn blob_name(paths: &InstancePaths, element: &CheckedElement) -> String {
-    match element.scan {
-        Scan::Infected => paths.quarantine(element.id),
-        _ => paths.data(element.id),
-    }
+/// One element as the manifest records it: stored now or found current.
+struct ArchivedElement {
+    id: uuid::Uuid,
+    bytes_written: u64,
+    sha256: String,
 }
 
-fn manifest_element(paths: &InstancePaths, element: &CheckedElement) -> ManifestElement {
+fn manifest_element(
+    paths: &InstancePaths,
+    element: &CheckedElement,
+    sha256: String,
+) -> ManifestElement {
     ManifestElement {
         id: element.id,
         data_type: element.data_type.clone(),
@@ -192,26 +244,8 @@ fn manifest_element(paths: &InstancePaths, element: &CheckedElement) -> Manifest
         filename: element.filename.clone(),
         quarantined: element.scan == Scan::Infected,
         hard_deleted: element.hard_deleted,
+        last_changed: element.last_changed.clone(),
+        content_hash: element.content_hash.clone(),
+        sha256,
     }
-}
-
-/// Whether the manifest lists exactly these elements with these sizes, leaving elements of
-/// `ignored` (the feedback data type, added to the instance after it was archived) out on both
-/// sides.
-pub fn same_elements_except(
-    manifest: &Manifest,
-    elements: &[CheckedElement],
-    ignored: Option<&str>,
-) -> bool {
-    let kept = |data_type: &str| ignored != Some(data_type);
-    let listed: Vec<_> = manifest
-        .elements
-        .iter()
-        .filter(|m| kept(&m.data_type))
-        .collect();
-    let current: Vec<_> = elements.iter().filter(|e| kept(&e.data_type)).collect();
-    listed.len() == current.len()
-        && current
-            .iter()
-            .all(|e| listed.iter().any(|m| m.id == e.id && m.size == e.size))
 }

@@ -12,16 +12,27 @@
 //!    (Altinn/altinn-studio#5482). Its instances carry `completeConfirmations`, so confirmed
 //!    ones are recognised from the page itself.
 //!
-//! An instance already confirmed by the org is skipped when its manifest is in the archive
-//! (archived and confirmed); everything else becomes an `app.instance.process.completed` event
-//! for the inbound queue. The pipeline is idempotent, so an instance whose real event is in
-//! flight at the same time is archived once and confirmed once; the duplicate is cheap.
+//! Each run first asks every scope for its unconfirmed instances (query 1), and only then
+//! sweeps (query 2), so a busy app's sweep can never use up the run before a quieter app was
+//! asked at all. Per instance (design §2.6):
+//! - confirmed by the org: done, whatever this archive holds — the previous system (or this
+//!   one) archived it and told Altinn so; it is never queued and nothing is downloaded;
+//! - held after a permanent failure ([`crate::holds`]): not queued until an operator replays it
+//!   or the hold is older than `PermanentFailureHoldDays`; counted as held;
+//! - otherwise an `app.instance.process.completed` event for the inbound queue. The pipeline
+//!   is idempotent, so an instance whose real event is in flight at the same time is archived
+//!   once and confirmed once; the duplicate is cheap.
 //!
 //! Identity comes from the instance JSON (`id`, `appId`) and is validated like an event
 //! source before anything is built from it; an instance that fails is counted as failed with
-//! the reason and never used as a path. A run examines at most
-//! [`ReconcileOptions::max_instances`] distinct instances, so a timer invocation stays well
-//! inside the function timeout; the rest is found by the next run.
+//! the reason and never used as a path.
+//!
+//! Bounds: a run queues at most [`ReconcileOptions::max_instances`] instances — the cap counts
+//! only instances queued, never those found done — and in the first phase each scope may use
+//! at most its share of the cap, so one app with a backlog cannot starve the others; the sweep
+//! visits the scopes starting at a different one each run. Pages read are bounded too
+//! ([`MAX_PAGES_PER_RUN`]), so a timer invocation stays inside the function timeout whatever
+//! the sweep window holds; the rest is found by the next run.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -33,26 +44,26 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::altinn::model::Instance;
-use crate::archive::InstancePaths;
 use crate::config::DEFAULT_EVENT_TYPE;
 use crate::domain::{AppName, CloudEvent, InstanceRef, OrgName, PartyId, parse_guid};
+use crate::holds::HeldInstances;
 
 use super::Pipeline;
 use super::error::StepError;
 
-/// The CloudEvent extension attribute that marks a synthetic event made by the reconciler
-/// (value `"true"`). CloudEvents allows producers to add extension attributes, and the queue
-/// message format allows this product to add its own (design §2.4); every step ignores it, so
-/// it only tells a human (or `aos poison list`) where a message came from.
-pub const RECONCILED_ATTRIBUTE: &str = "aosreconciled";
+/// The attribute that marks a synthetic event made here; every step but `process` ignores it.
+pub use crate::domain::RECONCILED_ATTRIBUTE;
 
 /// How far back the time-window sweep looks by default.
 pub const DEFAULT_WINDOW: Duration = Duration::days(7);
 
-/// Distinct instances examined per run at most (timer and CLI). At Storage's 100 instances a
-/// page that is 50 pages, and at most 5000 queue messages from one invocation — minutes, not
-/// the 10-minute function timeout.
+/// Instances queued per run at most (timer and CLI): at most 5000 queue messages from one
+/// invocation — minutes, not the 10-minute function timeout.
 pub const MAX_INSTANCES_PER_RUN: usize = 5000;
+
+/// Query pages read per run at most (100 instances each): deciding an instance costs no
+/// request, so this bounds the run's time when the sweep window holds many done instances.
+pub const MAX_PAGES_PER_RUN: usize = 1000;
 
 /// Reasons kept in a report; the count of failures is always exact.
 const MAX_REASONS: usize = 100;
@@ -62,8 +73,10 @@ const MAX_REASONS: usize = 100;
 pub struct ReconcileOptions {
     /// Start of the time-window sweep (`process.ended=gt:{since}`).
     pub since: OffsetDateTime,
-    /// Stop after this many distinct instances.
+    /// Queue at most this many instances.
     pub max_instances: usize,
+    /// Read at most this many query pages.
+    pub max_pages: usize,
 }
 
 impl Default for ReconcileOptions {
@@ -72,6 +85,7 @@ impl Default for ReconcileOptions {
         ReconcileOptions {
             since: OffsetDateTime::now_utc() - DEFAULT_WINDOW,
             max_instances: MAX_INSTANCES_PER_RUN,
+            max_pages: MAX_PAGES_PER_RUN,
         }
     }
 }
@@ -82,8 +96,10 @@ impl Default for ReconcileOptions {
 pub struct Reconciliation {
     /// Distinct instances seen across both queries.
     pub found: usize,
-    /// Instances archived (manifest present) and confirmed: nothing to do.
+    /// Instances the org has confirmed: nothing to do.
     pub already_done: usize,
+    /// Instances held after a permanent failure (`crate::holds`): not queued.
+    pub held: usize,
     /// One synthetic event per instance to feed into the pipeline.
     pub events: Vec<CloudEvent>,
     /// How many instances or queries failed.
@@ -94,8 +110,11 @@ pub struct Reconciliation {
     pub failed_queries: usize,
     /// Queries started.
     pub queries: usize,
-    /// The run stopped at `max_instances`; the next run continues.
+    /// The run stopped at a bound (`max_instances`, a scope's share, `max_pages`); the next
+    /// run continues.
     pub truncated: bool,
+    /// Pages read so far.
+    pages: usize,
 }
 
 impl Reconciliation {
@@ -113,6 +132,7 @@ impl Reconciliation {
             found: self.found,
             already_done: self.already_done,
             queued,
+            held: self.held,
             failed: self.failed,
         }
     }
@@ -129,6 +149,7 @@ pub struct Summary {
     pub found: usize,
     pub already_done: usize,
     pub queued: usize,
+    pub held: usize,
     pub failed: usize,
 }
 
@@ -136,9 +157,13 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "reconcile summary: found {}, already archived and confirmed {}, queued {}, failed {}",
-            self.found, self.already_done, self.queued, self.failed
-        )
+            "reconcile summary: found {}, already confirmed {}, queued {}, held {}",
+            self.found, self.already_done, self.queued, self.held
+        )?;
+        if self.held > 0 {
+            f.write_str(" (permanent failures, see aos poison list)")?;
+        }
+        write!(f, ", failed {}", self.failed)
     }
 }
 
@@ -182,12 +207,23 @@ impl fmt::Display for Scope {
 enum Verdict {
     Queue(InstanceRef),
     AlreadyDone,
+    Held,
+}
+
+/// The two queries, in the order a run makes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// `excludeConfirmedBy={org}`: every completed instance the org has not confirmed.
+    Unconfirmed,
+    /// `process.ended=gt:{since}`: the time-window sweep.
+    Sweep,
 }
 
 impl Pipeline {
-    /// Runs both queries for every scope and decides per instance. `progress` receives a line
-    /// per page, for CLI progress and the invocation log. Fails only when reconciliation cannot
-    /// start (no org to query); failed queries and instances are counted in the result.
+    /// Runs the unconfirmed query for every scope, then the sweep for every scope, and decides
+    /// per instance. `progress` receives a line per page, for CLI progress and the invocation
+    /// log. Fails only when reconciliation cannot start (no org to query); failed queries and
+    /// instances are counted in the result.
     pub async fn reconcile(
         &self,
         options: &ReconcileOptions,
@@ -201,48 +237,78 @@ impl Pipeline {
             .format(&Rfc3339)
             .map_err(|e| StepError::permanent(e).context("--since"))?;
         let mut run = Reconciliation::default();
+        let held = match self.holds.active(self.settings.failure_hold).await {
+            Ok(held) => held,
+            Err(e) => {
+                // Without the holds the run still works; held instances get one more round.
+                run.fail(format!("reading the holds in aos-state: {e}"));
+                HeldInstances::default()
+            }
+        };
         let mut seen = HashSet::new();
-        'scopes: for scope in &scopes {
-            let org = scope.org().as_str().to_string();
-            let queries = [
-                ("unconfirmed", ("excludeConfirmedBy", org)),
-                ("ended since", ("process.ended", format!("gt:{since}"))),
-            ];
-            for (label, filter) in queries {
+        let share = options.max_instances.div_ceil(scopes.len().max(1));
+        let start = rotation(scopes.len());
+        for phase in [Phase::Unconfirmed, Phase::Sweep] {
+            for i in 0..scopes.len() {
+                let scope = match phase {
+                    Phase::Unconfirmed => &scopes[i],
+                    Phase::Sweep => &scopes[(start + i) % scopes.len()],
+                };
+                let org = scope.org().as_str().to_string();
+                let (label, filter, limit) = match phase {
+                    Phase::Unconfirmed => ("unconfirmed", ("excludeConfirmedBy", org), share),
+                    Phase::Sweep => (
+                        "ended since",
+                        ("process.ended", format!("gt:{since}")),
+                        options.max_instances,
+                    ),
+                };
                 let params = [scope.param(), ("process.isComplete", "true".into()), filter];
-                let name = format!("{label} ({scope})");
+                let query = Query {
+                    scope,
+                    params: &params,
+                    name: format!("{label} ({scope})"),
+                    limit,
+                };
                 run.queries += 1;
                 if !self
-                    .reconcile_query(
-                        scope, &params, &name, options, &mut run, &mut seen, progress,
-                    )
+                    .reconcile_query(&query, options, &held, &mut run, &mut seen, progress)
                     .await
                 {
-                    break 'scopes;
+                    return Ok(run);
                 }
             }
         }
         Ok(run)
     }
 
-    /// Follows one query to its last page. Returns false when the instance cap was reached.
-    #[allow(clippy::too_many_arguments)]
+    /// Follows one query to its last page, queueing at most `query.limit` of its instances.
+    /// Returns false when the run must stop (the instance cap or the page bound was reached).
     async fn reconcile_query(
         &self,
-        scope: &Scope,
-        params: &[(&str, String)],
-        name: &str,
+        query: &Query<'_>,
         options: &ReconcileOptions,
+        held: &HeldInstances,
         run: &mut Reconciliation,
         seen: &mut HashSet<String>,
         progress: &mut (dyn FnMut(String) + Send),
     ) -> bool {
+        let name = &query.name;
         let mut continuation: Option<String> = None;
         let mut pages = 0usize;
+        let mut queued_here = 0usize;
         loop {
+            if run.pages >= options.max_pages {
+                run.truncated = true;
+                progress(format!(
+                    "stopped after {} query pages (the limit per run); the next run continues",
+                    options.max_pages
+                ));
+                return false;
+            }
             let page = match self
                 .altinn
-                .query_instances(params, continuation.as_deref())
+                .query_instances(query.params, continuation.as_deref())
                 .await
             {
                 Ok(page) => page,
@@ -253,40 +319,52 @@ impl Pipeline {
                 }
             };
             pages += 1;
+            run.pages += 1;
             for raw in &page.instances {
                 if let Some(key) = instance_key(raw)
                     && !seen.insert(key)
                 {
                     continue;
                 }
-                if run.found >= options.max_instances {
+                run.found += 1;
+                match self.examine(query.scope, raw, held) {
+                    Ok(Verdict::Queue(instance)) => {
+                        run.events
+                            .push(synthetic_event(&instance, &self.settings.apps_base_url));
+                        queued_here += 1;
+                    }
+                    Ok(Verdict::AlreadyDone) => run.already_done += 1,
+                    Ok(Verdict::Held) => run.held += 1,
+                    Err(reason) => run.fail(reason),
+                }
+                if run.events.len() >= options.max_instances {
                     run.truncated = true;
                     progress(format!(
-                        "stopped after {} instances (the limit per run); the next run continues",
+                        "stopped after queueing {} instances (the limit per run); the next run continues",
                         options.max_instances
                     ));
                     return false;
                 }
-                run.found += 1;
-                match self.examine(scope, raw).await {
-                    Ok(Verdict::Queue(instance)) => run
-                        .events
-                        .push(synthetic_event(&instance, &self.settings.apps_base_url)),
-                    Ok(Verdict::AlreadyDone) => run.already_done += 1,
-                    Err(reason) => run.fail(reason),
+                if queued_here >= query.limit {
+                    run.truncated = true;
+                    progress(format!(
+                        "query {name}: queued {queued_here}, this app's share of the run; the next run continues"
+                    ));
+                    return true;
                 }
             }
             progress(format!(
-                "query {name}: page {pages}, {} instances; so far found {}, to queue {}, already done {}, failed {}",
+                "query {name}: page {pages}, {} instances; so far found {}, to queue {}, already confirmed {}, held {}, failed {}",
                 page.instances.len(),
                 run.found,
                 run.events.len(),
                 run.already_done,
+                run.held,
                 run.failed
             ));
             match page.continuation {
-                // A server repeating its token would loop forever; the cap ends that too, but a
-                // repeated token is plainly wrong.
+                // A server repeating its token would loop forever; the page bound ends that
+                // too, but a repeated token is plainly wrong.
                 Some(next) if continuation.as_deref() == Some(next.as_str()) => {
                     run.failed_queries += 1;
                     run.fail(format!(
@@ -300,8 +378,9 @@ impl Pipeline {
         }
     }
 
-    /// Which instance this is, and whether it needs the pipeline.
-    async fn examine(&self, scope: &Scope, raw: &Value) -> Result<Verdict, String> {
+    /// Which instance this is, and whether it needs the pipeline. Costs no request: the query
+    /// page carries `completeConfirmations`, and the holds were listed once for the run.
+    fn examine(&self, scope: &Scope, raw: &Value, held: &HeldInstances) -> Result<Verdict, String> {
         let instance = instance_ref(raw)?;
         if !scope.contains(&instance) {
             return Err(format!(
@@ -315,15 +394,13 @@ impl Pipeline {
                 "instance {instance}: returned for process.isComplete=true but has no process.ended"
             ));
         }
-        if !parsed.confirmed_by(instance.org.as_str()) {
-            return Ok(Verdict::Queue(instance));
+        if parsed.confirmed_by(instance.org.as_str()) {
+            return Ok(Verdict::AlreadyDone);
         }
-        match self.archive.manifest(&InstancePaths::new(&instance)).await {
-            Ok(Some(_)) => Ok(Verdict::AlreadyDone),
-            // Confirmed (perhaps by another system) but not in this archive: archive it.
-            Ok(None) => Ok(Verdict::Queue(instance)),
-            Err(e) => Err(format!("instance {instance}: reading the manifest: {e}")),
+        if held.contains(&instance) {
+            return Ok(Verdict::Held);
         }
+        Ok(Verdict::Queue(instance))
     }
 
     /// `ReconcileApps` when set; otherwise every app of `Org`.
@@ -348,6 +425,23 @@ impl Pipeline {
                 ))
             })
     }
+}
+
+/// One query of a run.
+struct Query<'a> {
+    scope: &'a Scope,
+    params: &'a [(&'a str, String)],
+    name: String,
+    /// Instances this query may queue.
+    limit: usize,
+}
+
+/// Where this run's sweep starts among `scopes` scopes: a different scope each quarter of an
+/// hour (the timer's period), so when the cap cuts a run short, the next run sweeps another
+/// app first. Stateless, so two replicas or a CLI run need nothing shared.
+fn rotation(scopes: usize) -> usize {
+    let quarter_hours = OffsetDateTime::now_utc().unix_timestamp() / (15 * 60);
+    (quarter_hours.unsigned_abs() % scopes.max(1) as u64) as usize
 }
 
 /// The dedupe key of a raw instance: its `id` text, when it has one.
@@ -462,7 +556,16 @@ mod tests {
         };
         assert_eq!(
             run.summary(2).to_string(),
-            "reconcile summary: found 5, already archived and confirmed 2, queued 2, failed 1"
+            "reconcile summary: found 5, already confirmed 2, queued 2, held 0, failed 1"
+        );
+        let held = Reconciliation {
+            found: 3,
+            held: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            held.summary(0).to_string(),
+            "reconcile summary: found 3, already confirmed 0, queued 0, held 3 (permanent failures, see aos poison list), failed 0"
         );
     }
 }
