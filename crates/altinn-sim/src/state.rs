@@ -203,7 +203,10 @@ impl SimState {
         let inst = instances.get_mut(&guid)?;
         let at = now();
         let stored = inst.created.elements.iter_mut().find(|e| e.id == element)?;
-        stored.seed = stored.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        stored.seed = stored
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let updated = stored.clone();
         inst.element_changed.insert(element, at);
         inst.last_changed = at;
@@ -230,9 +233,14 @@ impl SimState {
         let Some(inst) = instances.get_mut(&guid) else {
             return false;
         };
-        if !inst.complete_confirmations.iter().any(|(who, _)| who == stakeholder) {
+        if !inst
+            .complete_confirmations
+            .iter()
+            .any(|(who, _)| who == stakeholder)
+        {
             let at = now();
-            inst.complete_confirmations.push((stakeholder.to_owned(), at));
+            inst.complete_confirmations
+                .push((stakeholder.to_owned(), at));
             inst.last_changed = at;
         }
         true

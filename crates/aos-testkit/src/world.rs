@@ -162,9 +162,11 @@ impl Backends {
         BaseUrl::parse(self.sim.base_url().as_str()).expect("simulator URL")
     }
 
-    /// Every complete call must find the instance's manifest already in the archive. While
-    /// storage itself is down (chaos tests stop Azurite) the manifest cannot be read: the guard
-    /// keeps trying for a while, since only a definite "no manifest" is a violation.
+    /// Every complete call must find the instance's manifest already in the archive, and every
+    /// element the manifest lists must carry the SHA-256 of the element's content *as the
+    /// simulator has it at that moment* (so a confirmation with stale bytes is a violation).
+    /// While storage itself is down (chaos tests stop Azurite) the manifest cannot be read: the
+    /// guard keeps trying for a while, since only a definite answer is a violation.
     fn guard_confirms_with_the_manifest(&self) {
         let archive = self.archive.clone();
         let apps = self.apps_base();
@@ -176,7 +178,7 @@ impl Backends {
                     let deadline = std::time::Instant::now() + Duration::from_secs(20);
                     loop {
                         match archive.manifest(&paths).await {
-                            Ok(Some(_)) => return Ok(()),
+                            Ok(Some(manifest)) => return manifest_matches(&inst, &manifest),
                             Ok(None) => {
                                 return Err(format!(
                                     "confirm of {} before its manifest existed",
@@ -259,6 +261,11 @@ impl Backends {
                 .expect("element in manifest");
             assert_eq!(listed.blob_name, name);
             assert_eq!(listed.size, element.size);
+            let content_sha256 = hex(&simulator::content_sha256(element.seed, element.size));
+            assert_eq!(
+                listed.sha256, content_sha256,
+                "{name}: the manifest's SHA-256"
+            );
             assert_eq!(listed.filename, element.filename);
             let blob = self.blobs.blob(ARCHIVE_CONTAINER, &name).unwrap();
             let props = blob
@@ -278,6 +285,16 @@ impl Backends {
             assert_eq!(metadata.get("size"), Some(&element.size.to_string()));
             assert_eq!(metadata.get("datatype"), Some(&element.data_type));
             assert_eq!(metadata.get("instanceid"), Some(&inst.instance_id()));
+            assert_eq!(
+                metadata.get("sha256"),
+                Some(&content_sha256),
+                "{name}: the SHA-256 in the blob's metadata"
+            );
+            assert!(
+                listed.last_changed.is_some()
+                    && metadata.get("lastchanged") == listed.last_changed.as_ref(),
+                "{name}: the element's version is recorded"
+            );
             if let Some(filename) = &element.filename {
                 let stored = metadata.get("filename").expect("filename metadata");
                 assert!(stored.is_ascii(), "{stored}");
@@ -320,6 +337,33 @@ impl Backends {
             assert!(poisoned.is_empty(), "{queue}-poison holds {poisoned:?}");
         }
     }
+}
+
+/// Lower-case hex, as the manifest writes SHA-256s.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every element the manifest lists has the simulator's current size and content hash.
+fn manifest_matches(inst: &CreatedInstance, manifest: &Manifest) -> Result<(), String> {
+    for listed in &manifest.elements {
+        let Some(element) = inst.elements.iter().find(|e| e.id == listed.id) else {
+            continue;
+        };
+        if listed.size != element.size || listed.sha256 != hex(&element.sha256()) {
+            return Err(format!(
+                "confirm of {}: the manifest records element {} as {} bytes with SHA-256 {}, \
+                 the simulator has {} bytes with {}",
+                inst.instance_id(),
+                element.id,
+                listed.size,
+                listed.sha256,
+                element.size,
+                hex(&element.sha256())
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl TestApp {

@@ -71,7 +71,13 @@ impl Holds {
 
     /// Holds `instance` after a permanent failure of `event` on `queue`. Best effort, like the
     /// failure record: a storage problem here must not hide the failure itself.
-    pub async fn record(&self, instance: &InstanceRef, queue: &str, event: &CloudEvent, error: &str) {
+    pub async fn record(
+        &self,
+        instance: &InstanceRef,
+        queue: &str,
+        event: &CloudEvent,
+        error: &str,
+    ) {
         let record = HoldRecord {
             instance: instance.to_string(),
             queue: queue.to_string(),

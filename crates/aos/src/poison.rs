@@ -91,7 +91,14 @@ pub async fn replay(queue: &Queue, event_ids: &[String]) -> anyhow::Result<Repla
     let mut replayed = Replayed::default();
     loop {
         // Messages not selected stay leased for a minute, so one pass sees each message once.
-        let batch = poison.receive(32, 60).await?;
+        // A poison queue that does not exist (nothing ever failed there) has nothing to replay.
+        let batch = match poison.receive(32, 60).await {
+            Ok(batch) => batch,
+            Err(e) if e.http_status() == Some(azure_core::http::StatusCode::NotFound) => {
+                return Ok(replayed);
+            }
+            Err(e) => return Err(e.into()),
+        };
         if batch.is_empty() {
             return Ok(replayed);
         }

@@ -200,7 +200,10 @@ mod tests {
         for changed in [
             [v(a, 11, Some("2026-01-01T00:00:00Z"), None, false), base[1]],
             [v(a, 10, Some("2026-01-01T00:00:01Z"), None, false), base[1]],
-            [v(a, 10, Some("2026-01-01T00:00:00Z"), Some("x"), false), base[1]],
+            [
+                v(a, 10, Some("2026-01-01T00:00:00Z"), Some("x"), false),
+                base[1],
+            ],
             [v(a, 10, Some("2026-01-01T00:00:00Z"), None, true), base[1]],
             [base[0], v(Uuid::from_u128(3), 20, None, None, false)],
         ] {

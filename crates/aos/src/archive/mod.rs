@@ -323,7 +323,10 @@ impl Archive {
         let json = serde_json::to_vec_pretty(manifest).expect("a manifest always serialises");
         let info = BlobInfo {
             content_type: "application/json".into(),
-            metadata: HashMap::from([(meta::ELEMENTS.to_string(), elements_fingerprint.to_string())]),
+            metadata: HashMap::from([(
+                meta::ELEMENTS.to_string(),
+                elements_fingerprint.to_string(),
+            )]),
         };
         self.put(&paths.manifest(), Bytes::from(json), &info).await
     }
@@ -365,5 +368,4 @@ mod tests {
         assert_eq!(ascii_metadata_value("100%.txt"), "100%25.txt");
         assert!(ascii_metadata_value("日本.txt").is_ascii());
     }
-
 }

@@ -172,7 +172,8 @@ impl Archive {
         }
         let sha256 = format!("{:x}", hasher.finalize());
         let mut info = info.clone();
-        info.metadata.insert(meta::SHA256.to_string(), sha256.clone());
+        info.metadata
+            .insert(meta::SHA256.to_string(), sha256.clone());
         let info = &info;
         let rest = blocks.finish();
         if staged.is_empty() {

@@ -90,7 +90,10 @@ impl CloudEvent {
 
     /// Made by reconciliation ([`RECONCILED_ATTRIBUTE`]).
     pub fn is_reconciled(&self) -> bool {
-        self.attributes.get(RECONCILED_ATTRIBUTE).and_then(Value::as_str) == Some("true")
+        self.attributes
+            .get(RECONCILED_ATTRIBUTE)
+            .and_then(Value::as_str)
+            == Some("true")
     }
 
     /// Made by reconciliation or pulled by catch-up: a request to look at an instance, not a
@@ -99,7 +102,11 @@ impl CloudEvent {
     /// and its events skip instances the org already confirmed.
     pub fn is_synthetic(&self) -> bool {
         self.is_reconciled()
-            || self.attributes.get(CAUGHT_UP_ATTRIBUTE).and_then(Value::as_str) == Some("true")
+            || self
+                .attributes
+                .get(CAUGHT_UP_ATTRIBUTE)
+                .and_then(Value::as_str)
+                == Some("true")
     }
 
     /// The event as a JSON object: the queue message body.

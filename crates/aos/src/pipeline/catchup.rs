@@ -259,7 +259,9 @@ impl Pipeline {
             Ok(held) => held,
             Err(e) => {
                 // Without the holds catch-up still works; held instances get one more round.
-                progress(format!("catch-up: reading the holds in aos-state failed: {e}"));
+                progress(format!(
+                    "catch-up: reading the holds in aos-state failed: {e}"
+                ));
                 HeldInstances::default()
             }
         };

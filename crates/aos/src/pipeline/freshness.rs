@@ -234,9 +234,13 @@ mod tests {
         let p = paths();
         let full = archived_listing(&elements, None);
         let no_json = InstanceListing::from_blobs(
-            [p.manifest(), blob_name(&p, &elements[0]), blob_name(&p, &elements[1])]
-                .into_iter()
-                .map(|n| (n.clone(), full.get(&n).unwrap().clone())),
+            [
+                p.manifest(),
+                blob_name(&p, &elements[0]),
+                blob_name(&p, &elements[1]),
+            ]
+            .into_iter()
+            .map(|n| (n.clone(), full.get(&n).unwrap().clone())),
         );
         assert!(archived(&no_json, &p, &elements, None).is_err());
     }

@@ -18,8 +18,7 @@ use futures::StreamExt;
 use time::format_description::well_known::Rfc3339;
 
 use crate::archive::{
-    BlobInfo, InstanceListing, InstancePaths, Manifest, ManifestElement, ascii_metadata_value,
-    meta,
+    BlobInfo, InstanceListing, InstancePaths, Manifest, ManifestElement, ascii_metadata_value, meta,
 };
 use crate::config::DEFAULT_EVENT_TYPE;
 use crate::domain::{CloudEvent, InstanceRef};
@@ -196,7 +195,10 @@ impl Pipeline {
             metadata.insert(meta::FILENAME.to_string(), ascii_metadata_value(filename));
         }
         if let Some(changed) = &element.last_changed {
-            metadata.insert(meta::LAST_CHANGED.to_string(), ascii_metadata_value(changed));
+            metadata.insert(
+                meta::LAST_CHANGED.to_string(),
+                ascii_metadata_value(changed),
+            );
         }
         if let Some(hash) = &element.content_hash {
             metadata.insert(meta::CONTENT_HASH.to_string(), ascii_metadata_value(hash));

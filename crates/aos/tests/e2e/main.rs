@@ -4,6 +4,7 @@
 //! One test binary (a module per suite) so the test kit compiles once; `cargo nextest run -E
 //! 'test(/^functions_e2e::/)'` runs one suite.
 
+mod archive_truth;
 mod auth_check_config;
 mod auth_grant;
 mod auth_keys;

@@ -83,7 +83,7 @@ async fn the_timer_finds_instances_whose_events_never_arrived_and_a_second_run_i
     }
     assert_eq!(
         run.logs.last().map(String::as_str),
-        Some("reconcile summary: found 5, already archived and confirmed 0, queued 5, failed 0")
+        Some("reconcile summary: found 5, already confirmed 0, queued 5, held 0, failed 0")
     );
 
     app.host
@@ -106,7 +106,7 @@ async fn the_timer_finds_instances_whose_events_never_arrived_and_a_second_run_i
     );
     assert_eq!(
         again.logs.last().map(String::as_str),
-        Some("reconcile summary: found 5, already archived and confirmed 5, queued 0, failed 0")
+        Some("reconcile summary: found 5, already confirmed 5, queued 0, held 0, failed 0")
     );
     app.host.wait_until_idle(DRAIN).await.unwrap();
     assert_eq!(data_downloads(&app), downloads, "nothing downloaded again");
@@ -138,7 +138,7 @@ async fn the_cli_queues_only_what_is_not_done_and_dry_run_queues_nothing() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
         summary_line(&stdout).starts_with(
-            "reconcile summary: found 5, already archived and confirmed 3, queued 0, failed 0"
+            "reconcile summary: found 5, already confirmed 3, queued 0, held 0, failed 0"
         ),
         "{stdout}"
     );
@@ -151,7 +151,7 @@ async fn the_cli_queues_only_what_is_not_done_and_dry_run_queues_nothing() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
         summary_line(&stdout).starts_with(
-            "reconcile summary: found 5, already archived and confirmed 3, queued 2, failed 0"
+            "reconcile summary: found 5, already confirmed 3, queued 2, held 0, failed 0"
         ),
         "{stdout}"
     );
@@ -167,7 +167,7 @@ async fn the_cli_queues_only_what_is_not_done_and_dry_run_queues_nothing() {
     let (code, stdout, _) = aos_reconcile(&env, &[]).await;
     assert_eq!(code, 0);
     assert!(
-        summary_line(&stdout).contains("already archived and confirmed 5, queued 0, failed 0"),
+        summary_line(&stdout).contains("already confirmed 5, queued 0, held 0, failed 0"),
         "{stdout}"
     );
 }
@@ -190,7 +190,7 @@ async fn an_instance_the_confirmed_filter_misses_is_caught_by_the_time_window_sw
     let (code, stdout, stderr) = aos_reconcile(&env, &[]).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
-        summary_line(&stdout).contains("queued 1, failed 0"),
+        summary_line(&stdout).contains("queued 1, held 0, failed 0"),
         "{stdout}"
     );
     app.host.wait_until_idle(DRAIN).await.unwrap();
@@ -233,7 +233,7 @@ async fn configured_apps_limit_the_search_and_invalid_names_fail_without_being_u
         "failures make the exit status 1: {stdout}\n{stderr}"
     );
     assert!(
-        summary_line(&stdout).contains("queued 1, failed 1"),
+        summary_line(&stdout).contains("queued 1, held 0, failed 1"),
         "{stdout}"
     );
     assert!(

@@ -1,0 +1,394 @@
+//! The archive's truth over an instance's life (design §2.6), end to end under the host
+//! harness: an element is current only in the version Altinn has now, a manifest is trusted
+//! only against the blobs, reconciliation is fair and never downloads what the org confirmed,
+//! permanent failures are held instead of retried forever, and the downstream hand-off queue
+//! gets one message per confirmed instance.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use altinn_aos::archive::BlobInfo;
+use altinn_sim::{CreatedInstance, InstanceSpec};
+use aos_testkit::world::{Backends, TestApp, element, hex, instance};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+const ORG_SETTING: &str = "AltinnApplicationOwnerSystemSettings__Org";
+const APPS_SETTING: &str = "AltinnApplicationOwnerSystemSettings__ReconcileApps";
+const EVENT_TYPES_SETTING: &str = "AltinnApplicationOwnerSystemSettings__EventTypes";
+const MOVED_TO: &str = "app.instance.process.movedTo.Task_2";
+const DRAIN: Duration = Duration::from_secs(120);
+
+/// A world whose settings name the org, plus `extra`; the settings, for CLI runs beside it.
+async fn spawn(extra: &[(&str, &str)]) -> (TestApp, Vec<(String, String)>) {
+    let backends = Backends::start().await;
+    let mut env = backends.settings_env();
+    env.push((ORG_SETTING.into(), "ttd".into()));
+    for (name, value) in extra {
+        env.retain(|(n, _)| n != name);
+        env.push((name.to_string(), value.to_string()));
+    }
+    let app = TestApp::spawn_with(backends, Duration::from_millis(200), env.clone()).await;
+    (app, env)
+}
+
+fn data_downloads(app: &TestApp) -> usize {
+    app.sim
+        .calls()
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.contains("/data/"))
+        .count()
+}
+
+/// How many events for `inst` the timer runs have queued (the inbound outputs).
+fn queued_for(outputs: &[Value], inst: &CreatedInstance) -> usize {
+    let guid = inst.instance_guid.to_string();
+    outputs
+        .iter()
+        .filter(|event| event["source"].as_str().is_some_and(|s| s.ends_with(&guid)))
+        .count()
+}
+
+async fn reconcile_by_timer(app: &TestApp) -> (Vec<Value>, String) {
+    let run = app.host.invoke_timer("EventsReconciler").await.unwrap();
+    assert!(run.succeeded, "{:?}", run.error);
+    let queued = run.outputs["inbound"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let summary = run.logs.last().cloned().unwrap_or_default();
+    (queued, summary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_element_changed_with_the_same_length_after_an_early_archive_is_confirmed_only_with_its_final_bytes()
+ {
+    let types = format!("{MOVED_TO},app.instance.process.completed");
+    let (app, _) = spawn(&[(EVENT_TYPES_SETTING, types.as_str())]).await;
+    let mut inst = app.sim.add_instance(InstanceSpec {
+        process_ended: false,
+        ..instance(
+            81_000,
+            vec![element(2_000, Some("form.xml")), element(300, None)],
+        )
+    });
+    // The app moves the process on: an event before completion, archived early.
+    let mut early = app.sim.completed_event(&inst);
+    early["type"] = json!(MOVED_TO);
+    assert_eq!(app.post_event(&early).await.status, 200);
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    assert!(!app.confirmed(&inst), "the process has not ended");
+    let paths = app.paths(&inst);
+    assert!(app.archive.manifest(&paths).await.unwrap().is_some());
+
+    // The form is then changed by one value: same length, other bytes, new lastChanged.
+    let changed = app
+        .sim
+        .replace_content(inst.instance_guid, inst.elements[0].id)
+        .unwrap();
+    assert_eq!(changed.size, inst.elements[0].size);
+    assert_ne!(changed.sha256(), inst.elements[0].sha256());
+    inst.elements[0] = changed;
+    assert!(app.sim.end_process(inst.instance_guid));
+    assert_eq!(
+        app.post_event(&app.sim.completed_event(&inst)).await.status,
+        200
+    );
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+
+    assert!(app.confirmed(&inst));
+    // Byte-exact with the final content, and the manifest's SHA-256 says so too.
+    app.assert_archived(&inst).await;
+    assert_eq!(
+        app.sim.guard_violations(),
+        Vec::<String>::new(),
+        "no confirmation with stale bytes"
+    );
+    app.assert_no_poison().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_data_blob_deleted_or_overwritten_after_the_manifest_is_healed_by_one_replay() {
+    let (app, _) = spawn(&[]).await;
+    let deleted = app.sim.add_instance(instance(
+        82_000,
+        vec![element(5_000, Some("a.pdf")), element(40, None)],
+    ));
+    let overwritten = app
+        .sim
+        .add_instance(instance(82_001, vec![element(6_000, Some("b.pdf"))]));
+    for inst in [&deleted, &overwritten] {
+        assert_eq!(
+            app.post_event(&app.sim.completed_event(inst)).await.status,
+            200
+        );
+    }
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    for inst in [&deleted, &overwritten] {
+        app.assert_archived(inst).await;
+    }
+
+    // Someone deletes one blob and overwrites another with bytes of the same length.
+    let gone = app.paths(&deleted).data(deleted.elements[0].id);
+    assert!(app.archive.delete(&gone).await.unwrap());
+    let tampered = app.paths(&overwritten).data(overwritten.elements[0].id);
+    let info = BlobInfo {
+        content_type: "application/pdf".into(),
+        metadata: HashMap::new(),
+    };
+    app.archive
+        .put(&tampered, Bytes::from(vec![0u8; 6_000]), &info)
+        .await
+        .unwrap();
+
+    // One replay of each event heals it.
+    let downloads = data_downloads(&app);
+    for inst in [&deleted, &overwritten] {
+        assert_eq!(
+            app.post_event(&app.sim.completed_event(inst)).await.status,
+            200
+        );
+    }
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    for inst in [&deleted, &overwritten] {
+        app.assert_archived(inst).await;
+    }
+    assert_eq!(
+        data_downloads(&app),
+        downloads + 2,
+        "exactly the two damaged elements were downloaded again"
+    );
+    assert_eq!(app.sim.guard_violations(), Vec::<String>::new());
+    app.assert_no_poison().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_busy_app_with_thousands_of_confirmed_instances_does_not_starve_the_next_app() {
+    let (app, env) = spawn(&[(APPS_SETTING, "ttd/app-one,ttd/app-two")]).await;
+    for i in 0..6_000 {
+        let done = app.sim.add_instance(InstanceSpec {
+            app: "app-one".into(),
+            ..instance(90_000 + i, vec![])
+        });
+        assert!(app.sim.mark_confirmed(done.instance_guid, "ttd"));
+    }
+    let waiting: Vec<_> = (0..3)
+        .map(|i| {
+            app.sim.add_instance(InstanceSpec {
+                app: "app-two".into(),
+                ..instance(99_000 + i, vec![element(700 + i, Some("form.xml"))])
+            })
+        })
+        .collect();
+
+    let dry = aos_testkit::cli::run_aos(&env, &["reconcile", "--dry-run"]).await;
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert_eq!(
+        dry.stdout.matches("would queue ").count(),
+        3,
+        "{}",
+        dry.stdout
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for inst in &waiting {
+        assert!(
+            dry.stdout.contains(&inst.instance_guid.to_string()),
+            "app-two's instance {} is found",
+            inst.instance_id()
+        );
+    }
+
+    let run = aos_testkit::cli::run_aos(&env, &["reconcile"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("found 6003, already confirmed 6000, queued 3, held 0, failed 0"),
+        "{}",
+        run.stdout
+    );
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    for inst in &waiting {
+        app.assert_archived(inst).await;
+        assert!(app.confirmed(inst));
+    }
+    assert_eq!(data_downloads(&app), 3, "nothing of app-one was downloaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_the_org_confirmed_are_never_downloaded_by_reconciliation() {
+    let (app, _) = spawn(&[]).await;
+    // Confirmed by the system this one replaced, and not in this archive.
+    let migrated: Vec<_> = (0..4)
+        .map(|i| {
+            let inst = app
+                .sim
+                .add_instance(instance(83_000 + i, vec![element(900, Some("x.pdf"))]));
+            assert!(app.sim.mark_confirmed(inst.instance_guid, "ttd"));
+            inst
+        })
+        .collect();
+    let unconfirmed = app
+        .sim
+        .add_instance(instance(83_100, vec![element(901, Some("y.pdf"))]));
+
+    let (queued, summary) = reconcile_by_timer(&app).await;
+    assert_eq!(queued.len(), 1, "{summary}");
+    assert_eq!(queued_for(&queued, &unconfirmed), 1);
+    assert_eq!(
+        summary,
+        "reconcile summary: found 5, already confirmed 4, queued 1, held 0, failed 0"
+    );
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    app.assert_archived(&unconfirmed).await;
+    assert_eq!(data_downloads(&app), 1, "only the unconfirmed instance");
+    for inst in &migrated {
+        assert!(
+            app.archive
+                .manifest(&app.paths(inst))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_permanent_failure_is_queued_once_over_three_reconcile_runs_until_replayed() {
+    let (app, env) = spawn(&[]).await;
+    let anomalous = app
+        .sim
+        .add_instance(instance(84_000, vec![element(100, Some("a.xml"))]));
+    let id = anomalous.elements[0].id;
+    let honest_path = format!("ttd/test-app/{}/data/{id}", anomalous.instance_guid);
+    app.sim.tamper(
+        anomalous.instance_guid,
+        "/data/0/blobStoragePath",
+        json!(format!("ttd/test-app/{}/data/{id}", uuid::Uuid::new_v4())),
+    );
+    let lying = app
+        .sim
+        .add_instance(instance(84_001, vec![element(100, Some("b.xml"))]));
+    app.sim
+        .tamper(lying.instance_guid, "/data/0/size", json!(120));
+
+    let mut queued = Vec::new();
+    let mut summaries = Vec::new();
+    for _ in 0..3 {
+        let (run, summary) = reconcile_by_timer(&app).await;
+        queued.extend(run);
+        summaries.push(summary);
+        app.host.wait_until_idle(DRAIN).await.unwrap();
+    }
+    assert_eq!(queued_for(&queued, &anomalous), 1, "{summaries:#?}");
+    assert_eq!(queued_for(&queued, &lying), 1, "{summaries:#?}");
+    assert_eq!(
+        summaries[2],
+        "reconcile summary: found 2, already confirmed 0, queued 0, held 2 (permanent failures, see aos poison list), failed 0"
+    );
+    assert!(!app.confirmed(&anomalous) && !app.confirmed(&lying));
+
+    // The operator fixes the cause and replays: the hold is released and the instance done.
+    app.sim.tamper(
+        anomalous.instance_guid,
+        "/data/0/blobStoragePath",
+        json!(honest_path),
+    );
+    let event_id = app
+        .azurite
+        .queue_texts("events-inbound-poison")
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|t| serde_json::from_str::<Value>(t).ok())
+        .find(|e| {
+            e["source"]
+                .as_str()
+                .is_some_and(|s| s.ends_with(&anomalous.instance_guid.to_string()))
+        })
+        .and_then(|e| e["id"].as_str().map(str::to_string))
+        .expect("the anomalous instance's event is in the poison queue");
+    let replay =
+        aos_testkit::cli::run_aos(&env, &["poison", "replay", "--event-id", &event_id]).await;
+    assert_eq!(replay.code, 0, "{}\n{}", replay.stdout, replay.stderr);
+    assert!(
+        replay.stdout.contains("released 1 hold(s)"),
+        "{}",
+        replay.stdout
+    );
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    app.assert_archived(&anomalous).await;
+    assert!(app.confirmed(&anomalous));
+    let (_, summary) = reconcile_by_timer(&app).await;
+    assert_eq!(
+        summary,
+        "reconcile summary: found 2, already confirmed 1, queued 0, held 1 (permanent failures, see aos poison list), failed 0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciliation_works_whatever_event_types_are_archived() {
+    let (app, _) = spawn(&[(EVENT_TYPES_SETTING, MOVED_TO)]).await;
+    let lost = app
+        .sim
+        .add_instance(instance(85_000, vec![element(1_234, Some("c.pdf"))]));
+    let (queued, summary) = reconcile_by_timer(&app).await;
+    assert_eq!(queued.len(), 1, "{summary}");
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    app.assert_archived(&lost).await;
+    assert!(app.confirmed(&lost));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_confirmed_instance_is_handed_off_downstream_with_its_verified_manifest() {
+    let (app, _) = spawn(&[("QueueStorageSettings__ArchivedQueueName", "aos-archived")]).await;
+    let created: Vec<_> = (0..2)
+        .map(|i| {
+            app.sim.add_instance(instance(
+                86_000 + i,
+                vec![element(3_000 + i, Some("form.xml")), element(17, None)],
+            ))
+        })
+        .collect();
+    for inst in &created {
+        assert_eq!(
+            app.post_event(&app.sim.completed_event(inst)).await.status,
+            200
+        );
+    }
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+
+    let messages: Vec<Value> = app
+        .azurite
+        .queue_texts("aos-archived")
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| serde_json::from_str(t).expect("a hand-off message is JSON"))
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    for inst in &created {
+        assert!(app.confirmed(inst));
+        let message = messages
+            .iter()
+            .find(|m| m["instanceId"] == inst.instance_id())
+            .expect("one message per instance");
+        assert_eq!(message["type"], "aos.instance.archived");
+        assert_eq!(message["appId"], "ttd/test-app");
+        assert_eq!(message["manifestBlob"], app.paths(inst).manifest());
+        let elements = message["manifest"]["elements"].as_array().unwrap();
+        assert_eq!(elements.len(), inst.elements.len());
+        for element in &inst.elements {
+            let listed = elements
+                .iter()
+                .find(|e| e["id"] == element.id.to_string())
+                .unwrap();
+            assert_eq!(listed["size"], element.size);
+            assert_eq!(listed["sha256"], hex(&element.sha256()));
+            assert_eq!(listed["blobName"], app.paths(inst).data(element.id));
+        }
+    }
+}
