@@ -323,6 +323,40 @@ async fn unfinished_process_has_current_task_and_no_end() {
 }
 
 #[tokio::test]
+async fn replaced_content_ended_process_and_foreign_confirmations_show_in_the_instance() {
+    let sim = sim().await;
+    let mut s = spec(vec![element(64, Some("form.xml"))]);
+    s.process_ended = false;
+    let inst = sim.add_instance(s);
+    let before: Value = get(&storage_url(&sim, &inst)).await.json().await.unwrap();
+    let (old_hash, _) = hash_body(get(&data_url(&sim, &inst, 0)).await).await;
+
+    let changed = sim
+        .replace_content(inst.instance_guid, inst.elements[0].id)
+        .unwrap();
+    assert_eq!(changed.size, 64);
+    let (new_hash, len) = hash_body(get(&data_url(&sim, &inst, 0)).await).await;
+    assert_eq!((new_hash, len), (changed.sha256(), 64));
+    assert_ne!(new_hash, old_hash, "same length, other bytes");
+    assert!(sim.end_process(inst.instance_guid));
+    assert!(sim.mark_confirmed(inst.instance_guid, "ttd"));
+
+    let after: Value = get(&storage_url(&sim, &inst)).await.json().await.unwrap();
+    assert_ne!(
+        after["data"][0]["lastChanged"],
+        before["data"][0]["lastChanged"]
+    );
+    assert!(after["process"]["ended"].is_string(), "{after}");
+    assert_eq!(after["completeConfirmations"][0]["stakeholderId"], "ttd");
+    assert!(sim.confirmations().is_empty(), "no complete call was made");
+    assert!(
+        sim.replace_content(uuid::Uuid::new_v4(), inst.elements[0].id)
+            .is_none()
+    );
+    assert!(!sim.end_process(uuid::Uuid::new_v4()));
+}
+
+#[tokio::test]
 async fn data_get_streams_content_matching_sha256() {
     let sim = sim().await;
     let size = 5 * 1024 * 1024 + 3;
