@@ -46,6 +46,14 @@ param premiumSku string = 'EP1'
 @description('Comma-separated CloudEvent types to archive.')
 param eventTypes string = 'app.instance.process.completed'
 
+@description('Downstream hand-off queue: one message per confirmed instance with its manifest (README "Downstream hand-off"). Empty = off.')
+param archivedQueueName string = ''
+
+@description('Days a permanent failure keeps reconciliation and catch-up from queueing its instance again (0 = no hold).')
+@minValue(0)
+@maxValue(365)
+param permanentFailureHoldDays int = 7
+
 param tags object = {
   system: 'altinn-aos'
 }
@@ -132,7 +140,7 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     tags: tags
     // The product's settings (README "Settings"); names are the reference system's.
-    appSettings: {
+    appSettings: union({
       AltinnApplicationOwnerSystemSettings__AppsBaseUrl: hosts.apps
       AltinnApplicationOwnerSystemSettings__PlatformBaseUrl: hosts.platform
       AltinnApplicationOwnerSystemSettings__Org: org
@@ -143,7 +151,10 @@ module functionApp 'modules/functionapp.bicep' = {
       AltinnApplicationOwnerSystemSettings__MaskinPortenClientId: maskinportenClientId
       KeyVault__KeyVaultURI: vault.outputs.uri
       KeyVault__MaskinPortenCertSecretId: 'maskinportenclientcert'
-    }
+      AltinnApplicationOwnerSystemSettings__PermanentFailureHoldDays: string(permanentFailureHoldDays)
+    }, empty(archivedQueueName) ? {} : {
+      QueueStorageSettings__ArchivedQueueName: archivedQueueName
+    })
   }
 }
 
