@@ -103,6 +103,10 @@ impl Archive {
         // Ids of every block handed to `stage`, in order; the list is committed only after all
         // of them were staged.
         let mut staged: Vec<Vec<u8>> = Vec::new();
+        // Block ids of this upload only: two uploads of the same blob at once (two replicas,
+        // two events for one instance) would otherwise stage blocks under the same ids, and
+        // each commit would take whichever was staged last — a blob mixing both.
+        let upload = uuid::Uuid::new_v4();
         let block_blob = self
             .storage
             .blob(&self.container, name)?
@@ -148,7 +152,7 @@ impl Archive {
                         if let Some(previous) = in_flight.take() {
                             previous.await?;
                         }
-                        let id = block_id(staged.len());
+                        let id = block_id(upload, staged.len());
                         staged.push(id.clone());
                         let staging = Box::pin(stage(block, id));
                         if buffers.pipelined {
@@ -181,7 +185,7 @@ impl Archive {
             self.put(name, rest, info).await?;
         } else {
             if !rest.is_empty() {
-                let id = block_id(staged.len());
+                let id = block_id(upload, staged.len());
                 staged.push(id.clone());
                 stage(rest, id).await?;
             }
@@ -251,9 +255,10 @@ impl BlockSplitter {
     }
 }
 
-/// Fixed-width block ids: Azure requires every id in a blob to have the same length.
-fn block_id(index: usize) -> Vec<u8> {
-    format!("block-{index:08}").into_bytes()
+/// Fixed-width block ids, unique to one upload: Azure requires every id in a blob to have the
+/// same length, and keeps one uncommitted block per id.
+fn block_id(upload: uuid::Uuid, index: usize) -> Vec<u8> {
+    format!("{}-{index:08}", upload.simple()).into_bytes()
 }
 
 #[cfg(test)]
@@ -294,7 +299,9 @@ mod tests {
     }
 
     #[test]
-    fn block_ids_have_equal_length() {
-        assert_eq!(block_id(0).len(), block_id(99_999_999).len());
+    fn block_ids_have_equal_length_and_differ_between_uploads() {
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        assert_eq!(block_id(a, 0).len(), block_id(b, 99_999_999).len());
+        assert_ne!(block_id(a, 0), block_id(b, 0));
     }
 }

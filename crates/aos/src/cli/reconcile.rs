@@ -116,8 +116,9 @@ async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result
     }
     if run.truncated {
         println!(
-            "stopped at {} instances; run again to continue",
-            options.max_instances
+            "stopped at a bound of the run (at most {} instances queued, an app's share of them, \
+             or {} query pages); run again to continue",
+            options.max_instances, options.max_pages
         );
     }
     println!("{summary} ({:.1} s)", started.elapsed().as_secs_f64());

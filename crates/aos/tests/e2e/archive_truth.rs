@@ -392,3 +392,95 @@ async fn each_confirmed_instance_is_handed_off_downstream_with_its_verified_mani
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn catch_up_does_not_queue_an_instance_held_after_a_permanent_failure() {
+    let (app, env) = spawn(&[(APPS_SETTING, "ttd/test-app")]).await;
+    app.sim.set_events_hold_back(Duration::ZERO);
+    let lying = app
+        .sim
+        .add_instance(instance(87_000, vec![element(100, Some("a.xml"))]));
+    app.sim
+        .tamper(lying.instance_guid, "/data/0/size", json!(120));
+    // Its pushed event fails permanently: the instance is held.
+    let event = app.sim.completed_event(&lying);
+    assert_eq!(app.post_event(&event).await.status, 200);
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    assert!(!app.confirmed(&lying));
+    // The pull feed has the same event: catch-up must not queue it again.
+    app.sim.publish(event);
+    let run = aos_testkit::cli::run_aos(&env, &["catch-up"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let report = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("catch-up ttd/test-app"))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(
+        report.contains("queued 0") && report.contains("held (permanent failure) 1"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_uploads_of_one_blob_at_once_never_leave_bytes_their_hash_does_not_describe() {
+    use futures::channel::mpsc;
+    use sha2::{Digest, Sha256};
+
+    let backends = Backends::start().await;
+    let archive = backends.archive.clone();
+    const SIZE: usize = 9 * 1024 * 1024;
+    const NAME: &str = "ttd/test-app/00000000-0000-4000-8000-000000000001/data/x";
+    let info = BlobInfo {
+        content_type: "application/octet-stream".into(),
+        metadata: HashMap::new(),
+    };
+
+    // Upload A stages its first block, then waits in the middle of its body.
+    let (send_a, body_a) = mpsc::unbounded::<Result<Bytes, String>>();
+    send_a
+        .unbounded_send(Ok(Bytes::from(vec![b'a'; 5 * 1024 * 1024])))
+        .unwrap();
+    let first = {
+        let archive = archive.clone();
+        let info = info.clone();
+        tokio::spawn(async move {
+            let buffers = archive.reserve_buffers(SIZE as u64).await;
+            archive
+                .upload_stream(NAME, body_a, SIZE as u64, &info, buffers)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Upload B of the same blob, other bytes of the same length, runs to its end meanwhile.
+    let body_b = futures::stream::iter(
+        [Bytes::from(vec![b'b'; SIZE])]
+            .into_iter()
+            .map(Ok::<_, String>),
+    );
+    let buffers = archive.reserve_buffers(SIZE as u64).await;
+    archive
+        .upload_stream(NAME, body_b, SIZE as u64, &info, buffers)
+        .await
+        .unwrap();
+
+    // Then A finishes (its commit may fail: that is a retry, not a mixed blob).
+    send_a
+        .unbounded_send(Ok(Bytes::from(vec![b'a'; SIZE - 5 * 1024 * 1024])))
+        .unwrap();
+    drop(send_a);
+    let _ = first.await.unwrap();
+
+    let bytes = archive.read_small(NAME).await.unwrap().unwrap();
+    let listed = archive.list("ttd/test-app/").await.unwrap();
+    let (_, blob) = listed.iter().find(|(n, _)| n == NAME).unwrap();
+    assert_eq!(bytes.len(), SIZE);
+    assert_eq!(
+        blob.sha256(),
+        Some(format!("{:x}", Sha256::digest(&bytes)).as_str()),
+        "the stored bytes are what their recorded SHA-256 says (a: {}, b: {})",
+        bytes.iter().filter(|&&b| b == b'a').count(),
+        bytes.iter().filter(|&&b| b == b'b').count()
+    );
+}
