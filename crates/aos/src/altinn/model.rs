@@ -38,10 +38,15 @@ impl Instance {
 
     /// Altinn's rule: the process is complete exactly when `process.ended` is set.
     pub fn process_ended(&self) -> bool {
+        self.process_ended_at().is_some()
+    }
+
+    /// `process.ended` when set.
+    pub fn process_ended_at(&self) -> Option<&str> {
         self.process
             .as_ref()
             .and_then(|p| p.ended.as_deref())
-            .is_some_and(|e| !e.is_empty())
+            .filter(|e| !e.is_empty())
     }
 }
 

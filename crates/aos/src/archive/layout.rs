@@ -24,6 +24,10 @@ pub mod meta {
     pub const CONTENT_HASH: &str = "contenthash";
     /// SHA-256 of the stored bytes, lower-case hex, computed while they streamed in.
     pub const SHA256: &str = "sha256";
+    /// On the instance JSON: the instance's `process.ended` when it was read (absent while the
+    /// process runs), so an instance archived before its process ended is archived again —
+    /// its JSON at least — once it has.
+    pub const PROCESS_ENDED: &str = "processended";
     /// On `manifest.json`: the [`super::fingerprint`] of the elements it lists, so one listing
     /// of the instance tells whether the manifest describes the current elements without
     /// reading it.

@@ -25,7 +25,7 @@ use crate::domain::{CloudEvent, InstanceRef};
 
 use super::Pipeline;
 use super::error::StepError;
-use super::freshness::archived;
+use super::freshness::{Current, archived};
 
 #[derive(Debug, PartialEq)]
 pub enum ConfirmOutcome {
@@ -61,7 +61,12 @@ impl Pipeline {
         if !fetched.instance.process_ended() {
             return Ok(ConfirmOutcome::NotEnded { instance });
         }
-        if let Err(reason) = archived(&listing, &paths, &elements, self.feedback_data_type()) {
+        let current = Current {
+            elements: &elements,
+            process_ended: fetched.instance.process_ended_at(),
+            ignored: self.feedback_data_type(),
+        };
+        if let Err(reason) = archived(&listing, &paths, current) {
             return Err(StepError::retry(anyhow!(
                 "instance {instance}: the archive does not hold it as Altinn has it now ({reason}); \
                  not confirming until it is archived again (its next event, a replay to \

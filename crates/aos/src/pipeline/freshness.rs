@@ -87,23 +87,45 @@ pub fn element_current(
     Ok(())
 }
 
+/// The instance as Altinn has it now, as far as the archive's currency goes.
+#[derive(Clone, Copy, Debug)]
+pub struct Current<'a> {
+    pub elements: &'a [CheckedElement],
+    /// `process.ended`, when the process has ended.
+    pub process_ended: Option<&'a str>,
+    /// Elements of this data type (the feedback's) are left out.
+    pub ignored: Option<&'a str>,
+}
+
 /// `Ok` when the listing shows the instance archived as it is now: manifest for exactly these
-/// element versions, instance JSON, and a current copy of every element (feedback elements
-/// aside). Otherwise the first reason it is not.
+/// element versions, the instance JSON read after the process ended (when it has), and a
+/// current copy of every element (feedback elements aside). Otherwise the first reason it is
+/// not.
 pub fn archived(
     listing: &InstanceListing,
     paths: &InstancePaths,
-    elements: &[CheckedElement],
-    ignored: Option<&str>,
+    current: Current<'_>,
 ) -> Result<(), String> {
+    let Current {
+        elements,
+        process_ended,
+        ignored,
+    } = current;
     let Some(manifest) = listing.get(&paths.manifest()) else {
         return Err("no manifest".into());
     };
     if manifest.meta(meta::ELEMENTS) != Some(elements_fingerprint(elements, ignored).as_str()) {
         return Err("the manifest lists other elements or other versions of them".into());
     }
-    if listing.get(&paths.instance_json()).is_none() {
+    let Some(json) = listing.get(&paths.instance_json()) else {
         return Err(format!("{} is missing", paths.instance_json()));
+    };
+    let wanted_end = process_ended.map(ascii_metadata_value);
+    if json.meta(meta::PROCESS_ENDED) != wanted_end.as_deref() {
+        return Err(format!(
+            "{} was read before the process ended",
+            paths.instance_json()
+        ));
     }
     elements
         .iter()
@@ -122,6 +144,16 @@ mod tests {
     use crate::domain::{BaseUrl, InstanceRef};
 
     const CHANGED: &str = "2026-12-01T10:00:00.1234567Z";
+    const ENDED: &str = "2026-12-01T10:05:00.1234567Z";
+
+    /// The instance now: `elements`, its process ended at [`ENDED`].
+    fn now<'a>(elements: &'a [CheckedElement], ignored: Option<&'a str>) -> Current<'a> {
+        Current {
+            elements,
+            process_ended: Some(ENDED),
+            ignored,
+        }
+    }
     const SHA: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
     fn paths() -> InstancePaths {
@@ -178,7 +210,10 @@ mod tests {
                 )
             })
             .collect();
-        blobs.push((p.instance_json(), stored(10, &[])));
+        blobs.push((
+            p.instance_json(),
+            stored(10, &[(meta::PROCESS_ENDED, ENDED)]),
+        ));
         let fp = elements_fingerprint(elements, ignored);
         blobs.push((p.manifest(), stored(10, &[(meta::ELEMENTS, fp.as_str())])));
         InstanceListing::from_blobs(blobs)
@@ -188,7 +223,7 @@ mod tests {
     fn an_archive_of_exactly_these_versions_is_archived() {
         let elements = [element(1, "form"), element(2, "pdf")];
         let listing = archived_listing(&elements, None);
-        assert_eq!(archived(&listing, &paths(), &elements, None), Ok(()));
+        assert_eq!(archived(&listing, &paths(), now(&elements, None)), Ok(()));
     }
 
     #[test]
@@ -199,7 +234,7 @@ mod tests {
         changed.last_changed = Some("2026-12-01T10:00:05Z".into());
         let why = element_current(&listing, &paths(), &changed).unwrap_err();
         assert!(why.contains("version"), "{why}");
-        assert!(archived(&listing, &paths(), &[changed], None).is_err());
+        assert!(archived(&listing, &paths(), now(&[changed], None)).is_err());
     }
 
     #[test]
@@ -212,7 +247,7 @@ mod tests {
                 .into_iter()
                 .map(|n| (n.clone(), full.get(&n).unwrap().clone())),
         );
-        let why = archived(&without, &p, &elements, None).unwrap_err();
+        let why = archived(&without, &p, now(&elements, None)).unwrap_err();
         assert!(why.contains("missing"), "{why}");
         let mut short = full.get(&blob_name(&p, &elements[1])).unwrap().clone();
         short.size = 99;
@@ -222,7 +257,7 @@ mod tests {
                 .map(|n| (n.clone(), full.get(&n).unwrap().clone()))
                 .chain([(blob_name(&p, &elements[1]), short)]),
         );
-        let why = archived(&truncated, &p, &elements, None).unwrap_err();
+        let why = archived(&truncated, &p, now(&elements, None)).unwrap_err();
         assert!(why.contains("99 bytes"), "{why}");
     }
 
@@ -230,7 +265,7 @@ mod tests {
     fn a_manifest_for_other_elements_or_without_instance_json_is_not_archived() {
         let elements = [element(1, "form"), element(2, "pdf")];
         let listing = archived_listing(&elements[..1], None);
-        assert!(archived(&listing, &paths(), &elements, None).is_err());
+        assert!(archived(&listing, &paths(), now(&elements, None)).is_err());
         let p = paths();
         let full = archived_listing(&elements, None);
         let no_json = InstanceListing::from_blobs(
@@ -242,7 +277,24 @@ mod tests {
             .into_iter()
             .map(|n| (n.clone(), full.get(&n).unwrap().clone())),
         );
-        assert!(archived(&no_json, &p, &elements, None).is_err());
+        assert!(archived(&no_json, &p, now(&elements, None)).is_err());
+    }
+
+    #[test]
+    fn an_instance_json_read_before_the_process_ended_is_not_archived() {
+        let elements = [element(1, "form")];
+        let listing = archived_listing(&elements, None);
+        let running = Current {
+            process_ended: None,
+            ..now(&elements, None)
+        };
+        let why = archived(&listing, &paths(), running).unwrap_err();
+        assert!(why.contains("before the process ended"), "{why}");
+        let later = Current {
+            process_ended: Some("2026-12-02T00:00:00Z"),
+            ..now(&elements, None)
+        };
+        assert!(archived(&listing, &paths(), later).is_err());
     }
 
     #[test]
@@ -266,9 +318,9 @@ mod tests {
         let listing = archived_listing(&elements, Some("feedback"));
         let with_feedback = [element(1, "form"), element(9, "feedback")];
         assert_eq!(
-            archived(&listing, &paths(), &with_feedback, Some("feedback")),
+            archived(&listing, &paths(), now(&with_feedback, Some("feedback"))),
             Ok(())
         );
-        assert!(archived(&listing, &paths(), &with_feedback, None).is_err());
+        assert!(archived(&listing, &paths(), now(&with_feedback, None)).is_err());
     }
 }

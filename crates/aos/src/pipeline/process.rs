@@ -25,7 +25,7 @@ use crate::domain::{CloudEvent, InstanceRef};
 
 use super::Pipeline;
 use super::error::StepError;
-use super::freshness::{archived, blob_name, element_current, elements_fingerprint};
+use super::freshness::{Current, archived, blob_name, element_current, elements_fingerprint};
 use super::identity::{CheckedElement, Scan};
 
 /// Data elements of one instance downloaded at the same time.
@@ -72,7 +72,12 @@ impl Pipeline {
         let paths = InstancePaths::new(&instance);
         let listing = self.archive.list_instance(&paths).await?;
         let ignored = self.feedback_data_type();
-        match archived(&listing, &paths, &elements, ignored) {
+        let current = Current {
+            elements: &elements,
+            process_ended: fetched.instance.process_ended_at(),
+            ignored,
+        };
+        match archived(&listing, &paths, current) {
             Ok(()) if confirmed => return Ok(ProcessOutcome::AlreadyDone { instance }),
             Ok(()) => {
                 return Ok(ProcessOutcome::Archived {
@@ -107,10 +112,15 @@ impl Pipeline {
             sha256s.insert(element.id, element.sha256);
         }
 
-        let json_info = BlobInfo {
+        let mut json_info = BlobInfo {
             content_type: "application/json".into(),
             metadata: HashMap::from([(meta::INSTANCE_ID.to_string(), instance_id.clone())]),
         };
+        if let Some(ended) = fetched.instance.process_ended_at() {
+            json_info
+                .metadata
+                .insert(meta::PROCESS_ENDED.to_string(), ascii_metadata_value(ended));
+        }
         self.archive
             .put(&paths.instance_json(), fetched.raw.clone(), &json_info)
             .await?;

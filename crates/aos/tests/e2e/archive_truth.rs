@@ -108,6 +108,49 @@ async fn an_element_changed_with_the_same_length_after_an_early_archive_is_confi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_archived_before_its_process_ended_is_confirmed_with_the_instance_json_after_it()
+ {
+    let types = format!("{MOVED_TO},app.instance.process.completed");
+    let (app, _) = spawn(&[(EVENT_TYPES_SETTING, types.as_str())]).await;
+    let inst = app.sim.add_instance(InstanceSpec {
+        process_ended: false,
+        ..instance(81_500, vec![element(900, Some("form.xml"))])
+    });
+    let mut early = app.sim.completed_event(&inst);
+    early["type"] = json!(MOVED_TO);
+    assert_eq!(app.post_event(&early).await.status, 200);
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    let downloads = data_downloads(&app);
+
+    // The process ends; no element changes.
+    assert!(app.sim.end_process(inst.instance_guid));
+    assert_eq!(
+        app.post_event(&app.sim.completed_event(&inst)).await.status,
+        200
+    );
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    assert!(app.confirmed(&inst));
+    app.assert_archived(&inst).await;
+    let json = app
+        .archive
+        .read_small(&app.paths(&inst).instance_json())
+        .await
+        .unwrap()
+        .unwrap();
+    let archived: Value = serde_json::from_slice(&json).unwrap();
+    assert!(
+        archived["process"]["ended"].is_string(),
+        "the archived instance JSON is the completed instance: {}",
+        archived["process"]
+    );
+    assert_eq!(
+        data_downloads(&app),
+        downloads,
+        "no element downloaded again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_data_blob_deleted_or_overwritten_after_the_manifest_is_healed_by_one_replay() {
     let (app, _) = spawn(&[]).await;
     let deleted = app.sim.add_instance(instance(
