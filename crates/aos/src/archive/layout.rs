@@ -32,6 +32,9 @@ pub mod meta {
     /// of the instance tells whether the manifest describes the current elements without
     /// reading it.
     pub const ELEMENTS: &str = "elements";
+    /// On `manifest.json`: the [`super::content_fingerprint`] of the SHA-256s it records, so
+    /// the same listing tells whether the manifest's hashes are those of the stored blobs.
+    pub const HASHES: &str = "hashes";
 }
 
 /// Blob names for one instance, derived only from a validated [`InstanceRef`].
@@ -139,6 +142,21 @@ pub fn fingerprint<'a>(versions: impl IntoIterator<Item = ElementVersion<'a>>) -
                 v.id, v.size, v.last_changed, v.content_hash, v.quarantined
             )
         })
+        .collect();
+    lines.sort();
+    let mut hasher = Sha256::new();
+    for line in &lines {
+        hasher.update(line.as_bytes());
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+/// A digest of `(element id, SHA-256 of its stored bytes)` pairs, independent of their order.
+/// Stored as the manifest's [`meta::HASHES`] metadata.
+pub fn content_fingerprint<'a>(hashes: impl IntoIterator<Item = (Uuid, &'a str)>) -> String {
+    let mut lines: Vec<String> = hashes
+        .into_iter()
+        .map(|(id, sha256)| format!("{id}\t{sha256}\n"))
         .collect();
     lines.sort();
     let mut hasher = Sha256::new();

@@ -26,7 +26,10 @@ mod layout;
 mod listing;
 mod upload;
 
-pub use layout::{ElementVersion, InstancePaths, Manifest, ManifestElement, fingerprint, meta};
+pub use layout::{
+    ElementVersion, InstancePaths, Manifest, ManifestElement, content_fingerprint, fingerprint,
+    meta,
+};
 pub use listing::{InstanceListing, StoredBlob};
 pub use upload::{BLOCK_SIZE, BUFFER_BUDGET, BufferReservation, StoredBytes};
 
@@ -312,21 +315,23 @@ impl Archive {
             })
     }
 
-    /// Writes the manifest with metadata [`meta::ELEMENTS`] = `elements_fingerprint`, the
-    /// [`fingerprint`] of the elements a later check must find current.
+    /// Writes the manifest with metadata [`meta::ELEMENTS`] = `elements`, the [`fingerprint`] of
+    /// the element versions a later check must find current, and [`meta::HASHES`] = `hashes`,
+    /// the [`content_fingerprint`] of the SHA-256s it records for them.
     pub async fn write_manifest(
         &self,
         paths: &InstancePaths,
         manifest: &Manifest,
-        elements_fingerprint: &str,
+        elements: &str,
+        hashes: &str,
     ) -> Result<(), ArchiveError> {
         let json = serde_json::to_vec_pretty(manifest).expect("a manifest always serialises");
         let info = BlobInfo {
             content_type: "application/json".into(),
-            metadata: HashMap::from([(
-                meta::ELEMENTS.to_string(),
-                elements_fingerprint.to_string(),
-            )]),
+            metadata: HashMap::from([
+                (meta::ELEMENTS.to_string(), elements.to_string()),
+                (meta::HASHES.to_string(), hashes.to_string()),
+            ]),
         };
         self.put(&paths.manifest(), Bytes::from(json), &info).await
     }

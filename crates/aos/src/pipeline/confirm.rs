@@ -75,7 +75,9 @@ impl Pipeline {
         }
         self.altinn.complete(&instance).await?;
         if let Some(handoff) = &self.handoff {
-            handoff.send(&self.archive, &instance, &paths).await?;
+            handoff
+                .send(&self.archive, &instance, &paths, &listing)
+                .await?;
         }
         Ok(ConfirmOutcome::Confirmed { instance })
     }

@@ -16,7 +16,8 @@
 //! the feedback step adds one after archiving, and it is this system's own output.
 
 use crate::archive::{
-    ElementVersion, InstanceListing, InstancePaths, ascii_metadata_value, fingerprint, meta,
+    ElementVersion, InstanceListing, InstancePaths, ascii_metadata_value, content_fingerprint,
+    fingerprint, meta,
 };
 
 use super::identity::{CheckedElement, Scan};
@@ -48,6 +49,21 @@ pub fn elements_fingerprint(elements: &[CheckedElement], ignored: Option<&str>) 
             .iter()
             .filter(|e| ignored != Some(e.data_type.as_str()))
             .map(version),
+    )
+}
+
+/// The [`content_fingerprint`] of the SHA-256s `sha256_of` gives for the elements that decide
+/// (all but those of `ignored`).
+pub fn hashes_fingerprint<'a>(
+    elements: &'a [CheckedElement],
+    ignored: Option<&str>,
+    sha256_of: impl Fn(&'a CheckedElement) -> &'a str,
+) -> String {
+    content_fingerprint(
+        elements
+            .iter()
+            .filter(|e| ignored != Some(e.data_type.as_str()))
+            .map(|e| (e.id, sha256_of(e))),
     )
 }
 
@@ -130,7 +146,18 @@ pub fn archived(
     elements
         .iter()
         .filter(|e| ignored != Some(e.data_type.as_str()))
-        .try_for_each(|e| element_current(listing, paths, e))
+        .try_for_each(|e| element_current(listing, paths, e))?;
+    // Every blob is current; the manifest must record exactly their hashes.
+    let stored = hashes_fingerprint(elements, ignored, |e| {
+        listing
+            .get(&blob_name(paths, e))
+            .and_then(|b| b.sha256())
+            .unwrap_or_default()
+    });
+    if manifest.meta(meta::HASHES) != Some(stored.as_str()) {
+        return Err("the manifest records other SHA-256s than the stored blobs".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -215,7 +242,17 @@ mod tests {
             stored(10, &[(meta::PROCESS_ENDED, ENDED)]),
         ));
         let fp = elements_fingerprint(elements, ignored);
-        blobs.push((p.manifest(), stored(10, &[(meta::ELEMENTS, fp.as_str())])));
+        let hashes = hashes_fingerprint(elements, ignored, |_| SHA);
+        blobs.push((
+            p.manifest(),
+            stored(
+                10,
+                &[
+                    (meta::ELEMENTS, fp.as_str()),
+                    (meta::HASHES, hashes.as_str()),
+                ],
+            ),
+        ));
         InstanceListing::from_blobs(blobs)
     }
 
@@ -295,6 +332,30 @@ mod tests {
             ..now(&elements, None)
         };
         assert!(archived(&listing, &paths(), later).is_err());
+    }
+
+    #[test]
+    fn a_manifest_whose_hashes_are_not_the_blobs_is_not_archived() {
+        let elements = [element(1, "form")];
+        let p = paths();
+        let listing = archived_listing(&elements, None);
+        let mut blobs: Vec<(String, StoredBlob)> = [p.instance_json(), blob_name(&p, &elements[0])]
+            .into_iter()
+            .map(|n| (n.clone(), listing.get(&n).unwrap().clone()))
+            .collect();
+        let mut manifest = listing.get(&p.manifest()).unwrap().clone();
+        manifest.metadata.insert(
+            meta::HASHES.into(),
+            hashes_fingerprint(&elements, None, |_| "1111"),
+        );
+        blobs.push((p.manifest(), manifest));
+        let why = archived(
+            &InstanceListing::from_blobs(blobs),
+            &p,
+            now(&elements, None),
+        )
+        .unwrap_err();
+        assert!(why.contains("SHA-256"), "{why}");
     }
 
     #[test]

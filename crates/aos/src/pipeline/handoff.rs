@@ -7,7 +7,8 @@
 //! ```json
 //! {"type": "aos.instance.archived", "instanceId": "50019855/6b33…", "appId": "ttd/app",
 //!  "container": "inbound", "manifestBlob": "ttd/app/6b33…/manifest.json",
-//!  "confirmedAt": "2026-12-01T10:00:00Z", "manifest": { …the manifest… }}
+//!  "elementsFingerprint": "3f1c…", "sentAt": "2026-12-01T10:00:00Z",
+//!  "manifest": { …the manifest… }}
 //! ```
 //!
 //! `manifest` lists every element with its blob name, size, `lastChanged` and SHA-256, so the
@@ -15,16 +16,23 @@
 //! instance with hundreds of elements) is left out (`"manifest": null`): the consumer reads
 //! `manifestBlob` instead.
 //!
+//! The manifest sent is the one the confirmation verified: its blob names (rebuilt from the
+//! instance's identity), sizes and SHA-256s are checked against the listing the confirmation
+//! used, and a manifest rewritten in between fails the step retryably instead of being sent.
+//!
 //! Delivery is at least once: the message is sent after *complete* succeeded, and a failed
 //! send fails the confirmation step retryably, whose retry confirms again (idempotent in
-//! Altinn) and sends again. Consumers deduplicate by `instanceId`.
+//! Altinn) and sends again. Consumers deduplicate by `instanceId` and `elementsFingerprint`
+//! (an instance re-archived after a change, rare, is handed off again with a new fingerprint).
+//! When the send fails on every attempt, the confirmation message ends in
+//! `events-confirmation-poison`; replaying it sends the hand-off.
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::OnceCell;
 
-use crate::archive::{Archive, InstancePaths};
+use crate::archive::{Archive, InstanceListing, InstancePaths, Manifest, meta};
 use crate::config::{Settings, SettingsError, queue_storage};
 use crate::domain::InstanceRef;
 use crate::queue::{Queue, QueueAccount};
@@ -62,21 +70,33 @@ impl Handoff {
     }
 
     /// Sends the hand-off message for a confirmed instance, with its manifest read from the
-    /// archive.
+    /// archive and checked against `listing`, the one its confirmation verified.
     pub async fn send(
         &self,
         archive: &Archive,
         instance: &InstanceRef,
         paths: &InstancePaths,
+        listing: &InstanceListing,
     ) -> Result<(), StepError> {
-        let manifest = archive
+        let changed = |why: String| {
+            StepError::retry(anyhow::anyhow!(
+                "hand-off of {instance}: {why}; not sending a manifest that was not verified"
+            ))
+        };
+        let bytes = archive
             .read_small(&paths.manifest())
             .await?
-            .map(|bytes| serde_json::from_slice::<Value>(&bytes))
-            .transpose()
-            .map_err(|e| StepError::retry(e).context("hand-off: the manifest is not JSON"))?
-            .unwrap_or(Value::Null);
-        let text = message_text(instance, paths, archive.container_name(), manifest);
+            .ok_or_else(|| changed("the manifest is gone".into()))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| changed(format!("the manifest is unreadable: {e}")))?;
+        verify(&manifest, paths, listing).map_err(changed)?;
+        let fingerprint = listing
+            .get(&paths.manifest())
+            .and_then(|m| m.meta(meta::ELEMENTS))
+            .unwrap_or_default();
+        let raw: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| changed(format!("the manifest is unreadable: {e}")))?;
+        let text = message_text(instance, paths, archive.container_name(), fingerprint, raw);
         self.created
             .get_or_try_init(|| self.queue.ensure_exists())
             .await
@@ -90,11 +110,37 @@ impl Handoff {
     }
 }
 
+/// Every element the manifest records is in `listing` at its rebuilt name with the recorded
+/// size and SHA-256.
+fn verify(
+    manifest: &Manifest,
+    paths: &InstancePaths,
+    listing: &InstanceListing,
+) -> Result<(), String> {
+    for element in &manifest.elements {
+        let name = if element.quarantined {
+            paths.quarantine(element.id)
+        } else {
+            paths.data(element.id)
+        };
+        match listing.get(&name) {
+            Some(blob) if blob.size == element.size && blob.sha256() == Some(&element.sha256) => {}
+            _ => {
+                return Err(format!(
+                    "the manifest changed since it was verified ({name})"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The message for `instance`; without the manifest when it would not fit one queue message.
 fn message_text(
     instance: &InstanceRef,
     paths: &InstancePaths,
     container: &str,
+    elements_fingerprint: &str,
     manifest: Value,
 ) -> String {
     let mut message = json!({
@@ -103,7 +149,8 @@ fn message_text(
         "appId": instance.app_id(),
         "container": container,
         "manifestBlob": paths.manifest(),
-        "confirmedAt": time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+        "elementsFingerprint": elements_fingerprint,
+        "sentAt": time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
         "manifest": manifest,
     });
     let text = message.to_string();
@@ -132,13 +179,14 @@ mod tests {
     fn the_message_names_the_instance_and_carries_its_manifest() {
         let i = instance();
         let p = InstancePaths::new(&i);
-        let text = message_text(&i, &p, "inbound", json!({"elements": []}));
+        let text = message_text(&i, &p, "inbound", "f1", json!({"elements": []}));
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["type"], MESSAGE_TYPE);
         assert_eq!(v["instanceId"], "5/bd9edd59-b18c-4726-aa9e-6b150eade814");
         assert_eq!(v["appId"], "ttd/a1");
         assert_eq!(v["manifestBlob"], p.manifest());
         assert_eq!(v["manifest"], json!({"elements": []}));
+        assert_eq!(v["elementsFingerprint"], "f1");
     }
 
     #[test]
@@ -146,7 +194,7 @@ mod tests {
         let i = instance();
         let p = InstancePaths::new(&i);
         let big = json!({"elements": vec!["x".repeat(100); 1000]});
-        let text = message_text(&i, &p, "inbound", big);
+        let text = message_text(&i, &p, "inbound", "f1", big);
         assert!(text.len() <= MAX_MESSAGE_TEXT, "{}", text.len());
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["manifest"], Value::Null);

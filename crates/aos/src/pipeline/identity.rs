@@ -69,11 +69,36 @@ pub fn check_instance(
     {
         check_link(link, platform, &instance_path)?;
     }
-    instance
+    let elements: Vec<CheckedElement> = instance
         .data
         .iter()
         .map(|element| check_element(expected, element, platform, &instance_path))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // Two elements with one id would share one blob: neither could ever be current.
+    let mut ids = std::collections::HashSet::new();
+    if let Some(twice) = elements.iter().find(|e| !ids.insert(e.id)) {
+        return Err(format!("data element {} is listed twice", twice.id));
+    }
+    Ok(elements)
+}
+
+/// Longest `lastChanged`/`contentHash`/`contentType` accepted: they go into blob metadata and
+/// headers (8 KiB of metadata per blob), and real values are a few dozen characters.
+const MAX_VERSION_FIELD: usize = 256;
+
+/// A value that goes into blob metadata or a header as it is, and is later compared with what
+/// the service gives back: printable ASCII without surrounding whitespace (HTTP strips it, so a
+/// padded value would never compare equal, and the element would be downloaded on every
+/// attempt), at most [`MAX_VERSION_FIELD`] characters.
+fn header_safe(id: Uuid, field: &str, value: &str) -> Result<(), String> {
+    let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !printable || value.trim() != value || value.len() > MAX_VERSION_FIELD {
+        return Err(format!(
+            "data element {id} has a {field} that cannot be recorded ({:?})",
+            value.chars().take(80).collect::<String>()
+        ));
+    }
+    Ok(())
 }
 
 fn check_element(
@@ -108,6 +133,26 @@ fn check_element(
         Some(size) if size >= 0 => size as u64,
         other => return Err(format!("data element {id} has no valid size ({other:?})")),
     };
+    let last_changed = element.last_changed.clone().filter(|c| !c.is_empty());
+    if let Some(changed) = &last_changed {
+        header_safe(id, "lastChanged", changed)?;
+        time::OffsetDateTime::parse(changed, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| {
+                format!("data element {id} has a lastChanged that is not a time ({changed:?})")
+            })?;
+    }
+    // A `contentHash` or `contentType` that cannot be recorded is left out rather than
+    // refused: the element is still archived, versioned by its size and `lastChanged`, stored
+    // as `application/octet-stream`.
+    let content_hash = element
+        .content_hash
+        .clone()
+        .filter(|c| !c.is_empty() && header_safe(id, "contentHash", c).is_ok());
+    let content_type = element
+        .content_type
+        .clone()
+        .filter(|c| !c.is_empty() && header_safe(id, "contentType", c).is_ok())
+        .unwrap_or_else(|| "application/octet-stream".into());
     let scan = match element.file_scan_result.as_deref() {
         Some("Pending") => Scan::Pending,
         Some("Infected") => Scan::Infected,
@@ -116,14 +161,10 @@ fn check_element(
     Ok(CheckedElement {
         id,
         data_type: element.data_type.clone().unwrap_or_default(),
-        content_type: element
-            .content_type
-            .clone()
-            .filter(|c| !c.is_empty())
-            .unwrap_or_else(|| "application/octet-stream".into()),
+        content_type,
         size,
-        last_changed: element.last_changed.clone().filter(|c| !c.is_empty()),
-        content_hash: element.content_hash.clone().filter(|c| !c.is_empty()),
+        last_changed,
+        content_hash,
         filename: element.filename.clone().filter(|f| !f.is_empty()),
         scan,
         hard_deleted: element
@@ -190,6 +231,51 @@ mod tests {
     fn check(value: serde_json::Value) -> Result<Vec<CheckedElement>, String> {
         let instance: Instance = serde_json::from_value(value).unwrap();
         check_instance(&expected(), &instance, &platform())
+    }
+
+    #[test]
+    fn version_fields_that_cannot_be_recorded_or_repeated_ids_are_anomalies() {
+        for (pointer, value, fragment) in [
+            (
+                "/data/0/lastChanged",
+                json!("2026-12-01T10:00:00Z "),
+                "lastChanged",
+            ),
+            ("/data/0/lastChanged", json!("yesterday"), "not a time"),
+            (
+                "/data/0/lastChanged",
+                json!("2026-12-01T10:00:00\u{e9}Z"),
+                "lastChanged",
+            ),
+        ] {
+            let mut v = good();
+            v["data"][0][pointer.rsplit('/').next().unwrap()] = value.clone();
+            let err = check(v).unwrap_err();
+            assert!(err.contains(fragment), "{pointer} {value}: {err}");
+        }
+        let mut twice = good();
+        let first = twice["data"][0].clone();
+        twice["data"].as_array_mut().unwrap().push(first);
+        assert!(check(twice).unwrap_err().contains("listed twice"));
+
+        let mut odd = good();
+        odd["data"][0]["contentHash"] = json!(" abc");
+        odd["data"][0]["contentType"] = json!("text/plain\r\nX-Evil: 1");
+        let elements = check(odd).unwrap();
+        assert_eq!(elements[0].content_hash, None, "left out");
+        assert_eq!(elements[0].content_type, "application/octet-stream");
+        let mut long = good();
+        long["data"][0]["contentHash"] = json!("x".repeat(300));
+        assert_eq!(check(long).unwrap()[0].content_hash, None);
+
+        let mut fine = good();
+        fine["data"][0]["lastChanged"] = json!("2026-12-01T10:00:00.1234567Z");
+        fine["data"][0]["contentHash"] = json!("sha256:abc=");
+        let elements = check(fine).unwrap();
+        assert_eq!(
+            elements[0].last_changed.as_deref(),
+            Some("2026-12-01T10:00:00.1234567Z")
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@ use crate::domain::{CloudEvent, InstanceRef};
 
 use super::Pipeline;
 use super::error::StepError;
-use super::freshness::{Current, archived, blob_name, element_current, elements_fingerprint};
+use super::freshness::{
+    Current, archived, blob_name, element_current, elements_fingerprint, hashes_fingerprint,
+};
 use super::identity::{CheckedElement, Scan};
 
 /// Data elements of one instance downloaded at the same time.
@@ -138,8 +140,21 @@ impl Pipeline {
                 .map(|e| manifest_element(&paths, e, sha256s.remove(&e.id).unwrap_or_default()))
                 .collect(),
         };
+        let recorded: HashMap<_, _> = manifest
+            .elements
+            .iter()
+            .map(|m| (m.id, m.sha256.as_str()))
+            .collect();
+        let hashes = hashes_fingerprint(&elements, ignored, |e| {
+            recorded.get(&e.id).copied().unwrap_or_default()
+        });
         self.archive
-            .write_manifest(&paths, &manifest, &elements_fingerprint(&elements, ignored))
+            .write_manifest(
+                &paths,
+                &manifest,
+                &elements_fingerprint(&elements, ignored),
+                &hashes,
+            )
             .await?;
         Ok(ProcessOutcome::Archived {
             elements: elements.len(),
