@@ -4,8 +4,9 @@
 //! A permanent failure (anomalous metadata, a `size` Altinn's bytes contradict, a refused
 //! `complete`) never heals by itself. Without a hold, every reconcile run (each 15 minutes)
 //! would queue the instance again — five attempts, new downloads and a new poison message,
-//! forever. So a permanent failure of a step writes `holds/{org}/{app}/{guid}.json` in
-//! `aos-state`, and reconciliation and catch-up skip held instances until:
+//! forever. So a permanent failure of a step's last attempt (the message goes to poison) writes
+//! `holds/{org}/{app}/{partyId}/{guid}.json` in `aos-state`, and reconciliation and catch-up
+//! skip held instances until:
 //! - an operator replays the instance's message (`aos poison replay` releases the hold), or
 //! - the record is older than `PermanentFailureHoldDays` (default 7): a fixed Altinn-side
 //!   problem is then picked up again without anyone remembering it.
@@ -101,22 +102,29 @@ impl Holds {
         }
     }
 
-    /// The instances held now: records younger than `max_age` (by the service's own
-    /// last-modified time, so a skewed local clock does not shorten or lengthen a hold by more
-    /// than its skew). A zero `max_age` holds nothing and costs no request.
+    /// The instances held now: records younger than `max_age` (by the service's last-modified
+    /// time; a skewed local clock shifts a hold's end by its skew, no more). Older records are
+    /// deleted. A zero `max_age` holds nothing and costs no request.
     pub async fn active(&self, max_age: Duration) -> Result<HeldInstances, ArchiveError> {
         if max_age <= Duration::ZERO {
             return Ok(HeldInstances::default());
         }
         let cutoff = OffsetDateTime::now_utc() - max_age;
+        let (active, expired): (Vec<_>, Vec<_>) = self
+            .state
+            .list(HOLD_PREFIX)
+            .await?
+            .into_iter()
+            .partition(|(_, blob)| blob.last_modified.is_none_or(|at| at > cutoff));
+        // Expired holds are removed as they are found, so `holds/` stays small (one listing
+        // page) however long the system runs. Best effort: the next run tries again.
+        for (name, _) in expired {
+            if let Err(e) = self.state.delete(&name).await {
+                tracing::debug!(hold = %name, error = %e, "could not remove an expired hold");
+            }
+        }
         Ok(HeldInstances(
-            self.state
-                .list(HOLD_PREFIX)
-                .await?
-                .into_iter()
-                .filter(|(_, blob)| blob.last_modified.is_none_or(|at| at > cutoff))
-                .map(|(name, _)| name)
-                .collect(),
+            active.into_iter().map(|(name, _)| name).collect(),
         ))
     }
 
@@ -132,13 +140,16 @@ impl Holds {
     }
 }
 
-/// `holds/{org}/{app}/{guid}.json`: one per instance, from validated names only.
+/// `holds/{org}/{app}/{partyId}/{guid}.json`: one per instance, from validated names only. The
+/// party is part of the name: an event naming a real instance under another party fails (404)
+/// and must not hold the real one.
 fn blob_name(instance: &InstanceRef) -> String {
     let guid: &Uuid = &instance.instance_guid;
     format!(
-        "{HOLD_PREFIX}{}/{}/{guid}.json",
+        "{HOLD_PREFIX}{}/{}/{}/{guid}.json",
         instance.org.as_str(),
-        instance.app.as_str()
+        instance.app.as_str(),
+        instance.party_id.get()
     )
 }
 
@@ -157,9 +168,18 @@ mod tests {
         .unwrap();
         assert_eq!(
             blob_name(&instance),
-            "holds/ttd/a1/bd9edd59-b18c-4726-aa9e-6b150eade814.json"
+            "holds/ttd/a1/5/bd9edd59-b18c-4726-aa9e-6b150eade814.json"
         );
         let held = HeldInstances(HashSet::from([blob_name(&instance)]));
         assert!(held.contains(&instance));
+        let other_party = InstanceRef::from_source(
+            "https://ttd.apps.tt02.altinn.no/ttd/a1/instances/6/bd9edd59-b18c-4726-aa9e-6b150eade814",
+            &apps,
+        )
+        .unwrap();
+        assert!(
+            !held.contains(&other_party),
+            "another party's failure holds nothing here"
+        );
     }
 }

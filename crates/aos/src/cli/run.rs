@@ -30,7 +30,7 @@ pub struct Args {
 /// finish. A setting `aos run` needs (the webhook secret, the queue connection) is a usage
 /// error, like every other setting.
 pub async fn run(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
-    let pipeline = Pipeline::from_settings(load_settings(from)?.settings).await?;
+    let mut pipeline = Pipeline::from_settings(load_settings(from)?.settings).await?;
     let mut options = RunOptions {
         listen: args.listen,
         ..RunOptions::default()
@@ -40,6 +40,7 @@ pub async fn run(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
     // The lease is renewed every third of it: at least 3 s keeps that a second or more (never
     // zero, which `tokio::time::interval` refuses).
     options.worker.lease = Duration::from_secs(args.lease_secs.max(3));
+    pipeline.max_attempts = options.worker.max_dequeue_count;
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {

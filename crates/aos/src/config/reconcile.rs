@@ -49,8 +49,18 @@ pub(super) fn failure_hold(src: &SettingSource) -> Result<time::Duration, Settin
         DEFAULT_FAILURE_HOLD_DAYS,
         0..=365,
     )?;
+    // Test-only: a hold of seconds, so a test can see one expire.
+    if let Some(secs) = std::env::var(TEST_FAILURE_HOLD_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        return Ok(time::Duration::seconds(secs.into()));
+    }
     Ok(time::Duration::days(days as i64))
 }
+
+/// Test-only environment variable: the hold age in seconds instead of days.
+const TEST_FAILURE_HOLD_ENV: &str = "AOS_TEST_FAILURE_HOLD_SECS";
 
 /// `ReconcileApps`: comma-separated `org/app`, each name checked like an event's.
 pub(super) fn reconcile_apps(

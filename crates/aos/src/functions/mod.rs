@@ -68,7 +68,7 @@ pub fn router(pipeline: Pipeline, deadline: Option<Duration>) -> Router {
 
 /// Serves the handler until the process is stopped. Binds IPv4 loopback: the host always
 /// dials `127.0.0.1`.
-pub async fn serve(pipeline: Pipeline, port: u16) -> std::io::Result<()> {
+pub async fn serve(mut pipeline: Pipeline, port: u16) -> std::io::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     // The host starts the handler in the app root (`workingDirectory` ""), and names it.
@@ -77,10 +77,23 @@ pub async fn serve(pipeline: Pipeline, port: u16) -> std::io::Result<()> {
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_default();
     let deadline = deadline::from_host_json(&app_root);
+    pipeline.max_attempts = max_dequeue_count(&app_root);
     tracing::info!(%addr, ?deadline, "custom handler listening");
     axum::serve(listener, router(pipeline, deadline))
         .with_graceful_shutdown(crate::shutdown_signal())
         .await
+}
+
+/// `extensions.queues.maxDequeueCount` of `host.json` in `app_root`: the attempt at which the
+/// host poisons a message (its default, 5, when the file does not say).
+fn max_dequeue_count(app_root: &std::path::Path) -> u32 {
+    std::fs::read_to_string(app_root.join("host.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|json| json.pointer("/extensions/queues/maxDequeueCount")?.as_u64())
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(crate::pipeline::DEFAULT_MAX_ATTEMPTS)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::domain::CloudEvent;
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::CatchUpOptions;
 use crate::pipeline::error::{ErrorKind, StepError};
-use crate::pipeline::messages::{QueueStep, describe, parse_message};
+use crate::pipeline::messages::{Attempt, QueueStep, describe, parse_message};
 use crate::pipeline::receive::{ReceiveOutcome, receive};
 use crate::pipeline::reconcile::ReconcileOptions;
 use crate::queue::QueueAccount;
@@ -107,7 +107,11 @@ async fn queue_step(function: &str, pipeline: &Pipeline, step: QueueStep, body: 
         Err(e) => return failed(function, "decode", &e, ErrorKind::Permanent),
     };
     match pipeline
-        .run_step_recorded(step, &event, attempt.unwrap_or(1))
+        .run_step_recorded(
+            step,
+            &event,
+            Attempt::of(attempt.unwrap_or(1), pipeline.max_attempts),
+        )
         .await
     {
         Ok(report) => {

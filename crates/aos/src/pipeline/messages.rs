@@ -28,6 +28,24 @@ pub fn describe(event: &CloudEvent) -> String {
     format!("event {} source {}", event.id(), event.source())
 }
 
+/// Which attempt at a message this is, as the runtime counts them (the queue's dequeue count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub number: u32,
+    /// The runtime moves the message to poison if this attempt fails (`maxDequeueCount`).
+    pub last: bool,
+}
+
+impl Attempt {
+    /// Attempt `number` of at most `max`.
+    pub fn of(number: u32, max: u32) -> Self {
+        Attempt {
+            number,
+            last: number >= max,
+        }
+    }
+}
+
 /// The queue-triggered steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueueStep {
@@ -67,22 +85,26 @@ impl Pipeline {
         }
     }
 
-    /// Runs `step` and, if it fails, records the failure for `aos poison list`; a permanent
-    /// failure also holds the instance out of reconciliation and catch-up (`crate::holds`).
+    /// Runs `step` and, if it fails, records the failure for `aos poison list`. A permanent
+    /// failure of the last attempt — the message is going to poison — also holds the instance
+    /// out of reconciliation and catch-up (`crate::holds`); an earlier one may be a race (an
+    /// element replaced while it downloaded) that the next attempt does not meet, and a hold
+    /// written then would outlive the attempt that succeeds.
     pub async fn run_step_recorded(
         &self,
         step: QueueStep,
         event: &CloudEvent,
-        attempt: u32,
+        attempt: Attempt,
     ) -> Result<StepReport, StepError> {
         let result = self.run_step(step, event).await;
         if let Err(e) = &result {
             let queue = self.queue_of(step);
             let error = e.to_string();
             self.failures
-                .record(queue, event, attempt, e.kind().label(), &error)
+                .record(queue, event, attempt.number, e.kind().label(), &error)
                 .await;
             if e.kind() == ErrorKind::Permanent
+                && attempt.last
                 && let Ok(instance) = event.instance(&self.settings.apps_base_url)
             {
                 self.holds.record(&instance, queue, event, &error).await;

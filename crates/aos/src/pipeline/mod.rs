@@ -49,6 +49,9 @@ use crate::storage::StorageEndpoint;
 use error::StepError;
 use subscription_files::SubscriptionFiles;
 
+/// The Functions host's default `maxDequeueCount`, and `aos run`'s.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
 /// What every step needs: settings, the Altinn client and the archive. One per process.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -61,6 +64,9 @@ pub struct Pipeline {
     pub holds: Holds,
     /// The downstream hand-off queue (`ArchivedQueueName`), when configured.
     pub handoff: Option<handoff::Handoff>,
+    /// Attempts at a message before the runtime poisons it: the host's `maxDequeueCount`
+    /// (`aos serve` reads it from `host.json`) or `aos run`'s; [`DEFAULT_MAX_ATTEMPTS`] until set.
+    pub max_attempts: u32,
     /// The blob-triggered subscription functions' containers, in the trigger connection's
     /// account; the reason when that connection is not configured (only those two functions
     /// need it, so the rest of the app still starts).
@@ -96,6 +102,7 @@ impl Pipeline {
             failures,
             holds,
             handoff,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             subscription_files,
         })
     }

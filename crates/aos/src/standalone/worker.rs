@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::Pipeline;
 use crate::pipeline::error::StepError;
-use crate::pipeline::messages::{QueueStep, describe, parse_message};
+use crate::pipeline::messages::{Attempt, QueueStep, describe, parse_message};
 use crate::queue::{Leased, Queue};
 
 #[derive(Clone, Debug)]
@@ -147,7 +147,7 @@ async fn handle(
     }
     let lease_secs = config.lease.as_secs().max(1) as u32;
     let outcome = {
-        let attempt = message.dequeue_count;
+        let attempt = Attempt::of(message.dequeue_count, config.max_dequeue_count);
         let work = async {
             let event = parse_message(&text)?;
             let report = pipeline.run_step_recorded(step, &event, attempt).await?;

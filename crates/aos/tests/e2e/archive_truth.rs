@@ -527,3 +527,77 @@ async fn two_uploads_of_one_blob_at_once_never_leave_bytes_their_hash_does_not_d
         bytes.iter().filter(|&&b| b == b'b').count()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_permanent_failure_that_a_later_attempt_gets_past_holds_nothing() {
+    let (app, _) = spawn(&[]).await;
+    let inst = app
+        .sim
+        .add_instance(instance(88_000, vec![element(100, Some("a.xml"))]));
+    // The first attempt meets a size the bytes contradict (an element replaced meanwhile).
+    app.sim
+        .tamper(inst.instance_guid, "/data/0/size", json!(120));
+    assert_eq!(
+        app.post_event(&app.sim.completed_event(&inst)).await.status,
+        200
+    );
+    app.wait_for_a_failed_invocation(
+        "EventsProcessor",
+        "the first attempt fails",
+        Duration::from_secs(20),
+    )
+    .await;
+    app.sim
+        .tamper(inst.instance_guid, "/data/0/size", json!(100));
+    // Then Altinn's complete is down for every confirmation attempt: poisoned, unconfirmed.
+    app.sim.inject(altinn_sim::FaultRule {
+        path_contains: "/complete".into(),
+        fault: altinn_sim::Fault::Status(503),
+        times: u32::MAX,
+    });
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    assert!(!app.confirmed(&inst));
+    assert_eq!(
+        app.azurite
+            .queue_texts("events-confirmation-poison")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Reconciliation finds it again: nothing held it.
+    let (queued, summary) = reconcile_by_timer(&app).await;
+    assert_eq!(queued_for(&queued, &inst), 1, "{summary}");
+    assert!(summary.contains("held 0"), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hold_ends_after_its_age_and_a_zero_age_holds_nothing() {
+    for (age, held_on_second_run) in [("4", true), ("0", false)] {
+        let (app, _) = spawn(&[("AOS_TEST_FAILURE_HOLD_SECS", age)]).await;
+        let inst = app
+            .sim
+            .add_instance(instance(89_000, vec![element(100, Some("a.xml"))]));
+        app.sim
+            .tamper(inst.instance_guid, "/data/0/size", json!(120));
+        let (first, _) = reconcile_by_timer(&app).await;
+        assert_eq!(queued_for(&first, &inst), 1);
+        app.host.wait_until_idle(DRAIN).await.unwrap();
+        let (second, summary) = reconcile_by_timer(&app).await;
+        assert_eq!(
+            queued_for(&second, &inst),
+            usize::from(!held_on_second_run),
+            "age {age}: {summary}"
+        );
+        if held_on_second_run {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let (third, summary) = reconcile_by_timer(&app).await;
+            assert_eq!(queued_for(&third, &inst), 1, "expired: {summary}");
+            let state = altinn_aos::archive::Archive::new(app.blobs.clone(), "aos-state");
+            assert!(
+                state.list("holds/").await.unwrap().is_empty(),
+                "the expired hold was removed"
+            );
+        }
+    }
+}
