@@ -114,12 +114,8 @@ async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result
             }
         }
     }
-    if run.truncated {
-        println!(
-            "stopped at a bound of the run (at most {} instances queued, an app's share of them, \
-             or {} query pages); run again to continue",
-            options.max_instances, options.max_pages
-        );
+    for why in &run.stopped {
+        println!("{why}");
     }
     println!("{summary} ({:.1} s)", started.elapsed().as_secs_f64());
     if summary.failed == 0 {

@@ -28,11 +28,12 @@
 //! the reason and never used as a path.
 //!
 //! Bounds: a run queues at most [`ReconcileOptions::max_instances`] instances — the cap counts
-//! only instances queued, never those found done — and in the first phase each scope may use
-//! at most its share of the cap, so one app with a backlog cannot starve the others; the sweep
-//! visits the scopes starting at a different one each run. Pages read are bounded too
-//! ([`MAX_PAGES_PER_RUN`]), so a timer invocation stays inside the function timeout whatever
-//! the sweep window holds; the rest is found by the next run.
+//! only instances queued, never those found done — and reads at most
+//! [`ReconcileOptions::max_pages`] pages, so a timer invocation stays inside the function
+//! timeout whatever the sweep window holds; the rest is found by the next run. In the first
+//! phase each scope may use at most its share of both, so one app with a backlog (or with
+//! pages of held or failing instances) cannot starve the others; both phases start at a scope
+//! chosen at random. The shares are per scope: org-wide (no `ReconcileApps`) is one scope.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -110,14 +111,20 @@ pub struct Reconciliation {
     pub failed_queries: usize,
     /// Queries started.
     pub queries: usize,
-    /// The run stopped at a bound (`max_instances`, a scope's share, `max_pages`); the next
-    /// run continues.
-    pub truncated: bool,
+    /// Why the run (or one app's query) stopped before the end — the instance cap, an app's
+    /// share of it, the page bound; empty when everything was read. The next run continues.
+    pub stopped: Vec<String>,
     /// Pages read so far.
     pages: usize,
 }
 
 impl Reconciliation {
+    /// The run, or one query of it, stopped at a bound: said once in the progress and kept.
+    fn stop(&mut self, progress: &mut (dyn FnMut(String) + Send), why: String) {
+        progress(why.clone());
+        self.stopped.push(why);
+    }
+
     fn fail(&mut self, reason: String) {
         tracing::warn!(reason = %reason, "reconcile: instance or query failed");
         self.failed += 1;
@@ -246,21 +253,28 @@ impl Pipeline {
             }
         };
         let mut seen = HashSet::new();
-        let share = options.max_instances.div_ceil(scopes.len().max(1));
+        // In the first phase each scope gets its share of the instance cap and of the pages;
+        // the sweep gets what is left. Both start at a rotating scope.
+        let scopes_count = scopes.len().max(1);
+        let share = options.max_instances.div_ceil(scopes_count);
+        let page_share = options.max_pages.div_ceil(scopes_count).max(1);
         let start = rotation(scopes.len());
         for phase in [Phase::Unconfirmed, Phase::Sweep] {
             for i in 0..scopes.len() {
-                let scope = match phase {
-                    Phase::Unconfirmed => &scopes[i],
-                    Phase::Sweep => &scopes[(start + i) % scopes.len()],
-                };
+                let scope = &scopes[(start + i) % scopes.len()];
                 let org = scope.org().as_str().to_string();
-                let (label, filter, limit) = match phase {
-                    Phase::Unconfirmed => ("unconfirmed", ("excludeConfirmedBy", org), share),
+                let (label, filter, limit, pages) = match phase {
+                    Phase::Unconfirmed => (
+                        "unconfirmed",
+                        ("excludeConfirmedBy", org),
+                        share,
+                        page_share,
+                    ),
                     Phase::Sweep => (
                         "ended since",
                         ("process.ended", format!("gt:{since}")),
                         options.max_instances,
+                        options.max_pages,
                     ),
                 };
                 let params = [scope.param(), ("process.isComplete", "true".into()), filter];
@@ -269,6 +283,7 @@ impl Pipeline {
                     params: &params,
                     name: format!("{label} ({scope})"),
                     limit,
+                    pages,
                 };
                 run.queries += 1;
                 if !self
@@ -299,12 +314,23 @@ impl Pipeline {
         let mut queued_here = 0usize;
         loop {
             if run.pages >= options.max_pages {
-                run.truncated = true;
-                progress(format!(
-                    "stopped after {} query pages (the limit per run); the next run continues",
-                    options.max_pages
-                ));
+                run.stop(
+                    progress,
+                    format!(
+                        "stopped after {} query pages (the limit per run); the next run continues",
+                        options.max_pages
+                    ),
+                );
                 return false;
+            }
+            if pages >= query.pages {
+                run.stop(
+                    progress,
+                    format!(
+                        "query {name}: read {pages} pages, this app's share of the run; the next run continues"
+                    ),
+                );
+                return true;
             }
             let page = match self
                 .altinn
@@ -338,18 +364,22 @@ impl Pipeline {
                     Err(reason) => run.fail(reason),
                 }
                 if run.events.len() >= options.max_instances {
-                    run.truncated = true;
-                    progress(format!(
-                        "stopped after queueing {} instances (the limit per run); the next run continues",
-                        options.max_instances
-                    ));
+                    run.stop(
+                        progress,
+                        format!(
+                            "stopped after queueing {} instances (the limit per run); the next run continues",
+                            options.max_instances
+                        ),
+                    );
                     return false;
                 }
                 if queued_here >= query.limit {
-                    run.truncated = true;
-                    progress(format!(
-                        "query {name}: queued {queued_here}, this app's share of the run; the next run continues"
-                    ));
+                    run.stop(
+                        progress,
+                        format!(
+                            "query {name}: queued {queued_here}, this app's share of the run; the next run continues"
+                        ),
+                    );
                     return true;
                 }
             }
@@ -434,14 +464,15 @@ struct Query<'a> {
     name: String,
     /// Instances this query may queue.
     limit: usize,
+    /// Pages this query may read.
+    pages: usize,
 }
 
-/// Where this run's sweep starts among `scopes` scopes: a different scope each quarter of an
-/// hour (the timer's period), so when the cap cuts a run short, the next run sweeps another
-/// app first. Stateless, so two replicas or a CLI run need nothing shared.
+/// Where this run starts among `scopes` scopes: chosen at random, so when a bound cuts runs
+/// short, no app is always last, whatever the schedule (the timer's 15 minutes, an hourly CLI
+/// run). Stateless, so two replicas or a CLI run need nothing shared.
 fn rotation(scopes: usize) -> usize {
-    let quarter_hours = OffsetDateTime::now_utc().unix_timestamp() / (15 * 60);
-    (quarter_hours.unsigned_abs() % scopes.max(1) as u64) as usize
+    (uuid::Uuid::new_v4().as_u128() % scopes.max(1) as u128) as usize
 }
 
 /// The dedupe key of a raw instance: its `id` text, when it has one.

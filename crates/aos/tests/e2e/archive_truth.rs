@@ -601,3 +601,48 @@ async fn a_hold_ends_after_its_age_and_a_zero_age_holds_nothing() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_app_with_a_backlog_over_the_cap_leaves_the_other_app_its_share() {
+    let (app, env) = spawn(&[(APPS_SETTING, "ttd/app-one,ttd/app-two")]).await;
+    for i in 0..6_000 {
+        app.sim.add_instance(InstanceSpec {
+            app: "app-one".into(),
+            ..instance(100_000 + i, vec![])
+        });
+    }
+    let waiting: Vec<_> = (0..3)
+        .map(|i| {
+            app.sim.add_instance(InstanceSpec {
+                app: "app-two".into(),
+                ..instance(109_000 + i, vec![])
+            })
+        })
+        .collect();
+    let dry = aos_testkit::cli::run_aos(&env, &["reconcile", "--dry-run"]).await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let would: Vec<&str> = dry
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("would queue "))
+        .collect();
+    for inst in &waiting {
+        let guid = inst.instance_guid.to_string();
+        assert!(
+            would.iter().any(|l| l.ends_with(&guid)),
+            "app-two's {guid} is queued"
+        );
+    }
+    // app-one gets its share (5000 / 2) in the first phase and the rest of the cap in the sweep.
+    assert_eq!(would.len(), 5_000, "the cap counts queued instances");
+    assert!(
+        dry.stdout.contains("this app's share of the run"),
+        "the stop is explained: {}",
+        dry.stdout
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
