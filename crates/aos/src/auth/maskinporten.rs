@@ -135,7 +135,7 @@ impl MaskinportenClient {
                     return Err(e);
                 }
                 tracing::info!(
-                    key = %other.describe(),
+                    certificate = %other.describe(),
                     refused = %e,
                     "Maskinporten refused the key; trying the other key at hand"
                 );
