@@ -66,17 +66,26 @@ pub fn router(pipeline: Pipeline, deadline: Option<Duration>) -> Router {
     router.with_state(pipeline)
 }
 
-/// Serves the handler until the process is stopped. Binds IPv4 loopback: the host always
-/// dials `127.0.0.1`.
-pub async fn serve(pipeline: Pipeline, port: u16) -> std::io::Result<()> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+/// The invocation deadline from the app root's `host.json` ([`deadline::from_host_json`]);
+/// an error line when it is unreadable.
+pub fn deadline() -> Result<Option<Duration>, String> {
     // The host starts the handler in the app root (`workingDirectory` ""), and names it.
     let app_root = std::env::var_os("FUNCTIONS_APP_ROOT_PATH")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_default();
-    let deadline = deadline::from_host_json(&app_root);
+    deadline::from_host_json(&app_root)
+}
+
+/// Serves the handler until the process is stopped, every invocation ending by `deadline`.
+/// Binds IPv4 loopback: the host always dials `127.0.0.1`.
+pub async fn serve(
+    pipeline: Pipeline,
+    port: u16,
+    deadline: Option<Duration>,
+) -> std::io::Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, ?deadline, "custom handler listening");
     axum::serve(listener, router(pipeline, deadline))
         .with_graceful_shutdown(crate::shutdown_signal())
