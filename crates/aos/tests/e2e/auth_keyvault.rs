@@ -634,14 +634,21 @@ async fn rotate(extra: &[(&str, &str)]) -> TestApp {
     );
     assert_done(&app, &first).await;
     let reads_before = fakes.authorised_reads();
-    assert_eq!(reads_before, 1, "the key was read once");
+    if extra.is_empty() {
+        assert_eq!(reads_before, 1, "the key was read once");
+    } else {
+        // With a reload interval of seconds the timer may already have read it again.
+        assert!(reads_before >= 1, "the key was read");
+    }
 
     // Rotation: a new certificate in the vault, the old one no longer registered.
     let new = Pki::new();
     app.sim
         .register_client(CLIENT_ID, new.client_key(), &SCOPES);
     fakes.answer(VaultAnswer::Secret(vault_secret(&new)));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past the Altinn token's lifetime, and two reload intervals of the timer variant (the timer
+    // reads the vault in the background; two chances for it to have done so under load).
+    tokio::time::sleep(Duration::from_secs(5)).await;
 
     let second = app.sim.add_instance(instance(50_003, vec![]));
     assert_eq!(
