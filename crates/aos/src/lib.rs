@@ -35,8 +35,9 @@
 //!   `<queue>-poison`).
 //! - [`redact`] — the one redaction layer every text passes before it leaves the process (CLI
 //!   error line, log lines, the host's `Logs`, failure records): SAS parameters, account keys,
-//!   bearer tokens, JWTs, passwords, secrets and function keys become `REDACTED`. A bottom
-//!   module, like `domain`.
+//!   bearer tokens, JWTs, passwords, secrets and function keys (as `name=value` or JSON
+//!   members), and every configured secret value registered at start-up, become `REDACTED`. A
+//!   bottom module, like `domain`.
 //! - [`failures`] — last-failure records in the `aos-state` container; [`holds`] — instances
 //!   held out of reconciliation and catch-up after a permanent failure; [`poison`] — reading
 //!   and replaying the poison queues (`aos poison list|replay`).

@@ -9,15 +9,28 @@
 //!   `SharedAccessSignature`, `Password`, `Pwd`, `assertion`, or a name ending in `key`
 //!   (`AccountKey`, `apikey`, `x-functions-key`), `secret`, `password` or `token`
 //!   (`client_secret`, `access_token`, `AltinnApplicationOwnerSystemSettings__AltinnToken`);
-//! - `Bearer <token>`, and any JWT (`eyJ…` with two dots: a Maskinporten assertion, a token).
+//! - the same names as JSON members, `"name": "value"` (a token response, a grant body, a
+//!   settings file quoted in an error), also escaped once (`\"name\":\"value\"`, a JSON body
+//!   quoted inside a JSON log line); a string value is masked to its closing quote;
+//! - `Bearer <token>`, and any JWT (`eyJ…` with two dots: a Maskinporten assertion, a token);
+//! - **exactly, wherever they stand**, the secret values registered at start-up
+//!   ([`register_secret`]: the webhook secret, a fixed Altinn token, account keys, connection
+//!   strings, the certificate password, the Key Vault secret holding the Maskinporten key), so a
+//!   configured secret is masked even in a form no pattern knows (a bare value in a message, a
+//!   key pasted into the wrong setting). Values shorter than [`MIN_EXACT_LEN`] are not
+//!   registered: masking every occurrence of a short word would garble ordinary text.
 //!
 //! It is a bottom module (it imports nothing from the crate), cheap when there is nothing to do
-//! (one pass over the bytes looking for `=`, `Bearer` and `eyJ`; the text is borrowed back
-//! unchanged), since it runs on every log line of the webhook path.
+//! (one pass over the bytes looking for `=`, `:`, `Bearer` and `eyJ`, and one Aho-Corasick pass
+//! for the registered values; the text is borrowed back unchanged), since it runs on every log
+//! line of the webhook path. Every pass is linear in the text, whatever it repeats.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
+use std::sync::RwLock;
+
+use aho_corasick::{AhoCorasick, MatchKind};
 
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -28,7 +41,9 @@ pub const MASK: &str = "REDACTED";
 pub fn redact(text: &str) -> Cow<'_, str> {
     let mut spans = Vec::new();
     key_values(text, &mut spans);
+    json_members(text, &mut spans);
     bearer_tokens(text, &mut spans);
+    exact_values(text, &mut spans);
     jwts(text, &mut spans);
     if spans.is_empty() {
         return Cow::Borrowed(text);
@@ -48,6 +63,49 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     }
     out.push_str(&text[at..]);
     Cow::Owned(out)
+}
+
+/// The shortest secret value [`register_secret`] takes.
+pub const MIN_EXACT_LEN: usize = 8;
+
+/// The registered secret values and one automaton finding any of them.
+struct Exact {
+    values: Vec<String>,
+    matcher: Option<AhoCorasick>,
+}
+
+static EXACT: RwLock<Exact> = RwLock::new(Exact {
+    values: Vec::new(),
+    matcher: None,
+});
+
+/// Masks `value` exactly, wherever it appears in any later text, for the rest of the process.
+/// Called at start-up for every configured secret (and when the Key Vault secret is read);
+/// registering a value twice is harmless. Blank and short values are ignored (see the module
+/// documentation).
+pub fn register_secret(value: &str) {
+    let value = value.trim();
+    if value.len() < MIN_EXACT_LEN || value == MASK {
+        return;
+    }
+    let mut exact = EXACT.write().unwrap_or_else(|p| p.into_inner());
+    if exact.values.iter().any(|v| v == value) {
+        return;
+    }
+    exact.values.push(value.to_string());
+    // Leftmost-longest: a secret that contains another (a connection string and its key) is
+    // masked whole.
+    exact.matcher = AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(&exact.values)
+        .ok();
+}
+
+fn exact_values(text: &str, spans: &mut Vec<(usize, usize)>) {
+    let exact = EXACT.read().unwrap_or_else(|p| p.into_inner());
+    if let Some(matcher) = &exact.matcher {
+        spans.extend(matcher.find_iter(text).map(|m| (m.start(), m.end())));
+    }
 }
 
 /// An error (or anything displayable) shown redacted: its `{:#}` text — for an
@@ -165,8 +223,7 @@ fn key_values(text: &str, spans: &mut Vec<(usize, usize)>) {
         }
         let after_query = start > 0 && matches!(bytes[start - 1], b'?' | b'&');
         let sensitive = (after_query && QUERY_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name)))
-            || NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
-            || SUFFIXES.iter().any(|s| ends_with_ignore_case(name, s));
+            || is_credential_name(name);
         if !sensitive {
             continue;
         }
@@ -176,6 +233,79 @@ fn key_values(text: &str, spans: &mut Vec<(usize, usize)>) {
         }
         covered = end;
     }
+}
+
+/// A credential's name, wherever it stands (`NAMES`, or a name ending in one of `SUFFIXES`).
+fn is_credential_name(name: &str) -> bool {
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+        || SUFFIXES.iter().any(|s| ends_with_ignore_case(name, s))
+}
+
+/// `"name": value` members whose name is a credential's, plain or escaped once.
+fn json_members(text: &str, spans: &mut Vec<(usize, usize)>) {
+    let bytes = text.as_bytes();
+    let blank = |b: u8| b == b' ' || b == b'\t';
+    // As in `key_values`: a `:` inside a value already masked is not looked at again.
+    let mut covered = 0;
+    for (colon, _) in text.match_indices(':') {
+        if colon < covered {
+            continue;
+        }
+        let mut quote = colon;
+        while quote > 0 && blank(bytes[quote - 1]) {
+            quote -= 1;
+        }
+        if quote == 0 || bytes[quote - 1] != b'"' {
+            continue;
+        }
+        let escaped = quote >= 2 && bytes[quote - 2] == b'\\';
+        let name_end = if escaped { quote - 2 } else { quote - 1 };
+        let name_start = bytes[..name_end]
+            .iter()
+            .rposition(|&b| !is_name_byte(b))
+            .map_or(0, |i| i + 1);
+        let opened = if escaped {
+            name_start >= 2 && &bytes[name_start - 2..name_start] == b"\\\""
+        } else {
+            name_start >= 1 && bytes[name_start - 1] == b'"'
+        };
+        if !opened || name_start == name_end || !is_credential_name(&text[name_start..name_end]) {
+            continue;
+        }
+        let mut at = colon + 1;
+        while at < bytes.len() && blank(bytes[at]) {
+            at += 1;
+        }
+        let (start, end) = if escaped && bytes[at..].starts_with(b"\\\"") {
+            let start = at + 2;
+            let end = text[start..]
+                .find("\\\"")
+                .map_or(bytes.len(), |n| start + n);
+            (start, end)
+        } else if !escaped && bytes.get(at) == Some(&b'"') {
+            (at + 1, string_end(bytes, at + 1))
+        } else {
+            (at, value_end(bytes, at))
+        };
+        if end > start && &text[start..end] != MASK {
+            spans.push((start, end));
+        }
+        covered = end.max(colon + 1);
+    }
+}
+
+/// Where a JSON string whose content starts at `from` ends: its closing quote (an escaped
+/// quote does not close it), or the end of the text.
+fn string_end(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
 }
 
 fn bearer_tokens(text: &str, spans: &mut Vec<(usize, usize)>) {
@@ -292,6 +422,71 @@ mod tests {
         );
     }
 
+    /// Credentials as JSON members: a token response, a grant body echoed in an error, a
+    /// settings file; plain and escaped once (a JSON body quoted inside a JSON log line).
+    #[test]
+    fn json_members_named_like_credentials_are_masked() {
+        assert_eq!(
+            redact(r#"{"access_token":"at-123","expires_in":120,"token_type":"Bearer"}"#),
+            r#"{"access_token":"REDACTED","expires_in":120,"token_type":"Bearer"}"#
+        );
+        assert_eq!(
+            redact(r#"body {"password" : "p@ss word", "user":"u"} end"#),
+            r#"body {"password" : "REDACTED", "user":"u"} end"#
+        );
+        assert_eq!(
+            redact(r#"{"client_secret":"cs\"q","assertion":"a.b.c","AccountKey":"k=="}"#),
+            r#"{"client_secret":"REDACTED","assertion":"REDACTED","AccountKey":"REDACTED"}"#
+        );
+        assert_eq!(
+            redact(r#"{"message":"refused {\"password\":\"hunter2\",\"n\":1}"}"#),
+            r#"{"message":"refused {\"password\":\"REDACTED\",\"n\":1}"}"#
+        );
+        assert_eq!(redact(r#"{"apiKey": 12345}"#), r#"{"apiKey": REDACTED}"#);
+        // Not credentials: left alone and borrowed.
+        for text in [
+            r#"{"message":"instance archived","elements":3,"token_type":"Bearer"}"#,
+            r#"{"timestamp":"2026-12-01T20:12:46Z","keyCount":2}"#,
+        ] {
+            assert!(matches!(redact(text), Cow::Borrowed(_)), "{text}");
+        }
+        // Hostile repetition stays one pass and loses nothing past it.
+        let run = format!("a {}, z", r#""password":"#.repeat(100_000));
+        let out = redact(&run);
+        assert!(
+            out.starts_with(r#"a "password":"#) && out.ends_with(", z"),
+            "{}",
+            &out[..60]
+        );
+        assert!(!out.contains(r#":"password":"password""#), "{}", &out[..60]);
+    }
+
+    /// A registered secret is masked in any form no pattern knows; short values are not
+    /// registered, and a secret containing another is masked whole.
+    #[test]
+    fn registered_secret_values_are_masked_wherever_they_stand() {
+        let webhook = "wh-Secret-7f3a9c1e";
+        let key = "QUNDT1VOVEtFWS1leGFjdC12YWx1ZQ==";
+        let connection = format!("AccountName=a;AccountKey={key};X=1");
+        register_secret(webhook);
+        register_secret(&format!("  {key}\n"));
+        register_secret(&connection);
+        register_secret("short");
+        register_secret("");
+        assert_eq!(
+            redact(&format!("the secret {webhook}, again:{webhook}/x")),
+            "the secret REDACTED, again:REDACTED/x"
+        );
+        assert_eq!(
+            redact(&format!("key {key} in a message")),
+            "key REDACTED in a message"
+        );
+        assert_eq!(redact(&format!("cs {connection} end")), "cs REDACTED end");
+        assert!(matches!(redact("a short word"), Cow::Borrowed(_)));
+        let many = format!("{webhook} ").repeat(10_000);
+        assert_eq!(redact(&many), "REDACTED ".repeat(10_000));
+    }
+
     #[test]
     fn ordinary_text_is_borrowed_unchanged() {
         for text in [
@@ -361,13 +556,13 @@ mod tests {
             );
         }
 
-        /// Redaction never panics, is idempotent, and leaves text without `=`, `Bearer` or a
+        /// Redaction never panics, is idempotent, and leaves text without `=`, `:`, `Bearer` or a
         /// JWT as it was.
         #[test]
         fn redaction_is_total_and_idempotent(text in "\\PC{0,200}") {
             let once = redact(&text).into_owned();
             prop_assert_eq!(redact(&once).into_owned(), once.clone());
-            if !text.contains('=') && !text.to_ascii_lowercase().contains("bearer ") && !text.contains("eyJ") {
+            if !text.contains('=') && !text.contains(':') && !text.to_ascii_lowercase().contains("bearer ") && !text.contains("eyJ") {
                 prop_assert_eq!(once, text);
             }
         }

@@ -15,7 +15,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::credentials::TokenCredential;
 use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{
     ClientOptions, Context, ExponentialRetryOptions, HttpClientOptions, Request, RetryOptions,
@@ -28,7 +28,7 @@ use azure_storage_queue::{QueueClient, QueueClientOptions};
 use time::{Duration, OffsetDateTime};
 
 use crate::config::{BlobSettings, QueueConnection, SettingsError};
-use crate::domain::BaseUrl;
+use crate::domain::{BaseUrl, Secret};
 
 /// How long a minted account SAS is valid.
 const SAS_LIFETIME: Duration = Duration::hours(2);
@@ -75,7 +75,7 @@ impl StorageEndpoint {
         let auth = match &settings.account {
             Some((account, key)) => Auth::Key {
                 account: account.clone(),
-                key: Secret::new(key.expose().to_string()),
+                key: key.clone(),
             },
             None => Auth::Identity(default_credential().map_err(|e| SettingsError {
                 name: crate::config::aos("AccountKey"),
@@ -451,7 +451,7 @@ fn account_sas(
     let (sp, ss, srt) = ("rwdlacup", "bq", "sco");
     let spr = if https_only { "https" } else { "https,http" };
     let to_sign = format!("{account}\n{sp}\n{ss}\n{srt}\n{st}\n{se}\n\n{spr}\n{SAS_VERSION}\n\n");
-    let sig = azure_core::hmac::hmac_sha256(&to_sign, key)?;
+    let sig = hmac_sha256(&to_sign, key)?;
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query
         .append_pair("sv", SAS_VERSION)
@@ -463,6 +463,23 @@ fn account_sas(
         .append_pair("spr", spr)
         .append_pair("sig", &sig);
     Ok(query.finish())
+}
+
+/// The base64 HMAC-SHA256 of `data` under the base64 account `key`. Not the SDK's
+/// `azure_core::hmac::hmac_sha256`: that one takes the SDK's `Secret`, which is not overwritten
+/// when dropped, and leaves the decoded key bytes in freed memory; here the key stays a zeroising
+/// [`Secret`] and its decoded bytes are zeroised after use.
+fn hmac_sha256(data: &str, key: &Secret) -> azure_core::Result<String> {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let decoded = zeroize::Zeroizing::new(engine.decode(key.expose().trim()).map_err(|_| {
+        azure_core::Error::with_message(
+            azure_core::error::ErrorKind::Credential,
+            "the storage account key is not base64",
+        )
+    })?);
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &decoded);
+    Ok(engine.encode(aws_lc_rs::hmac::sign(&key, data.as_bytes())))
 }
 
 /// The parts of an Azure Storage connection string this system uses.
@@ -501,6 +518,8 @@ impl ConnectionString {
                 .or_insert_with(|| format!("http://127.0.0.1:10001/{AZURITE_ACCOUNT}"));
         }
         let account = pairs.get("accountname").cloned();
+        // Out of the map at once, into a zeroising `Secret`.
+        let account_key = pairs.remove("accountkey").map(Secret::new);
         let endpoint = |service: &str| -> Result<BaseUrl, SettingsError> {
             if let Some(explicit) = pairs.get(&format!("{service}endpoint")) {
                 return BaseUrl::parse(explicit).map_err(err);
@@ -520,11 +539,8 @@ impl ConnectionString {
         };
         let auth = if let Some(sas) = pairs.get("sharedaccesssignature") {
             Auth::Sas(sas.trim_start_matches('?').to_string())
-        } else if let (Some(account), Some(key)) = (account.clone(), pairs.get("accountkey")) {
-            Auth::Key {
-                account,
-                key: Secret::new(key.clone()),
-            }
+        } else if let (Some(account), Some(key)) = (account.clone(), account_key) {
+            Auth::Key { account, key }
         } else {
             Auth::Identity(
                 default_credential()
@@ -542,6 +558,21 @@ impl ConnectionString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The account key held for signing is overwritten when dropped (checked at compile time:
+    /// the key's type must be `ZeroizeOnDrop`).
+    #[test]
+    fn the_account_key_is_zeroised_on_drop() {
+        fn zeroised_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let cs = ConnectionString::parse(&format!(
+            "DefaultEndpointsProtocol=https;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY}"
+        ))
+        .unwrap();
+        let Auth::Key { key, .. } = &cs.auth else {
+            panic!("a key-based connection");
+        };
+        zeroised_on_drop(key);
+    }
 
     #[test]
     fn account_sas_matches_a_known_signature() {

@@ -32,6 +32,10 @@ pub enum KeyError {
     Unusable(String),
     #[error("Key Vault: {0}")]
     KeyVault(String),
+    /// A load did not end within its time limit (`auth/key_store.rs` `LOAD_TIMEOUT`): a vault
+    /// that accepts connections and never answers.
+    #[error("no answer within {secs} s")]
+    TimedOut { secs: u64 },
     /// No key has been loaded yet and the last attempt failed (Key Vault unreachable, the
     /// identity not authorised yet, the secret not uploaded yet): waiting can help, so the
     /// step that needed the token is retried later (`auth/key_store.rs`).

@@ -60,6 +60,8 @@ pub async fn fetch_secret(vault: &BaseUrl, name: &str) -> Result<VaultSecret, Ke
         .value
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| KeyError::KeyVault(format!("secret `{name}` in {vault} is empty")))?;
+    // The Maskinporten key itself: masked exactly in every output from now on.
+    crate::redact::register_secret(&value);
     Ok(VaultSecret {
         value: Secret::new(value),
     })

@@ -12,8 +12,10 @@
 //!
 //! The key comes from a [`KeyStore`]: loaded when the first grant needs it. When Maskinporten
 //! refuses a grant in a way a replaced key explains (401, `invalid_client`, `invalid_grant`),
-//! the key is loaded again and, if it changed (a rotated certificate), the grant is sent once
-//! more with it — so rotating the certificate needs no restart and fails no message.
+//! the store is told, and the grant is sent once more with the other key it then has: the key
+//! loaded again (a rotated certificate), or the previous key when the refused one was a new key
+//! not yet accepted (a certificate put into the vault before Maskinporten knows it) — so
+//! rotating the certificate needs no restart and fails no message.
 
 use std::sync::Arc;
 
@@ -119,23 +121,33 @@ impl MaskinportenClient {
             .map_err(|e| super::KeyError::Unusable(format!("cannot sign the grant: {e}")).into())
     }
 
-    /// A Maskinporten token: one grant, or two when the first was refused and the key has
-    /// changed since it was loaded (a rotated certificate).
+    /// A Maskinporten token: one grant, or two when the first was refused and another key is
+    /// at hand — the key it replaced, if the refused one was new and never accepted, or the key
+    /// loaded again (a rotated certificate). A grant that goes through tells the store the key
+    /// is accepted (see `key_store.rs` on keys on probation).
     pub async fn fetch_token(&self) -> Result<MaskinportenToken, TokenError> {
         let key = self.keys.get().await?;
         match self.grant(&key).await {
             Err(e) if refuses_the_key(&e) => {
                 self.keys.refused(&key);
-                let reloaded = self.keys.get().await?;
-                if *reloaded == *key {
+                let other = self.keys.get().await?;
+                if *other == *key {
                     return Err(e);
                 }
                 tracing::info!(
-                    key = %reloaded.describe(),
+                    certificate = %other.describe(),
                     refused = %e,
-                    "Maskinporten refused the key; using the key loaded again"
+                    "Maskinporten refused the key; trying the other key at hand"
                 );
-                self.grant(&reloaded).await
+                let result = self.grant(&other).await;
+                if result.is_ok() {
+                    self.keys.accepted(&other);
+                }
+                result
+            }
+            Ok(token) => {
+                self.keys.accepted(&key);
+                Ok(token)
             }
             result => result,
         }

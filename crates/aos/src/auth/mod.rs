@@ -139,6 +139,14 @@ fn http_client() -> reqwest::Client {
 mod tests {
     use super::*;
 
+    /// A bearer token is overwritten in memory when its last copy is dropped (checked at
+    /// compile time: `ZeroizeOnDrop`).
+    #[test]
+    fn tokens_are_zeroised_on_drop() {
+        fn zeroised_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        zeroised_on_drop(&AccessToken::new("eyJsecret"));
+    }
+
     #[test]
     fn tokens_are_redacted_in_debug() {
         let token = AccessToken::new("eyJsecret");

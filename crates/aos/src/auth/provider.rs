@@ -7,21 +7,27 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::error::TokenError;
+use crate::domain::Secret;
 
-/// A bearer token. `Debug` and `Display` never show it, so it cannot leak into logs.
+/// A bearer token. `Debug` and `Display` never show it, so it cannot leak into logs; its copies
+/// share one [`Secret`], overwritten when the last copy is dropped (a token expired from the
+/// cache does not linger in freed memory).
 #[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken(Arc<str>);
+pub struct AccessToken(Arc<Secret>);
 
 impl AccessToken {
-    pub fn new(token: impl Into<Arc<str>>) -> Self {
-        AccessToken(token.into())
+    pub fn new(token: impl Into<String>) -> Self {
+        AccessToken(Arc::new(Secret::new(token)))
     }
 
     /// The token itself, for the `Authorization` header only.
     pub fn secret(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 }
+
+/// The shared [`Secret`] zeroises itself when the last copy goes.
+impl zeroize::ZeroizeOnDrop for AccessToken {}
 
 impl std::fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,7 +47,7 @@ pub trait TokenProvider: Send + Sync {
 pub struct StaticToken(AccessToken);
 
 impl StaticToken {
-    pub fn new(token: impl Into<Arc<str>>) -> Self {
+    pub fn new(token: impl Into<String>) -> Self {
         StaticToken(AccessToken::new(token))
     }
 }

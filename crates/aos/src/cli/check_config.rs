@@ -30,6 +30,7 @@ pub async fn run(from: &SettingsFrom) -> Result<(), CliError> {
         let _ = writeln!(stdout, "  {name}: {origin}");
     }
     let settings = settings.map_err(CliError::usage)?;
+    super::settings::register_secrets(&settings);
     check_config(&settings, &mut stdout)
         .await
         .map_err(|e| match e {

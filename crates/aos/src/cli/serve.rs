@@ -12,9 +12,11 @@ pub struct Args {
 }
 
 /// Serves on `127.0.0.1:<port>` until the host stops the process.
+/// An unreadable `host.json` `functionTimeout` is a usage error, before anything starts.
 pub async fn run(Args { port }: Args, from: &SettingsFrom) -> Result<(), CliError> {
+    let deadline = crate::functions::deadline().map_err(CliError::usage)?;
     let pipeline = Pipeline::from_settings(load_settings(from)?.settings).await?;
-    crate::functions::serve(pipeline, port)
+    crate::functions::serve(pipeline, port, deadline)
         .await
         .map_err(|e| CliError::failed(format!("cannot serve on 127.0.0.1:{port}: {e}")))
 }

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use super::error::CliError;
-use crate::config::{SettingSource, Settings};
+use crate::config::{KeySource, QueueConnection, SettingSource, Settings, TokenSettings};
+use crate::redact::register_secret;
 
 /// Where a command's settings come from: the environment, plus the file `--settings` named.
 #[derive(Clone, Debug, Default)]
@@ -48,5 +49,98 @@ impl SettingsFrom {
 pub(super) fn load_settings(from: &SettingsFrom) -> Result<Loaded, CliError> {
     let source = from.source()?;
     let settings = Settings::from_source(&source).map_err(CliError::usage)?;
+    register_secrets(&settings);
     Ok(Loaded { source, settings })
+}
+
+/// Registers every secret value the settings hold for exact masking in all output
+/// (`redact::register_secret`), so each is masked even where no pattern would find it: the
+/// webhook secret, a fixed Altinn token, the certificate password, the archive's account key,
+/// and the queue connection string with the key or SAS inside it.
+pub(super) fn register_secrets(settings: &Settings) {
+    if let Some(secret) = &settings.webhook_secret {
+        register_secret(secret.expose());
+    }
+    match &settings.token {
+        TokenSettings::Static(token) => register_secret(token.expose()),
+        TokenSettings::Maskinporten(mp) => {
+            if let KeySource::File { password, .. } = &mp.key {
+                register_secret(password.expose());
+            }
+        }
+    }
+    if let Some((_, key)) = &settings.blob.account {
+        register_secret(key.expose());
+    }
+    if let Some(QueueConnection::ConnectionString(cs)) = &settings.queues.connection {
+        register_secret(cs.expose());
+        for (name, value) in cs.expose().split(';').filter_map(|p| p.split_once('=')) {
+            let name = name.trim();
+            if name.eq_ignore_ascii_case("AccountKey")
+                || name.eq_ignore_ascii_case("SharedAccessSignature")
+            {
+                register_secret(value);
+                // A SAS's signature on its own too (it also appears URL-decoded or alone).
+                for (param, sig) in value.split('&').filter_map(|p| p.split_once('=')) {
+                    if param.trim_start_matches('?') == "sig" {
+                        register_secret(sig);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redact::redact;
+
+    /// Every configured secret is masked exactly once the settings are loaded, even standing
+    /// alone where no pattern would know it.
+    #[test]
+    fn configured_secrets_are_registered_for_exact_masking() {
+        let key = "c2V0dGluZ3MtYWNjb3VudC1rZXktdGVzdA==";
+        let queue_key = "cXVldWUtYWNjb3VudC1rZXktdGVzdC12YWx1ZQ==";
+        let token = "fixed-altinn-token-for-the-test";
+        let webhook = "webhook-secret-for-the-test";
+        let settings = Settings::from_source(&SettingSource::from_pairs([
+            (
+                "AltinnApplicationOwnerSystemSettings__AppsBaseUrl",
+                "https://ttd.apps.at22.altinn.cloud/".to_string(),
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__PlatformBaseUrl",
+                "https://platform.at22.altinn.cloud/".to_string(),
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__BlobEndpoint",
+                "https://acct.blob.core.windows.net/".to_string(),
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__AccountName",
+                "acct".to_string(),
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__AccountKey",
+                key.to_string(),
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__AltinnToken",
+                token.to_string(),
+            ),
+            (
+                "AltinnApplicationOwnerSystemSettings__WebhookSecret",
+                webhook.to_string(),
+            ),
+            (
+                "QueueStorageSettings__ConnectionString",
+                format!("DefaultEndpointsProtocol=https;AccountName=q;AccountKey={queue_key}"),
+            ),
+        ]))
+        .unwrap();
+        register_secrets(&settings);
+        let line = format!("{key} {queue_key} {token} {webhook}");
+        assert_eq!(redact(&line), "REDACTED REDACTED REDACTED REDACTED");
+    }
 }

@@ -24,6 +24,10 @@ impl Drop for Secret {
     }
 }
 
+/// Marks what the `Drop` above does, so holders can state (and tests check) that they
+/// zeroise too.
+impl zeroize::ZeroizeOnDrop for Secret {}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")

@@ -20,18 +20,46 @@ use crate::pipeline::error::{ErrorKind, StepError};
 
 /// The deadline for invocations under `host.json`'s `functionTimeout` in `app_root`: the
 /// timeout less a margin of a tenth of it, at least 1 s and at most 30 s (time to answer and to
-/// record the failure). `None` when the file has no bounded timeout (`-1`, or none: the host's
-/// default is then the plan's, at least 5 minutes — the margin then applies to that).
-pub fn from_host_json(app_root: &Path) -> Option<Duration> {
-    let text = std::fs::read_to_string(app_root.join("host.json")).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let timeout = json
-        .as_object()?
+/// record the failure). `Ok(None)` when there is no `host.json` (not run by the host) or the
+/// timeout is unbounded (`-1`); no `functionTimeout` means the host's default, the plan's, at
+/// least 5 minutes — the margin then applies to that.
+///
+/// A `host.json` that is not JSON, or a `functionTimeout` that is not a TimeSpan, is an error
+/// naming the file and the value: the host would still apply *some* timeout (its default, or
+/// refuse to start), so going on without a deadline would let one long invocation get the
+/// handler restarted, failing every invocation in flight.
+pub fn from_host_json(app_root: &Path) -> Result<Option<Duration>, String> {
+    let path = app_root.join("host.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot read it: {e}", path.display())),
+    };
+    let json: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
+        .map_err(|e| format!("{}: not JSON ({e})", path.display()))?;
+    let object = json
+        .as_object()
+        .ok_or_else(|| format!("{}: not a JSON object", path.display()))?;
+    let timeout = match object
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case("functionTimeout"))
-        .and_then(|(_, value)| value.as_str())
-        .map_or(Some(DEFAULT_TIMEOUT), parse_timespan)?;
-    Some(before(timeout))
+    {
+        None | Some((_, serde_json::Value::Null)) => return Ok(Some(before(DEFAULT_TIMEOUT))),
+        Some((_, value)) => value,
+    };
+    let unreadable = || {
+        format!(
+            "{}: functionTimeout {timeout} is not a TimeSpan like \"00:10:00\" (or \"-1\" for none)",
+            path.display()
+        )
+    };
+    let text = timeout.as_str().ok_or_else(unreadable)?.trim();
+    if text == "-1" {
+        return Ok(None);
+    }
+    parse_timespan(text)
+        .map(|t| Some(before(t)))
+        .ok_or_else(unreadable)
 }
 
 /// The Consumption plan's default `functionTimeout`, the shortest any plan uses.
@@ -43,8 +71,8 @@ fn before(timeout: Duration) -> Duration {
     timeout.saturating_sub(margin)
 }
 
-/// A .NET `TimeSpan` as `host.json` writes it: `[d.]hh:mm:ss[.fff]`; `None` for `-1`
-/// (unbounded) or anything unreadable.
+/// A .NET `TimeSpan` as `host.json` writes it: `[d.]hh:mm:ss[.fff]`; `None` for anything else
+/// (`-1`, unbounded, is handled by the caller).
 fn parse_timespan(text: &str) -> Option<Duration> {
     let text = text.trim();
     let (days, rest) = match text.split_once('.') {
@@ -55,7 +83,8 @@ fn parse_timespan(text: &str) -> Option<Duration> {
     let hours: u64 = parts.next()?.parse().ok()?;
     let minutes: u64 = parts.next()?.parse().ok()?;
     let seconds: f64 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || !(0.0..60.0).contains(&seconds) {
+    // Out-of-range fields are refused, as .NET's `TimeSpan.Parse` refuses them.
+    if parts.next().is_some() || hours >= 24 || minutes >= 60 || !(0.0..60.0).contains(&seconds) {
         return None;
     }
     Some(
@@ -110,6 +139,38 @@ mod tests {
     #[test]
     fn the_repository_host_json_gives_nine_and_a_half_minutes() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        assert_eq!(from_host_json(&root), Some(Duration::from_secs(570)));
+        assert_eq!(from_host_json(&root), Ok(Some(Duration::from_secs(570))));
+    }
+
+    #[test]
+    fn host_json_variants() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |text: &str| {
+            std::fs::write(dir.path().join("host.json"), text).unwrap();
+            from_host_json(dir.path())
+        };
+        assert_eq!(from_host_json(Path::new("/nonexistent-app-root")), Ok(None));
+        assert_eq!(with(r#"{"functionTimeout": "-1"}"#), Ok(None));
+        assert_eq!(
+            with(r#"{"version": "2.0"}"#),
+            Ok(Some(Duration::from_secs(270)))
+        );
+        assert_eq!(
+            with(r#"{"FunctionTimeout": "00:00:10"}"#),
+            Ok(Some(Duration::from_secs(9)))
+        );
+        for (bad, shows) in [
+            (
+                r#"{"functionTimeout": "10 minutes"}"#,
+                "functionTimeout \"10 minutes\"",
+            ),
+            (r#"{"functionTimeout": 600}"#, "functionTimeout 600"),
+            (r#"{"functionTimeout": "00:61:00"}"#, "00:61:00"),
+            ("{not json", "not JSON"),
+            ("[]", "not a JSON object"),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains("host.json") && e.contains(shows), "{bad}: {e}");
+        }
     }
 }

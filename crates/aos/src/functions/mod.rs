@@ -66,18 +66,30 @@ pub fn router(pipeline: Pipeline, deadline: Option<Duration>) -> Router {
     router.with_state(pipeline)
 }
 
-/// Serves the handler until the process is stopped. Binds IPv4 loopback: the host always
-/// dials `127.0.0.1`.
-pub async fn serve(mut pipeline: Pipeline, port: u16) -> std::io::Result<()> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    // The host starts the handler in the app root (`workingDirectory` ""), and names it.
-    let app_root = std::env::var_os("FUNCTIONS_APP_ROOT_PATH")
+/// The app root: the host starts the handler there (`workingDirectory` ""), and names it.
+fn app_root() -> std::path::PathBuf {
+    std::env::var_os("FUNCTIONS_APP_ROOT_PATH")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_default();
-    let deadline = deadline::from_host_json(&app_root);
-    pipeline.max_attempts = max_dequeue_count(&app_root);
+        .unwrap_or_default()
+}
+
+/// The invocation deadline from the app root's `host.json` ([`deadline::from_host_json`]);
+/// an error line when it is unreadable.
+pub fn deadline() -> Result<Option<Duration>, String> {
+    deadline::from_host_json(&app_root())
+}
+
+/// Serves the handler until the process is stopped, every invocation ending by `deadline`.
+/// Binds IPv4 loopback: the host always dials `127.0.0.1`.
+pub async fn serve(
+    mut pipeline: Pipeline,
+    port: u16,
+    deadline: Option<Duration>,
+) -> std::io::Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    pipeline.max_attempts = max_dequeue_count(&app_root());
     tracing::info!(%addr, ?deadline, "custom handler listening");
     axum::serve(listener, router(pipeline, deadline))
         .with_graceful_shutdown(crate::shutdown_signal())

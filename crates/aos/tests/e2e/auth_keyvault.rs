@@ -58,7 +58,7 @@ type Shared = Arc<Mutex<Seen>>;
 /// What the vault stand-in answers an authorised secret GET with; tests switch it while the
 /// process runs (a role assignment that has not propagated yet, a rotated certificate).
 #[derive(Clone)]
-enum VaultAnswer {
+pub(crate) enum VaultAnswer {
     /// 403 `ForbiddenByRbac`, as Key Vault answers an identity without "Key Vault Secrets User".
     Forbidden,
     /// The secret bundle with this value.
@@ -252,7 +252,7 @@ async fn proxy(listener: TcpListener, vault: SocketAddr, seen: Shared) {
     }
 }
 
-struct Fakes {
+pub(crate) struct Fakes {
     seen: Shared,
     answer: Answer,
     env: Vec<(String, String)>,
@@ -261,7 +261,7 @@ struct Fakes {
 
 /// Starts the identity endpoint, the vault stand-in (holding `secret_value`) and the proxy;
 /// returns the environment a Function App in Azure would have.
-async fn fakes(secret_value: String) -> Fakes {
+pub(crate) async fn fakes(secret_value: String) -> Fakes {
     fakes_answering(VaultAnswer::Secret(secret_value)).await
 }
 
@@ -352,7 +352,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// The reference system's format: base64 PKCS#12 with an empty password.
-fn vault_secret(pki: &Pki) -> String {
+pub(crate) fn vault_secret(pki: &Pki) -> String {
     base64::engine::general_purpose::STANDARD
         .encode(pki.pkcs12("", EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc))
 }
@@ -493,13 +493,13 @@ async fn no_ca_certificates_at_all_is_an_error_line_not_a_panic() {
 }
 
 impl Fakes {
-    fn answer(&self, answer: VaultAnswer) {
+    pub(crate) fn answer(&self, answer: VaultAnswer) {
         *self.answer.lock().unwrap() = answer;
     }
 
     /// Secret GETs that carried the managed identity's token (the challenge round trips, which
     /// carry none, are not reads).
-    fn authorised_reads(&self) -> usize {
+    pub(crate) fn authorised_reads(&self) -> usize {
         self.seen
             .lock()
             .unwrap()
@@ -512,7 +512,7 @@ impl Fakes {
 
 /// `aos serve` under the host harness with Maskinporten settings whose key is in the (fake)
 /// Key Vault, the client registered with the simulator under `pki`.
-async fn serve_with_vault(fakes: &Fakes, extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn serve_with_vault(fakes: &Fakes, extra: &[(&str, &str)]) -> TestApp {
     let backends = Backends::start().await;
     let mut overrides: Vec<(String, String)> = vec![
         // Remove the fixed token: this deployment uses Maskinporten.
@@ -539,7 +539,7 @@ async fn serve_with_vault(fakes: &Fakes, extra: &[(&str, &str)]) -> TestApp {
 }
 
 /// Archived, confirmed, nothing poisoned, the handler never restarted.
-async fn assert_done(app: &TestApp, inst: &altinn_sim::CreatedInstance) {
+pub(crate) async fn assert_done(app: &TestApp, inst: &altinn_sim::CreatedInstance) {
     let wanted = [inst.instance_id()].into_iter().collect();
     app.wait_all_confirmed(&wanted, Duration::from_secs(60))
         .await
@@ -634,14 +634,21 @@ async fn rotate(extra: &[(&str, &str)]) -> TestApp {
     );
     assert_done(&app, &first).await;
     let reads_before = fakes.authorised_reads();
-    assert_eq!(reads_before, 1, "the key was read once");
+    if extra.is_empty() {
+        assert_eq!(reads_before, 1, "the key was read once");
+    } else {
+        // With a reload interval of seconds the timer may already have read it again.
+        assert!(reads_before >= 1, "the key was read");
+    }
 
     // Rotation: a new certificate in the vault, the old one no longer registered.
     let new = Pki::new();
     app.sim
         .register_client(CLIENT_ID, new.client_key(), &SCOPES);
     fakes.answer(VaultAnswer::Secret(vault_secret(&new)));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past the Altinn token's lifetime, and two reload intervals of the timer variant (the timer
+    // reads the vault in the background; two chances for it to have done so under load).
+    tokio::time::sleep(Duration::from_secs(5)).await;
 
     let second = app.sim.add_instance(instance(50_003, vec![]));
     assert_eq!(

@@ -16,6 +16,7 @@ mod cli;
 mod dev_smoke;
 mod feedback_e2e;
 mod functions_e2e;
+mod hardening_e2e;
 mod harness;
 mod long_run;
 mod no_secrets;

@@ -5,7 +5,10 @@
 //! - **Add**: the file is checked ([`request::parse_add`]), POSTed to Altinn, Altinn's answer
 //!   (with the subscription id) is written to `active-subscriptions/{name}.json`, and only then
 //!   is the source file deleted. A crash in between leaves the source, the host triggers again,
-//!   and the re-POST is harmless: Altinn returns the existing identical subscription.
+//!   and the re-POST is harmless: Altinn returns the existing identical subscription (same
+//!   filters, consumer and endpoint: `docs/specs/altinn.md` §2.6, `FindSubscription`), so no
+//!   intent record or lookup before the POST is needed, and a re-dropped file still triggers
+//!   Altinn's validation push again, as every POST does.
 //! - **Remove**: `DELETE` the id named in the file (or in `active-subscriptions/{name}.json`);
 //!   a 404 means it is already gone. Then the active file, then the source, are deleted.
 //!
