@@ -1,7 +1,7 @@
 //! One route per function. Each turns a step outcome into an [`InvocationResponse`].
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,12 +9,12 @@ use serde_json::json;
 
 use super::bindings::*;
 use super::invocation::{InvocationRequest, InvocationResponse};
-use crate::domain::CloudEvent;
+use crate::domain::{CloudEvent, Printable};
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::CatchUpOptions;
 use crate::pipeline::error::{ErrorKind, StepError};
 use crate::pipeline::messages::{QueueStep, describe, parse_message};
-use crate::pipeline::receive::{ReceiveOutcome, receive};
+use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive};
 use crate::pipeline::reconcile::ReconcileOptions;
 use crate::queue::QueueAccount;
 use crate::redact::Redacted;
@@ -43,10 +43,57 @@ pub(super) fn ok(response: InvocationResponse) -> Response {
     (StatusCode::OK, Json(response)).into_response()
 }
 
+/// The largest `EventsReceiver` invocation read: a webhook body of [`MAX_BODY_BYTES`] with room
+/// for the host's JSON escaping of it (up to six bytes per byte) and the request's metadata.
+const MAX_RECEIVER_INVOCATION_BYTES: usize = 8 * MAX_BODY_BYTES;
+
+/// Reads an invocation body of at most `cap` bytes. A larger one is read to its end and dropped
+/// chunk by chunk (the host holds it in memory already; leaving it unread would close the
+/// connection under the host mid-request and fail the invocation): `Err` with its length.
+async fn read_capped(body: Body, cap: usize) -> Result<Result<Bytes, usize>, axum::Error> {
+    use futures::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        total = total.saturating_add(chunk.len());
+        if total <= cap {
+            kept.extend_from_slice(&chunk);
+        } else if !kept.is_empty() {
+            kept = Vec::new();
+        }
+    }
+    Ok(if total <= cap {
+        Ok(Bytes::from(kept))
+    } else {
+        Err(total)
+    })
+}
+
 /// `EventsReceiver`: the webhook. A valid event becomes one message on `events-inbound`; the
-/// host writes it before answering Altinn, and fails the request (500) if it cannot.
-pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
+/// host writes it before answering Altinn, and fails the request (500) if it cannot — so an
+/// event no queue message can hold is answered 413 here (`receive`), in the `res` output of a
+/// successful invocation, as is a webhook body too large to be read at all.
+pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Body) -> Response {
     let function = super::names::EVENTS_RECEIVER;
+    let body = match read_capped(body, MAX_RECEIVER_INVOCATION_BYTES).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(length)) => {
+            let outcome = ReceiveOutcome::Rejected {
+                status: 413,
+                reason: format!(
+                    "the invocation is {length} bytes; a webhook body is at most {MAX_BODY_BYTES}"
+                ),
+            };
+            tracing::warn!(function, status = 413, length, "webhook request rejected");
+            let (status, body) = outcome.answer();
+            return ok(InvocationResponse::default()
+                .http(RESPONSE, status, &body)
+                .log(outcome.log_line()));
+        }
+        Err(e) => return failed(function, "read", &e, ErrorKind::Retry),
+    };
     let request = match InvocationRequest::parse(&body).and_then(|r| r.http_request(REQUEST)) {
         Ok(request) => request,
         Err(e) => return failed(function, "decode", &e, ErrorKind::Permanent),
@@ -67,7 +114,7 @@ pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> R
             "event queued"
         ),
         ReceiveOutcome::Rejected { status, reason } => {
-            tracing::warn!(function, status, reason = %reason, "webhook request rejected")
+            tracing::warn!(function, status, reason = %Printable(reason), "webhook request rejected")
         }
         _ => {}
     }
@@ -269,5 +316,26 @@ async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
             logs.push(run.to_string());
         }
         Err(e) => fail(logs, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(chunks: &[&'static [u8]]) -> Body {
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        Body::from_stream(futures::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_is_read_to_its_end_and_only_measured() {
+        let read = read_capped(body_of(&[b"abc", b"def"]), 6).await.unwrap();
+        assert_eq!(read, Ok(Bytes::from_static(b"abcdef")));
+        let read = read_capped(body_of(&[b"abc", b"def", b"g"]), 6)
+            .await
+            .unwrap();
+        assert_eq!(read, Err(7));
     }
 }

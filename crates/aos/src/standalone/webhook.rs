@@ -21,11 +21,11 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Settings;
 use crate::domain::Secret;
-use crate::pipeline::receive::{MAX_EVENT_BYTES, ReceiveOutcome, receive};
+use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive};
 use crate::queue::Queue;
 
 /// How much of a request body is read before giving up on it.
-const READ_LIMIT: usize = 8 * MAX_EVENT_BYTES;
+const READ_LIMIT: usize = 8 * MAX_BODY_BYTES;
 
 #[derive(Clone)]
 pub struct WebhookState {
@@ -48,7 +48,7 @@ pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route("/", get(|| async { Json(json!({ "status": "ready" })) }))
         .route("/api/EventsReceiver", post(events_receiver))
-        // Bodies up to READ_LIMIT are read, so an oversized event (> 1 MiB) gets a clean 413
+        // Bodies up to READ_LIMIT are read, so an oversized event (> 64 KiB) gets a clean 413
         // from `receive` instead of a connection closed mid-upload; beyond that the server
         // stops reading (no sender of CloudEvents needs that much).
         .layer(DefaultBodyLimit::max(READ_LIMIT))
