@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::bindings::*;
 use super::invocation::{InvocationRequest, InvocationResponse};
-use crate::domain::{CloudEvent, Printable};
+use crate::domain::{CloudEvent, Printable, printable};
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::CatchUpOptions;
 use crate::pipeline::error::{ErrorKind, StepError};
@@ -290,7 +290,9 @@ async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
     };
     let options = CatchUpOptions::from_settings(&settings.catch_up);
     let run = {
+        // Catch-up lines quote pulled events (a refused event's raw id): escaped.
         let mut progress = |line: String| {
+            let line = printable(&line).into_owned();
             tracing::info!(function, "{line}");
             logs.push(line);
         };
@@ -301,8 +303,16 @@ async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
     match run {
         Ok(run) => {
             for app in &run.apps {
-                logs.extend(app.reasons.iter().map(|r| format!("refused: {r}")));
-                logs.extend(app.warnings.iter().map(|w| format!("warning: {w}")));
+                logs.extend(
+                    app.reasons
+                        .iter()
+                        .map(|r| format!("refused: {}", Printable(r))),
+                );
+                logs.extend(
+                    app.warnings
+                        .iter()
+                        .map(|w| format!("warning: {}", Printable(w))),
+                );
                 if let Some(failed) = &app.failed {
                     tracing::error!(function, app = %app.app, error = %failed, "catch-up of an app failed");
                 }
@@ -313,7 +323,7 @@ async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
                 failed = run.failed(),
                 "caught up"
             );
-            logs.push(run.to_string());
+            logs.push(printable(&run.to_string()).into_owned());
         }
         Err(e) => fail(logs, e),
     }
