@@ -449,3 +449,27 @@ async fn aos_run_sheds_load_with_503_and_retry_after() {
     assert_eq!(status, 200, "{body}");
     until_archived(&backends, &[&inst]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pulled_event_text_cannot_forge_catch_up_lines() {
+    let backends = Backends::start().await;
+    backends.sim.set_events_hold_back(Duration::ZERO);
+    let mut env = backends.settings_env();
+    env.push((
+        "AltinnApplicationOwnerSystemSettings__Org".into(),
+        "ttd".into(),
+    ));
+    env.push((
+        "AltinnApplicationOwnerSystemSettings__ReconcileApps".into(),
+        "ttd/test-app".into(),
+    ));
+    let inst = backends.sim.add_instance(instance(80_061, vec![]));
+    let mut hostile = backends.sim.completed_event(&inst);
+    hostile["id"] = json!("evil\nFORGED catch-up \u{1b}[2J");
+    backends.sim.publish(hostile);
+    let out = run_aos(&env, &["catch-up"]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("refused: event evil"), "{}", out.stdout);
+    assert_unforged("aos catch-up", &out.stdout);
+    assert_unforged("aos catch-up stderr", &out.stderr);
+}
