@@ -38,6 +38,8 @@
 //! - [`failures`] — last-failure records in the `aos-state` container; [`poison`] — reading and
 //!   replaying the poison queues (`aos poison list|replay`).
 //! - [`functions`] — the custom-handler adapter: payload codec and one route per function.
+//! - [`request_body`] — reading a webhook or invocation body with a cap, reading a larger one
+//!   to its end and dropping it (both adapters).
 //! - [`standalone`] — `aos run`: the same steps without the Functions host (webhook with its
 //!   edge limits + queue workers with the host's semantics).
 //! - [`dev`] — `aos dev`: the local demo (Azurite, simulator, standalone runtime, sample batch).
@@ -65,6 +67,7 @@ mod pipeline;
 mod poison;
 mod queue;
 mod redact;
+mod request_body;
 mod standalone;
 pub mod storage;
 #[cfg(test)]

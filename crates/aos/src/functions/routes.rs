@@ -18,6 +18,7 @@ use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive};
 use crate::pipeline::reconcile::ReconcileOptions;
 use crate::queue::QueueAccount;
 use crate::redact::Redacted;
+use crate::request_body::{Capped, read_capped};
 
 /// `GET /`: the host's readiness and health probe.
 pub async fn ready() -> Json<serde_json::Value> {
@@ -47,39 +48,17 @@ pub(super) fn ok(response: InvocationResponse) -> Response {
 /// for the host's JSON escaping of it (up to six bytes per byte) and the request's metadata.
 const MAX_RECEIVER_INVOCATION_BYTES: usize = 8 * MAX_BODY_BYTES;
 
-/// Reads an invocation body of at most `cap` bytes. A larger one is read to its end and dropped
-/// chunk by chunk (the host holds it in memory already; leaving it unread would close the
-/// connection under the host mid-request and fail the invocation): `Err` with its length.
-async fn read_capped(body: Body, cap: usize) -> Result<Result<Bytes, usize>, axum::Error> {
-    use futures::StreamExt as _;
-    let mut stream = body.into_data_stream();
-    let mut kept = Vec::new();
-    let mut total = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        total = total.saturating_add(chunk.len());
-        if total <= cap {
-            kept.extend_from_slice(&chunk);
-        } else if !kept.is_empty() {
-            kept = Vec::new();
-        }
-    }
-    Ok(if total <= cap {
-        Ok(Bytes::from(kept))
-    } else {
-        Err(total)
-    })
-}
-
 /// `EventsReceiver`: the webhook. A valid event becomes one message on `events-inbound`; the
 /// host writes it before answering Altinn, and fails the request (500) if it cannot — so an
 /// event no queue message can hold is answered 413 here (`receive`), in the `res` output of a
 /// successful invocation, as is a webhook body too large to be read at all.
 pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Body) -> Response {
     let function = super::names::EVENTS_RECEIVER;
-    let body = match read_capped(body, MAX_RECEIVER_INVOCATION_BYTES).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(length)) => {
+    // The host holds the whole request already: read a body too large to its end (usize::MAX),
+    // since leaving it unread would close the connection under the host and fail the invocation.
+    let body = match read_capped(body, MAX_RECEIVER_INVOCATION_BYTES, usize::MAX).await {
+        Ok(Capped::Whole(body)) => body,
+        Ok(Capped::TooLarge { read: length }) => {
             let outcome = ReceiveOutcome::Rejected {
                 status: 413,
                 reason: format!(
@@ -326,26 +305,5 @@ async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
             logs.push(printable(&run.to_string()).into_owned());
         }
         Err(e) => fail(logs, e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn body_of(chunks: &[&'static [u8]]) -> Body {
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
-        Body::from_stream(futures::stream::iter(chunks))
-    }
-
-    #[tokio::test]
-    async fn a_body_over_the_cap_is_read_to_its_end_and_only_measured() {
-        let read = read_capped(body_of(&[b"abc", b"def"]), 6).await.unwrap();
-        assert_eq!(read, Ok(Bytes::from_static(b"abcdef")));
-        let read = read_capped(body_of(&[b"abc", b"def", b"g"]), 6)
-            .await
-            .unwrap();
-        assert_eq!(read, Err(7));
     }
 }

@@ -9,8 +9,9 @@
 //! The edge, in the order a request meets it (design 2.6):
 //! 1. `code` is checked before a byte of the body is read: 401 at once, nothing buffered, and an
 //!    unauthenticated request never takes one of the places of 3;
-//! 2. a body declared larger than [`MAX_BODY_BYTES`] (a whole queue message) is answered 413
-//!    unread, and a body that turns out larger stops being read there;
+//! 2. a body declared larger than [`MAX_DRAINED_BYTES`] is answered 413 unread; one larger than
+//!    [`MAX_BODY_BYTES`] (a whole queue message) is answered 413 after it was read to its end
+//!    and dropped (memory for 64 KiB at most, and no reset under a sender mid-upload);
 //! 3. at most [`EdgeLimits::concurrency`] requests are worked on at once; one more is answered
 //!    503 with `Retry-After` (load shedding: Altinn retries), not queued behind the others;
 //! 4. the body must arrive within [`EdgeLimits::body_timeout`], else 408 and the connection is
@@ -36,6 +37,7 @@ use crate::config::Settings;
 use crate::domain::{Printable, Secret};
 use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive};
 use crate::queue::Queue;
+use crate::request_body::{Capped, read_capped};
 
 /// How the webhook treats slow clients and many at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +53,11 @@ pub struct EdgeLimits {
     /// a second, far beyond what Altinn delivers; the queue workers are the bottleneck anyway.
     pub concurrency: usize,
 }
+
+/// An authenticated body over [`MAX_BODY_BYTES`] is read on to its end and dropped, up to this
+/// much, so its sender gets a clean 413 instead of a connection reset mid-upload; a body
+/// declared larger is answered 413 unread (tower-http's limit) and its connection closed.
+const MAX_DRAINED_BYTES: usize = 16 * 1024 * 1024;
 
 /// The answer's `Retry-After` when shedding load, in seconds. Altinn retries on its own
 /// schedule; other senders get a hint.
@@ -123,7 +130,7 @@ pub fn router(state: WebhookState, limits: &EdgeLimits) -> Router {
     let receiver = post(events_receiver).layer(
         ServiceBuilder::new()
             .layer(middleware::from_fn_with_state(state.clone(), require_code))
-            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+            .layer(RequestBodyLimitLayer::new(MAX_DRAINED_BYTES))
             .layer(HandleErrorLayer::new(overloaded))
             .load_shed()
             .concurrency_limit(limits.concurrency),
@@ -172,17 +179,19 @@ async fn events_receiver(
 ) -> Response {
     let read = tokio::time::timeout(
         state.body_timeout,
-        axum::body::to_bytes(body, MAX_BODY_BYTES),
+        read_capped(body, MAX_BODY_BYTES, MAX_DRAINED_BYTES),
     )
     .await;
+    let too_large = || {
+        answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
     let body = match read {
-        Ok(Ok(body)) => body,
-        Ok(Err(e)) if is_length_limit(&e) => {
-            return answer(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            );
-        }
+        Ok(Ok(Capped::Whole(body))) => body,
+        Ok(Ok(Capped::TooLarge { .. })) => return too_large(),
+        Ok(Err(e)) if is_length_limit(&e) => return too_large(),
         Ok(Err(_)) => return answer(StatusCode::BAD_REQUEST, "the body could not be read"),
         Err(_) => {
             tracing::warn!(timeout = ?state.body_timeout, "webhook body too slow; closing the connection");
