@@ -9,10 +9,13 @@
 //!   [`blobs`], [`queue`] — storage as the host and the tests see it;
 //! - [`world`] — Azurite + the Altinn simulator + the app under either runtime, in one value;
 //! - [`standalone`] — `aos run` as a child process; [`cli`] — one `aos` CLI command;
+//! - [`abuse`] — hostile HTTP clients on raw TCP (large, slow-body and slow-header requests)
+//!   and a process's resident memory, for the edge tests;
 //! - [`auth`] — test-only keys and certificates (made per run) and settings for Maskinporten
 //!   against the simulator;
 //! - [`GroupChild`] — child processes that cannot outlive the test.
 
+pub mod abuse;
 pub mod app;
 pub mod auth;
 pub mod azurite;

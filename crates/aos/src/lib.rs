@@ -12,8 +12,9 @@
 //!
 //! - [`domain`] — the bottom layer, importing nothing else from the crate: types that parse
 //!   (org/app names, [`domain::CloudEvent`], [`domain::InstanceRef`], [`domain::BaseUrl`], one
-//!   redacting [`domain::Secret`]). Every URL and blob path is built from an `InstanceRef`,
-//!   never from raw event text.
+//!   redacting [`domain::Secret`], one escaping [`domain::Printable`] for outside text in logs
+//!   and printed lines). Every URL and blob path is built from an `InstanceRef`, never from raw
+//!   event text.
 //! - [`config`] — typed settings (reference names) on top of `domain`: a setting source with
 //!   one typed getter per kind of value, one file per area; parsed once at start, one clear
 //!   error line naming the setting.
@@ -32,7 +33,7 @@
 //!   SHA-256, the manifest and its fingerprint, one listing of an instance's folder.
 //! - [`storage`] — blob/queue clients with account-SAS or Entra ID credentials.
 //! - [`queue`] — storage queues the way the Functions host uses them (base64 text, leases,
-//!   `<queue>-poison`).
+//!   `<queue>-poison`), and what one message holds ([`queue::MAX_MESSAGE_TEXT_BYTES`]).
 //! - [`redact`] — the one redaction layer every text passes before it leaves the process (CLI
 //!   error line, log lines, the host's `Logs`, failure records): SAS parameters, account keys,
 //!   bearer tokens, JWTs, passwords, secrets and function keys (as `name=value` or JSON
@@ -42,8 +43,10 @@
 //!   held out of reconciliation and catch-up after a permanent failure; [`poison`] — reading
 //!   and replaying the poison queues (`aos poison list|replay`).
 //! - [`functions`] — the custom-handler adapter: payload codec and one route per function.
-//! - [`standalone`] — `aos run`: the same steps without the Functions host (webhook + queue
-//!   workers with the host's semantics).
+//! - [`request_body`] — reading a webhook or invocation body with a cap, reading a larger one
+//!   to its end and dropping it (both adapters).
+//! - [`standalone`] — `aos run`: the same steps without the Functions host (webhook with its
+//!   edge limits + queue workers with the host's semantics).
 //! - [`dev`] — `aos dev`: the local demo (Azurite, simulator, standalone runtime, sample batch).
 //! - [`pipeline::reconcile`] — find completed instances whose events never arrived and feed them
 //!   in as synthetic events (`EventsReconciler`, `aos reconcile`).
@@ -70,6 +73,7 @@ mod pipeline;
 mod poison;
 mod queue;
 mod redact;
+mod request_body;
 mod standalone;
 pub mod storage;
 #[cfg(test)]

@@ -58,6 +58,28 @@ impl QueueAccount {
     }
 }
 
+/// The most text one storage queue message holds: 64 KiB once base64-encoded (the encoding
+/// both runtimes use), so 48 KiB. An event larger than this can never be queued: the webhook
+/// answers 413 and catch-up refuses it, instead of failing at the queue write and making the
+/// sender retry for days.
+pub const MAX_MESSAGE_TEXT_BYTES: usize = 48 * 1024;
+
+/// The size of the message text `message` becomes, in the larger of the two forms it is queued
+/// in: compact JSON (`aos run`, catch-up) or the Functions host's text of a JSON output
+/// (`JObject.ToString()`: two-space indentation, `\r\n` line ends on Windows, and U+0085,
+/// U+2028 and U+2029 written as `\uXXXX`). Measured the same way in both runtimes, so whether
+/// an event fits does not depend on where it arrives.
+pub fn queued_text_size(message: &impl serde::Serialize) -> usize {
+    let Ok(indented) = serde_json::to_string_pretty(message) else {
+        return usize::MAX;
+    };
+    let line_breaks = indented.matches('\n').count();
+    let nel = indented.matches('\u{85}').count();
+    let separators = indented.matches(['\u{2028}', '\u{2029}']).count();
+    // `\u0085` is 6 bytes for NEL's 2 in UTF-8; `\u2028` is 6 for a separator's 3.
+    indented.len() + line_breaks + 4 * nel + 3 * separators
+}
+
 /// The queue a failed message ends in after its last attempt (the host's naming rule).
 pub fn poison_queue_name(queue: &str) -> String {
     format!("{queue}-poison")
@@ -243,6 +265,19 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_is_measured_as_the_larger_of_its_queued_forms() {
+        let message = serde_json::json!({ "id": "1", "data": { "a": "x\u{2028}y\u{85}" } });
+        let compact = message.to_string();
+        let indented = serde_json::to_string_pretty(&message).unwrap();
+        let windows = indented.replace('\n', "\r\n");
+        let host = windows
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{85}', "\\u0085");
+        assert_eq!(queued_text_size(&message), host.len());
+        assert!(host.len() > compact.len());
+    }
 
     #[test]
     fn poison_queue_follows_the_host_rule() {

@@ -20,10 +20,11 @@
 //!   key pasted into the wrong setting). Values shorter than [`MIN_EXACT_LEN`] are not
 //!   registered: masking every occurrence of a short word would garble ordinary text.
 //!
-//! It is a bottom module (it imports nothing from the crate), cheap when there is nothing to do
-//! (one pass over the bytes looking for `=`, `:`, `Bearer` and `eyJ`, and one Aho-Corasick pass
-//! for the registered values; the text is borrowed back unchanged), since it runs on every log
-//! line of the webhook path. Every pass is linear in the text, whatever it repeats.
+//! It is a bottom module (it imports nothing from the crate but the escaping rule of
+//! [`crate::domain::Printable`], for log lines), cheap when there is nothing to do (one pass
+//! over the bytes looking for `=`, `:`, `Bearer` and `eyJ`, and one Aho-Corasick pass for the
+//! registered values; the text is borrowed back unchanged), since it runs on every log line of
+//! the webhook path. Every pass is linear in the text, whatever it repeats.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -33,6 +34,8 @@ use std::sync::RwLock;
 use aho_corasick::{AhoCorasick, MatchKind};
 
 use tracing_subscriber::fmt::MakeWriter;
+
+use crate::domain::needs_escape;
 
 /// What a masked value becomes.
 pub const MASK: &str = "REDACTED";
@@ -131,22 +134,77 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for RedactingWriter<M> {
 }
 
 /// One event's output. The formatter writes each event with a single `write_all` of the whole
-/// formatted line, so each `write` sees a whole line and can redact it.
+/// formatted line, so each `write` sees a whole line and can redact it — and make it inert
+/// ([`one_line`]): a line break or terminal control inside it (from any field: event text, an
+/// error from outside) is escaped, so no log line can be forged and no field can drive the
+/// terminal. `tracing-subscriber` escapes ESC only in the `message` field.
 pub struct RedactingWrite<W>(W);
 
 impl<W: io::Write> io::Write for RedactingWrite<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match std::str::from_utf8(buf) {
-            Ok(text) => self.0.write_all(redact(text).as_bytes())?,
-            Err(_) => self
-                .0
-                .write_all(redact(&String::from_utf8_lossy(buf)).as_bytes())?,
-        }
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(one_line(&redact(&text)).as_bytes())?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()
+    }
+}
+
+/// `line` made inert: every character of [`needs_escape`] escaped (line breaks, terminal
+/// controls, invisible characters) except one line break at its end and the formatter's own
+/// colour codes (SGR sequences, `ESC [ digits ; … m`, which only colour text); borrowed when
+/// there is nothing to escape.
+fn one_line(line: &str) -> Cow<'_, str> {
+    let body = line.strip_suffix('\n').unwrap_or(line);
+    let colours = |from: usize| sgr_len(&body[from..]);
+    let clean = body
+        .char_indices()
+        .all(|(i, c)| !needs_escape(c) || colours(i) > 0);
+    if clean {
+        return Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    let mut at = 0;
+    for (i, c) in body.char_indices() {
+        if i < at {
+            continue;
+        }
+        let sgr = colours(i);
+        if sgr > 0 {
+            out.push_str(&body[i..i + sgr]);
+            at = i + sgr;
+            continue;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+        at = i + c.len_utf8();
+    }
+    if body.len() < line.len() {
+        out.push('\n');
+    }
+    Cow::Owned(out)
+}
+
+/// The length of the SGR sequence (`ESC [ [0-9;]* m`) `text` starts with, or 0.
+fn sgr_len(text: &str) -> usize {
+    let Some(rest) = text.strip_prefix("\u{1b}[") else {
+        return 0;
+    };
+    let params = rest
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b';')
+        .count();
+    if rest.as_bytes().get(params) == Some(&b'm') {
+        2 + params + 1
+    } else {
+        0
     }
 }
 
@@ -527,6 +585,28 @@ mod tests {
             .write_all(b"WARN url=http://h/q?sig=SECRET done\n")
             .unwrap();
         assert_eq!(out, b"WARN url=http://h/q?sig=REDACTED done\n");
+    }
+
+    #[test]
+    fn the_writer_keeps_each_line_one_line() {
+        use std::io::Write;
+        let mut out = Vec::new();
+        RedactingWrite(&mut out)
+            .write_all("WARN reason=evil\nFORGED\r\u{2028}x\n".as_bytes())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "WARN reason=evil\\nFORGED\\r\\u{2028}x\n"
+        );
+        assert!(matches!(one_line("plain\n"), Cow::Borrowed(_)));
+        assert_eq!(one_line("no end\nhere"), "no end\\nhere");
+        // The formatter's colours stay; any other escape sequence is shown, not run.
+        let coloured = "\u{1b}[2m2026\u{1b}[0m \u{1b}[33mWARN\u{1b}[0m x\n";
+        assert!(matches!(one_line(coloured), Cow::Borrowed(_)));
+        assert_eq!(
+            one_line("\u{1b}[33mWARN\u{1b}[0m r=\u{1b}[2J\u{1b}]0;t\u{7}\u{202e}\n"),
+            "\u{1b}[33mWARN\u{1b}[0m r=\\u{1b}[2J\\u{1b}]0;t\\u{7}\\u{202e}\n"
+        );
     }
 
     proptest! {

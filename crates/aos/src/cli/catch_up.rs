@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::error::CliError;
 use super::settings::{SettingsFrom, load_settings};
+use crate::domain::Printable;
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::{CatchUpOptions, EventSink};
 use crate::queue::QueueAccount;
@@ -74,7 +75,7 @@ async fn catch_up(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
 
     let started = Instant::now();
     let mut progress = |line: String| {
-        let line = redact(&line);
+        let line = Printable(&redact(&line)).to_string();
         if line.starts_with("would queue ") {
             println!("{line}");
         } else {
@@ -88,12 +89,12 @@ async fn catch_up(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
         .map_err(CliError::usage)?;
     for app in &run.apps {
         for reason in &app.reasons {
-            println!("refused: {}", redact(reason));
+            println!("refused: {}", Printable(&redact(reason)));
         }
         for warning in &app.warnings {
-            println!("warning: {}", redact(warning));
+            println!("warning: {}", Printable(&redact(warning)));
         }
-        println!("{}", redact(&app.to_string()));
+        println!("{}", Printable(&redact(&app.to_string())));
     }
     if args.dry_run {
         eprintln!("dry run: nothing was queued and no cursor moved");

@@ -7,6 +7,7 @@ use clap::Subcommand;
 use super::error::CliError;
 use super::settings::{SettingsFrom, load_settings};
 use crate::archive::Archive;
+use crate::domain::Printable;
 use crate::failures::{Failures, STATE_CONTAINER};
 use crate::holds::Holds;
 use crate::queue::QueueAccount;
@@ -50,7 +51,10 @@ async fn poison(action: Action, from: &SettingsFrom) -> anyhow::Result<()> {
             ));
             let entries = crate::poison::list(&[inbound, confirmation], &failures).await?;
             for entry in &entries {
-                println!("{}\n", redact(&entry.to_string()));
+                for line in redact(&entry.to_string()).lines() {
+                    println!("{}", Printable(line));
+                }
+                println!();
             }
             println!("{} poisoned message(s)", entries.len());
         }

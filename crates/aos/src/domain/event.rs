@@ -1,9 +1,13 @@
 //! The CloudEvent as Altinn delivers it, and the instance it names.
 //!
-//! Parse, don't validate: a [`CloudEvent`] value has the four required attributes, and an
-//! [`InstanceRef`] can only be built from a `source` on the configured app host whose path is
-//! exactly `/{org}/{app}/instances/{partyId}/{instanceGuid}` with every segment checked. Every
-//! URL and blob path the system builds comes from an `InstanceRef`, never from raw event text.
+//! Parse, don't validate: a [`CloudEvent`] value has the four required attributes, none with a
+//! control character, whitespace or an invisible character (so `id`, `type` and `source` can be
+//! logged and printed as they are, and the `url` crate never gets to drop a TAB, CR or LF from
+//! a `source` silently), and an [`InstanceRef`] can only be built from a `source` on the
+//! configured app host whose path is exactly `/{org}/{app}/instances/{partyId}/{instanceGuid}`
+//! with every segment checked. Every URL and blob path the system builds comes from an
+//! `InstanceRef`, never from raw event text. Raw text quoted in an [`EventError`] is escaped
+//! and shortened, since errors end up in logs and webhook answers.
 
 use serde_json::{Map, Value};
 use url::Url;
@@ -11,6 +15,7 @@ use uuid::Uuid;
 
 use super::base_url::BaseUrl;
 use super::names::{AppName, OrgName};
+use super::printable::needs_escape;
 
 /// The type of Altinn's subscription-validation ping: answered 200, never processed.
 pub const VALIDATE_SUBSCRIPTION: &str = "platform.events.validatesubscription";
@@ -31,11 +36,29 @@ pub enum EventError {
     NotAnObject,
     #[error("attribute `{0}` is missing or not a non-empty string")]
     MissingAttribute(&'static str),
-    #[error("source `{0}` is not on the configured app host")]
+    #[error("attribute `{name}` contains a control character, whitespace or an invisible character: {}", quoted(.value))]
+    Unprintable { name: &'static str, value: String },
+    #[error("source {} is not on the configured app host", quoted(.0))]
     ForeignSource(String),
-    #[error("source `{url}` is not an instance URL: {reason}")]
+    #[error("source {} is not an instance URL: {reason}", quoted(.url))]
     BadSource { url: String, reason: String },
 }
+
+/// Raw event text as an error shows it: quoted with every special character escaped (Rust's
+/// `Debug` for strings), and at most [`QUOTED_CHARS`] characters of it.
+fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        Some((end, _)) => format!("{:?}…", &value[..end]),
+        None => format!("{value:?}"),
+    }
+}
+
+/// How much of a raw value an error quotes: enough to recognise it, not a 48 KiB echo.
+const QUOTED_CHARS: usize = 200;
+
+/// The attributes every CloudEvent must have as non-empty strings without a character of
+/// [`needs_escape`] or a space.
+const REQUIRED: [&str; 4] = ["id", "type", "source", "specversion"];
 
 /// A CloudEvent (structured JSON mode). Unknown attributes are kept as received, so the queue
 /// message is the event exactly as Altinn sent it (the reference system's message format).
@@ -57,9 +80,15 @@ impl CloudEvent {
             return Err(EventError::NotAnObject);
         };
         let event = CloudEvent { attributes };
-        for name in ["id", "type", "source", "specversion"] {
-            if event.str_attr(name).is_none() {
+        for name in REQUIRED {
+            let Some(value) = event.str_attr(name) else {
                 return Err(EventError::MissingAttribute(name));
+            };
+            if value.chars().any(|c| c == ' ' || needs_escape(c)) {
+                return Err(EventError::Unprintable {
+                    name,
+                    value: value.to_string(),
+                });
             }
         }
         Ok(event)
@@ -97,9 +126,8 @@ impl CloudEvent {
     }
 
     /// Made by reconciliation or pulled by catch-up: a request to look at an instance, not a
-    /// push announcing new data. A client that sets the attribute on a push gains nothing it
-    /// could not have with a plain event: the instance is still read from Altinn and checked,
-    /// and its events skip instances the org already confirmed.
+    /// push announcing new data. The webhook removes both marks from what it receives
+    /// ([`Self::without_product_marks`]), so a sender cannot set them.
     pub fn is_synthetic(&self) -> bool {
         self.is_reconciled()
             || self
@@ -114,9 +142,37 @@ impl CloudEvent {
         Value::Object(self.attributes.clone())
     }
 
+    /// The attributes as received (what [`CloudEvent::to_json`] wraps), for measuring or
+    /// writing the message without a copy.
+    pub fn attributes(&self) -> &Map<String, Value> {
+        &self.attributes
+    }
+
     /// The instance named by `source`, which must be on the configured app host.
     pub fn instance(&self, apps_base_url: &BaseUrl) -> Result<InstanceRef, EventError> {
         InstanceRef::from_source(self.source(), apps_base_url)
+    }
+
+    /// The event with `source` in its normalised spelling, the one rebuilt from the instance it
+    /// names (lower-case scheme, host and GUID): what is queued, so every reader sees the same
+    /// text for the same instance.
+    /// The event without this product's own marks ([`RECONCILED_ATTRIBUTE`],
+    /// [`CAUGHT_UP_ATTRIBUTE`]): only reconciliation and catch-up set them, never a sender.
+    pub fn without_product_marks(mut self) -> Self {
+        self.attributes.remove(RECONCILED_ATTRIBUTE);
+        self.attributes.remove(CAUGHT_UP_ATTRIBUTE);
+        self
+    }
+
+    pub fn with_normalised_source(
+        mut self,
+        instance: &InstanceRef,
+        apps_base_url: &BaseUrl,
+    ) -> Self {
+        let source = instance.source_url(apps_base_url).to_string();
+        self.attributes
+            .insert("source".to_string(), Value::String(source));
+        self
     }
 }
 
@@ -234,6 +290,7 @@ impl std::fmt::Display for InstanceRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn apps() -> BaseUrl {
         BaseUrl::parse("https://ttd.apps.at22.altinn.cloud/").unwrap()
@@ -334,6 +391,69 @@ mod tests {
         }
         let ok = format!("https://ttd.apps.at22.altinn.cloud/ttd/app-2/instances/12/{g}");
         assert!(InstanceRef::from_source(&ok, &apps()).is_ok());
+    }
+
+    #[test]
+    fn attributes_with_control_characters_or_whitespace_are_refused() {
+        let g = "6b3323c8-7baf-4612-b8a6-5eac407f4d0c";
+        let good = json!({
+            "id": "1",
+            "type": "app.instance.process.completed",
+            "source": format!("https://ttd.apps.at22.altinn.cloud/ttd/app/instances/1/{g}"),
+            "specversion": "1.0",
+        });
+        assert!(CloudEvent::from_value(good.clone()).is_ok());
+        for bad in [
+            "\t", "\n", "\r", " ", "\u{1b}", "\u{85}", "\u{a0}", "\u{2028}", "\u{202e}",
+        ] {
+            for name in REQUIRED {
+                let mut event = good.clone();
+                let value = event[name].as_str().unwrap();
+                // The `url` crate would drop a TAB, CR or LF inside the source silently.
+                let hostile = format!("{}{bad}{}", &value[..1], &value[1..]);
+                event[name] = json!(hostile);
+                let error = CloudEvent::from_value(event).unwrap_err();
+                assert_eq!(
+                    error,
+                    EventError::Unprintable {
+                        name,
+                        value: hostile.clone()
+                    },
+                    "{name} {bad:?}"
+                );
+                let shown = error.to_string();
+                assert!(!shown.chars().any(needs_escape), "{shown:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_quote_raw_text_escaped_and_shortened() {
+        let long = format!("https://evil.example/\n{}", "x".repeat(100_000));
+        let shown = EventError::ForeignSource(long).to_string();
+        assert!(shown.contains("\\n"), "{shown}");
+        assert!(shown.len() < 400, "{}", shown.len());
+    }
+
+    #[test]
+    fn the_normalised_source_is_rebuilt_from_the_instance() {
+        let g = "6b3323c8-7baf-4612-b8a6-5eac407f4d0c";
+        let event = CloudEvent::from_value(json!({
+            "id": "1",
+            "type": "app.instance.process.completed",
+            "source": format!("HTTPS://TTD.apps.at22.altinn.cloud:443/ttd/app/instances/01/{}", g.to_uppercase()),
+            "specversion": "1.0",
+            "x-ext": 1,
+        }))
+        .unwrap();
+        let instance = event.instance(&apps()).unwrap();
+        let normalised = event.clone().with_normalised_source(&instance, &apps());
+        assert_eq!(
+            normalised.source(),
+            format!("https://ttd.apps.at22.altinn.cloud/ttd/app/instances/1/{g}")
+        );
+        assert_eq!(normalised.id(), event.id());
+        assert_eq!(normalised.to_json()["x-ext"], 1);
     }
 
     #[test]

@@ -11,10 +11,13 @@
 //!   URL and blob path is built from an `InstanceRef`, never from raw event text.
 //! - `base_url.rs` — [`BaseUrl`]: https (or loopback http) with exactly one trailing `/`.
 //! - `secret.rs` — [`Secret`]: a value that `Debug` never shows (keys, passwords, tokens).
+//! - `printable.rs` — [`Printable`]: outside text shown with line breaks, terminal controls and
+//!   invisible characters escaped, for logs and printed lines.
 
 mod base_url;
 mod event;
 mod names;
+mod printable;
 mod secret;
 
 pub use base_url::BaseUrl;
@@ -23,4 +26,5 @@ pub use event::{
     VALIDATE_SUBSCRIPTION, parse_guid,
 };
 pub use names::{AppName, OrgName};
+pub use printable::{Printable, needs_escape, printable};
 pub use secret::Secret;

@@ -24,8 +24,9 @@ use axum::routing::{MethodRouter, get, post};
 
 use crate::pipeline::Pipeline;
 
-/// Invocation payloads larger than this fail the invocation. The webhook body inside is
-/// limited to 1 MiB separately (answered 413); the margin covers the host's JSON escaping.
+/// Invocation payloads larger than this fail the invocation (queue, timer and blob triggers
+/// carry small payloads). `EventsReceiver` reads its own (a webhook body too large is answered
+/// 413, never a failed invocation).
 const MAX_INVOCATION_BYTES: usize = 8 * 1024 * 1024;
 
 /// One route per function, named by the function (the host's invocation path).

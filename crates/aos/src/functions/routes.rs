@@ -1,7 +1,7 @@
 //! One route per function. Each turns a step outcome into an [`InvocationResponse`].
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,15 +9,16 @@ use serde_json::json;
 
 use super::bindings::*;
 use super::invocation::{InvocationRequest, InvocationResponse};
-use crate::domain::CloudEvent;
+use crate::domain::{CloudEvent, Printable, printable};
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::CatchUpOptions;
 use crate::pipeline::error::{ErrorKind, StepError};
 use crate::pipeline::messages::{Attempt, QueueStep, describe, parse_message};
-use crate::pipeline::receive::{ReceiveOutcome, receive};
+use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive};
 use crate::pipeline::reconcile::ReconcileOptions;
 use crate::queue::QueueAccount;
 use crate::redact::Redacted;
+use crate::request_body::{Capped, read_capped};
 
 /// `GET /`: the host's readiness and health probe.
 pub async fn ready() -> Json<serde_json::Value> {
@@ -43,10 +44,35 @@ pub(super) fn ok(response: InvocationResponse) -> Response {
     (StatusCode::OK, Json(response)).into_response()
 }
 
+/// The largest `EventsReceiver` invocation read: a webhook body of [`MAX_BODY_BYTES`] with room
+/// for the host's JSON escaping of it (up to six bytes per byte) and the request's metadata.
+const MAX_RECEIVER_INVOCATION_BYTES: usize = 8 * MAX_BODY_BYTES;
+
 /// `EventsReceiver`: the webhook. A valid event becomes one message on `events-inbound`; the
-/// host writes it before answering Altinn, and fails the request (500) if it cannot.
-pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
+/// host writes it before answering Altinn, and fails the request (500) if it cannot — so an
+/// event no queue message can hold is answered 413 here (`receive`), in the `res` output of a
+/// successful invocation, as is a webhook body too large to be read at all.
+pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Body) -> Response {
     let function = super::names::EVENTS_RECEIVER;
+    // The host holds the whole request already: read a body too large to its end (usize::MAX),
+    // since leaving it unread would close the connection under the host and fail the invocation.
+    let body = match read_capped(body, MAX_RECEIVER_INVOCATION_BYTES, usize::MAX).await {
+        Ok(Capped::Whole(body)) => body,
+        Ok(Capped::TooLarge { read: length }) => {
+            let outcome = ReceiveOutcome::Rejected {
+                status: 413,
+                reason: format!(
+                    "the invocation is {length} bytes; a webhook body is at most {MAX_BODY_BYTES}"
+                ),
+            };
+            tracing::warn!(function, status = 413, length, "webhook request rejected");
+            let (status, body) = outcome.answer();
+            return ok(InvocationResponse::default()
+                .http(RESPONSE, status, &body)
+                .log(outcome.log_line()));
+        }
+        Err(e) => return failed(function, "read", &e, ErrorKind::Retry),
+    };
     let request = match InvocationRequest::parse(&body).and_then(|r| r.http_request(REQUEST)) {
         Ok(request) => request,
         Err(e) => return failed(function, "decode", &e, ErrorKind::Permanent),
@@ -67,7 +93,7 @@ pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Bytes) -> R
             "event queued"
         ),
         ReceiveOutcome::Rejected { status, reason } => {
-            tracing::warn!(function, status, reason = %reason, "webhook request rejected")
+            tracing::warn!(function, status, reason = %Printable(reason), "webhook request rejected")
         }
         _ => {}
     }
@@ -248,7 +274,9 @@ async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
     };
     let options = CatchUpOptions::from_settings(&settings.catch_up);
     let run = {
+        // Catch-up lines quote pulled events (a refused event's raw id): escaped.
         let mut progress = |line: String| {
+            let line = printable(&line).into_owned();
             tracing::info!(function, "{line}");
             logs.push(line);
         };
@@ -259,8 +287,16 @@ async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
     match run {
         Ok(run) => {
             for app in &run.apps {
-                logs.extend(app.reasons.iter().map(|r| format!("refused: {r}")));
-                logs.extend(app.warnings.iter().map(|w| format!("warning: {w}")));
+                logs.extend(
+                    app.reasons
+                        .iter()
+                        .map(|r| format!("refused: {}", Printable(r))),
+                );
+                logs.extend(
+                    app.warnings
+                        .iter()
+                        .map(|w| format!("warning: {}", Printable(w))),
+                );
                 if let Some(failed) = &app.failed {
                     tracing::error!(function, app = %app.app, error = %failed, "catch-up of an app failed");
                 }
@@ -271,7 +307,7 @@ async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
                 failed = run.failed(),
                 "caught up"
             );
-            logs.push(run.to_string());
+            logs.push(printable(&run.to_string()).into_owned());
         }
         Err(e) => fail(logs, e),
     }

@@ -61,7 +61,7 @@ const RESTART_SLACK: Duration = Duration::hours(1);
 /// A pulled event larger than this is refused: base64-encoded it would not fit in a storage
 /// queue message (64 KiB), and an event that can never be queued must not hold the cursor
 /// back forever. Altinn's events are well under 1 KiB.
-pub const MAX_PULLED_EVENT_BYTES: usize = 48 * 1024;
+pub const MAX_PULLED_EVENT_BYTES: usize = crate::queue::MAX_MESSAGE_TEXT_BYTES;
 /// Reasons kept per app; counts are always exact.
 const MAX_REASONS: usize = 100;
 

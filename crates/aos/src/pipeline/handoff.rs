@@ -42,8 +42,8 @@ use super::error::StepError;
 /// The `type` of every hand-off message.
 pub const MESSAGE_TYPE: &str = "aos.instance.archived";
 
-/// Message text that still fits a storage queue message (64 KiB) once base64-encoded.
-const MAX_MESSAGE_TEXT: usize = 48 * 1024;
+/// Message text that still fits a storage queue message once base64-encoded.
+const MAX_MESSAGE_TEXT: usize = crate::queue::MAX_MESSAGE_TEXT_BYTES;
 
 /// The hand-off queue.
 #[derive(Clone)]

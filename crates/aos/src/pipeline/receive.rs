@@ -2,13 +2,17 @@
 //!
 //! The adapter queues the event only for [`ReceiveOutcome::Queue`] and answers 200 only once
 //! that write succeeded. A hopeless request gets a 4xx (Altinn does not retry 4xx forever; a
-//! 5xx would make it retry for two days).
+//! 5xx would make it retry for two days) — among them an event that no queue message can hold
+//! (413), which would otherwise fail at the queue write, after the answer was decided.
 
 use crate::config::Settings;
-use crate::domain::CloudEvent;
+use crate::domain::{CloudEvent, printable};
+use crate::queue::{MAX_MESSAGE_TEXT_BYTES, queued_text_size};
 
-/// Larger bodies are refused: an Altinn CloudEvent is well under 1 KiB.
-pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// Larger bodies are refused before they are parsed: a body larger than a whole (encoded) queue
+/// message cannot become one. `aos run` stops reading at this size; an Altinn CloudEvent is
+/// well under 1 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, PartialEq)]
 pub enum ReceiveOutcome {
@@ -37,9 +41,10 @@ impl ReceiveOutcome {
         }
     }
 
-    /// A line for the invocation log.
+    /// A line for the invocation log, with any event text in it escaped
+    /// ([`crate::domain::Printable`]), so it stays one line.
     pub fn log_line(&self) -> String {
-        match self {
+        let line = match self {
             ReceiveOutcome::Queue(event) => {
                 format!("queued event {} for {}", event.id(), event.source())
             }
@@ -50,18 +55,19 @@ impl ReceiveOutcome {
             ReceiveOutcome::Rejected { status, reason } => {
                 format!("rejected with {status}: {reason}")
             }
-        }
+        };
+        printable(&line).into_owned()
     }
 }
 
 /// Classifies one webhook request body.
 pub fn receive(body: &[u8], content_type: Option<&str>, settings: &Settings) -> ReceiveOutcome {
     let reject = |status: u16, reason: String| ReceiveOutcome::Rejected { status, reason };
-    if body.len() > MAX_EVENT_BYTES {
+    if body.len() > MAX_BODY_BYTES {
         return reject(
             413,
             format!(
-                "body is {} bytes; the limit is {MAX_EVENT_BYTES}",
+                "body is {} bytes; the limit is {MAX_BODY_BYTES}",
                 body.len()
             ),
         );
@@ -87,10 +93,24 @@ pub fn receive(body: &[u8], content_type: Option<&str>, settings: &Settings) -> 
             event_type: event.event_type().to_string(),
         };
     }
-    match event.instance(&settings.apps_base_url) {
-        Ok(_) => ReceiveOutcome::Queue(event),
-        Err(e) => reject(400, e.to_string()),
+    let instance = match event.instance(&settings.apps_base_url) {
+        Ok(instance) => instance,
+        Err(e) => return reject(400, e.to_string()),
+    };
+    let event = event
+        .with_normalised_source(&instance, &settings.apps_base_url)
+        .without_product_marks();
+    let size = queued_text_size(event.attributes());
+    if size > MAX_MESSAGE_TEXT_BYTES {
+        return reject(
+            413,
+            format!(
+                "the event is {size} bytes as a queue message; a queue message holds \
+                 {MAX_MESSAGE_TEXT_BYTES}"
+            ),
+        );
     }
+    ReceiveOutcome::Queue(event)
 }
 
 fn is_json_content_type(content_type: Option<&str>) -> bool {
@@ -166,6 +186,77 @@ mod tests {
         ));
     }
 
+    /// The completed-event fixture with a `padding` attribute making its queued text `size`
+    /// bytes long.
+    fn event_of_queued_size(size: usize) -> Vec<u8> {
+        let mut event: serde_json::Value =
+            serde_json::from_slice(&fixture("event-app-instance-process-completed.at22.json"))
+                .unwrap();
+        event["padding"] = "".into();
+        let base = queued_text_size(&event);
+        event["padding"] = "x".repeat(size - base).into();
+        assert_eq!(queued_text_size(&event), size);
+        event.to_string().into_bytes()
+    }
+
+    #[test]
+    fn an_event_no_queue_message_can_hold_is_413() {
+        let s = settings();
+        let fits = event_of_queued_size(MAX_MESSAGE_TEXT_BYTES);
+        assert!(matches!(receive(&fits, JSON, &s), ReceiveOutcome::Queue(_)));
+        let over = event_of_queued_size(MAX_MESSAGE_TEXT_BYTES + 1);
+        assert!(over.len() < MAX_BODY_BYTES);
+        match receive(&over, JSON, &s) {
+            ReceiveOutcome::Rejected {
+                status: 413,
+                reason,
+            } => {
+                assert!(reason.contains("queue message"), "{reason}")
+            }
+            other => panic!("not 413: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sender_cannot_set_the_products_own_marks() {
+        let mut event: serde_json::Value =
+            serde_json::from_slice(&fixture("event-app-instance-process-completed.at22.json"))
+                .unwrap();
+        event["aosreconciled"] = "true".into();
+        event["aoscaughtup"] = "true".into();
+        let ReceiveOutcome::Queue(queued) =
+            receive(event.to_string().as_bytes(), JSON, &settings())
+        else {
+            panic!("queued");
+        };
+        assert!(!queued.is_synthetic());
+        assert!(queued.to_json().get("aosreconciled").is_none());
+    }
+
+    #[test]
+    fn the_queued_event_carries_the_normalised_source() {
+        let mut event: serde_json::Value =
+            serde_json::from_slice(&fixture("event-app-instance-process-completed.at22.json"))
+                .unwrap();
+        let source = event["source"].as_str().unwrap().to_string();
+        event["source"] = source
+            .replacen("https://", "HTTPS://", 1)
+            .replace("6b3323c8-7baf", "6B3323C8-7BAF")
+            .into();
+        match receive(event.to_string().as_bytes(), JSON, &settings()) {
+            ReceiveOutcome::Queue(queued) => assert_eq!(queued.source(), source),
+            other => panic!("not queued: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn log_lines_are_one_line_whatever_the_request_held() {
+        let outcome = receive(b"{}", Some("text/plain\u{1b}[2J\nforged"), &settings());
+        let line = outcome.log_line();
+        assert!(line.starts_with("rejected with 415"), "{line}");
+        assert!(!line.chars().any(crate::domain::needs_escape), "{line:?}");
+    }
+
     #[test]
     fn bad_requests_are_rejected_with_the_right_status() {
         let s = settings();
@@ -179,7 +270,7 @@ mod tests {
             status(br#"{"type":"app.instance.process.completed"}"#, JSON),
             400
         );
-        assert_eq!(status(&vec![b' '; MAX_EVENT_BYTES + 1], JSON), 413);
+        assert_eq!(status(&vec![b' '; MAX_BODY_BYTES + 1], JSON), 413);
         assert_eq!(
             status(
                 &fixture("event-app-instance-process-completed.at22.json"),

@@ -1,12 +1,15 @@
 //! The standalone runtime (`aos run`): the same steps without the Functions host.
 //!
-//! A webhook ([`webhook`]) at the same path as under Functions, `/api/EventsReceiver`, secured
-//! by `?code=` = `AltinnApplicationOwnerSystemSettings__WebhookSecret`, and queue workers
+//! A webhook ([`webhook`], served by [`server`] with a header read timeout) at the same path as
+//! under Functions, `/api/EventsReceiver`, secured by `?code=` =
+//! `AltinnApplicationOwnerSystemSettings__WebhookSecret` and limited at the edge (body size,
+//! slow clients, concurrent requests), and queue workers
 //! ([`worker`]) that drive the pipeline from Azure Storage queues with the host's semantics:
 //! base64 message text, a renewed visibility lease while a message is worked on, the dequeue
 //! count, `<queue>-poison` after the last attempt. Messages are interchangeable with the
 //! Functions host's, so a deployment can move between the two with messages in flight.
 
+mod server;
 pub mod webhook;
 pub mod worker;
 
@@ -63,18 +66,18 @@ pub async fn run(
     let inbound = queue_for(QueueStep::Process).expect("every step has a queue");
 
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "webhook listening on /api/EventsReceiver");
-    let app = webhook::router(webhook::WebhookState::new(
-        settings.clone(),
-        secret,
-        inbound,
+    let limits = webhook::EdgeLimits::from_env();
+    tracing::info!(addr = %listener.local_addr()?, ?limits, "webhook listening on /api/EventsReceiver");
+    let app = webhook::router(
+        webhook::WebhookState::new(settings.clone(), secret, inbound, &limits),
+        &limits,
+    );
+    let server = tokio::spawn(server::serve(
+        listener,
+        app,
+        limits.header_timeout,
+        shutdown.clone(),
     ));
-    let server_stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_stop.cancelled().await })
-            .await
-    });
 
     // One worker per step, passing its output on to the next step's queue ([`QueueStep::next`]).
     // The feedback worker runs even when feedback is off, so messages already in
@@ -94,7 +97,7 @@ pub async fn run(
         })
         .collect();
     let (server, workers) = tokio::join!(server, futures::future::join_all(workers));
-    server??;
+    server?;
     for worker in workers {
         worker?;
     }

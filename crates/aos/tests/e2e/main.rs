@@ -14,6 +14,7 @@ mod catchup_e2e;
 mod chaos_e2e;
 mod cli;
 mod dev_smoke;
+mod edge_e2e;
 mod feedback_e2e;
 mod functions_e2e;
 mod hardening_e2e;
