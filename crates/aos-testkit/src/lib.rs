@@ -9,6 +9,8 @@
 //!   [`blobs`], [`queue`] — storage as the host and the tests see it;
 //! - [`world`] — Azurite + the Altinn simulator + the app under either runtime, in one value;
 //! - [`standalone`] — `aos run` as a child process; [`cli`] — one `aos` CLI command;
+//! - [`storage_proxy`] — an HTTP proxy in front of Azurite that counts the product's storage
+//!   requests by operation and injects seeded storage faults (503, 500, 408, resets, delays);
 //! - [`auth`] — test-only keys and certificates (made per run) and settings for Maskinporten
 //!   against the simulator;
 //! - [`GroupChild`] — child processes that cannot outlive the test.
@@ -22,6 +24,7 @@ pub mod host;
 pub mod invocation;
 pub mod queue;
 pub mod standalone;
+pub mod storage_proxy;
 pub mod world;
 
 pub use aos_azurite::GroupChild;
