@@ -11,6 +11,9 @@
 //! - [`standalone`] — `aos run` as a child process; [`cli`] — one `aos` CLI command;
 //! - [`abuse`] — hostile HTTP clients on raw TCP (large, slow-body and slow-header requests)
 //!   and a process's resident memory, for the edge tests;
+//! - [`storage_proxy`] — an HTTP proxy in front of Azurite that counts the product's storage
+//!   requests by operation and injects seeded storage faults (503, 500, 408, resets, delays);
+//!   [`request_budget`] — those counts and the simulator's Altinn calls per instance;
 //! - [`auth`] — test-only keys and certificates (made per run) and settings for Maskinporten
 //!   against the simulator;
 //! - [`GroupChild`] — child processes that cannot outlive the test.
@@ -24,7 +27,9 @@ pub mod cli;
 pub mod host;
 pub mod invocation;
 pub mod queue;
+pub mod request_budget;
 pub mod standalone;
+pub mod storage_proxy;
 pub mod world;
 
 pub use aos_azurite::GroupChild;

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::azurite::Azurite;
 use crate::host::{FunctionsHost, HostConfig, HttpCall};
+use crate::storage_proxy::StorageProxy;
 
 pub const TOKEN: &str = "test-altinn-token";
 pub const ARCHIVE_CONTAINER: &str = "inbound";
@@ -27,6 +28,10 @@ pub struct Backends {
     pub sim: SimulatorHandle,
     pub archive: Archive,
     pub blobs: StorageEndpoint,
+    /// The storage proxy the product is pointed through, when started with one
+    /// ([`Backends::start_behind_proxy`]); the tests' own checks and the host harness still talk
+    /// to Azurite directly.
+    pub proxy: Option<StorageProxy>,
 }
 
 /// The backends plus the real `aos` binary under the Functions host harness.
@@ -94,6 +99,40 @@ impl Backends {
         backends
     }
 
+    /// [`Backends::start`] with a [`StorageProxy`] (faults seeded by `seed`, no rule yet) between
+    /// the product and Azurite: [`Backends::settings_env`] then names the proxy's endpoints.
+    pub async fn start_behind_proxy(seed: u64) -> Backends {
+        let backends = Self::start_unguarded_behind_proxy(seed)
+            .await
+            .expect("Azurite, the simulator and the storage proxy start");
+        backends.guard_confirms_with_the_manifest();
+        backends
+    }
+
+    /// [`Backends::start_unguarded`] with a [`StorageProxy`] in front of Azurite (benchmarks
+    /// count the product's storage requests with it).
+    pub async fn start_unguarded_behind_proxy(seed: u64) -> anyhow::Result<Backends> {
+        let mut backends = Self::start_unguarded().await?;
+        backends.proxy =
+            Some(StorageProxy::start(&backends.azurite.connection_string(), seed).await?);
+        Ok(backends)
+    }
+
+    /// The proxy the product goes through; panics when started without one.
+    pub fn proxy(&self) -> &StorageProxy {
+        self.proxy
+            .as_ref()
+            .expect("backends started with Backends::start_behind_proxy")
+    }
+
+    /// The storage connection string the product gets: the proxy's when there is one.
+    pub fn product_connection_string(&self) -> String {
+        match &self.proxy {
+            Some(proxy) => proxy.connection_string(),
+            None => self.azurite.connection_string(),
+        }
+    }
+
     /// Fresh Azurite and simulator without the confirm guard (which reads the manifest on every
     /// confirmation): for benchmarks, which measure the product, not the tests' checks.
     pub async fn start_unguarded() -> anyhow::Result<Backends> {
@@ -111,10 +150,12 @@ impl Backends {
             sim,
             archive,
             blobs,
+            proxy: None,
         })
     }
 
-    /// The settings a user would give `aos` to use these backends.
+    /// The settings a user would give `aos` to use these backends (storage through the proxy
+    /// when there is one).
     pub fn settings_env(&self) -> Vec<(String, String)> {
         let base = self.sim.base_url().to_string();
         [
@@ -128,7 +169,9 @@ impl Backends {
             ),
             (
                 "AltinnApplicationOwnerSystemSettings__BlobEndpoint",
-                self.azurite.blob_endpoint(),
+                self.proxy
+                    .as_ref()
+                    .map_or_else(|| self.azurite.blob_endpoint(), StorageProxy::blob_endpoint),
             ),
             (
                 "AltinnApplicationOwnerSystemSettings__AccountName",
@@ -144,7 +187,7 @@ impl Backends {
             ),
             (
                 "QueueStorageSettings__ConnectionString",
-                self.azurite.connection_string(),
+                self.product_connection_string(),
             ),
             ("AOS_LOG_FORMAT", "text".to_string()),
         ]

@@ -11,11 +11,20 @@
 //! builds them), then the block list committed (one Put Blob when it fits in one block) —
 //! with the concurrency the product gets (24 invocations × up to 4 elements).
 //!
-//! `cargo bench --bench archive` (`-- --quick` for a smoke run, `-- --no-write` to only print).
+//! Request budget (issue 18): 20 instances × 3 × 10 KiB with the product's storage traffic
+//! through the test kit's storage proxy (no faults), which counts it by operation, and the
+//! simulator's record of Altinn calls; a first pass and a duplicate pass (the same events again
+//! after every instance was confirmed), under the Functions host harness and as `aos run`. The
+//! throughput runs go to Azurite directly, like the baseline.
+//!
+//! `cargo bench --bench archive` (`-- --quick` for a smoke run, `-- --no-write` to only print,
+//! `-- --requests-only` for the request budget alone; `AOS_BINARY=<aos>` measures another
+//! build).
 
 mod common;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use altinn_aos::archive::BLOCK_SIZE;
@@ -27,7 +36,10 @@ use azure_storage_blob::models::BlockLookupList;
 use bytes::BytesMut;
 use futures::StreamExt;
 
-use aos_testkit::world::{ARCHIVE_CONTAINER, Backends, TOKEN, TestApp, element, instance};
+use aos_testkit::request_budget::{Requests, table_rows};
+use aos_testkit::standalone::Standalone;
+use aos_testkit::storage_proxy::Operation;
+use aos_testkit::world::{ARCHIVE_CONTAINER, Backends, QUEUES, TOKEN, TestApp, element, instance};
 use common::plot::{Chart, Series, XScale};
 use common::proc::{cpu_time, tree_cpu_time};
 use common::report::Report;
@@ -41,6 +53,10 @@ const INVOCATIONS: usize = 24;
 const ELEMENTS_PER_INVOCATION: usize = altinn_aos::ELEMENT_CONCURRENCY;
 /// Events posted to the webhook at once.
 const POST_CONCURRENCY: usize = 16;
+/// The request budget's workload (issue 18's measure): instances × elements × size.
+const BUDGET_INSTANCES: usize = 20;
+const BUDGET_ELEMENTS: usize = 3;
+const BUDGET_SIZE: u64 = 10 * KIB;
 
 fn main() -> anyhow::Result<()> {
     let args = BenchArgs::parse();
@@ -257,6 +273,203 @@ impl Bench {
     }
 }
 
+/// Counts what `work` costs: the proxy's storage requests and the simulator's Altinn calls
+/// from its start to its end, per instance of `instances`.
+async fn count_requests(
+    backends: &Backends,
+    instances: usize,
+    work: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<Requests> {
+    let proxy = backends.proxy();
+    proxy.reset();
+    let before = backends.sim.calls().len();
+    work.await?;
+    let calls = backends.sim.calls();
+    Ok(Requests::new(
+        instances,
+        proxy.counts_by_operation(),
+        &calls[before.min(calls.len())..],
+    ))
+}
+
+/// First pass and duplicate pass of the budget workload under the Functions host harness. A
+/// pass ends when the host is idle (queues empty, nothing in flight), so the confirmation step
+/// and everything after it are counted.
+async fn budget_under_functions() -> anyhow::Result<(Requests, Requests)> {
+    let backends = Backends::start_unguarded_behind_proxy(0).await?;
+    backends.azurite.create_container(ARCHIVE_CONTAINER).await?;
+    let app = TestApp::spawn_with(backends, Duration::from_secs(1), Vec::new()).await;
+    let created: Vec<CreatedInstance> =
+        specs(BUDGET_INSTANCES, BUDGET_ELEMENTS, BUDGET_SIZE, 500_000)
+            .into_iter()
+            .map(|s| app.sim.add_instance(s))
+            .collect();
+    let events: Vec<_> = created.iter().map(|c| app.sim.completed_event(c)).collect();
+    let wanted: HashSet<String> = created.iter().map(CreatedInstance::instance_id).collect();
+    let post_all = || async {
+        let statuses: Vec<u16> = futures::stream::iter(events.iter())
+            .map(|event| async { app.post_event(event).await.status })
+            .buffer_unordered(POST_CONCURRENCY)
+            .collect()
+            .await;
+        match statuses.iter().find(|s| !(200..300).contains(*s)) {
+            Some(bad) => bail!("the webhook answered {bad}"),
+            None => Ok(()),
+        }
+    };
+    let first = count_requests(&app, created.len(), async {
+        post_all().await?;
+        app.wait_all_confirmed(&wanted, Duration::from_secs(300))
+            .await?;
+        app.host.wait_until_idle(Duration::from_secs(120)).await
+    })
+    .await?;
+    let duplicate = count_requests(&app, created.len(), async {
+        post_all().await?;
+        app.host.wait_until_idle(Duration::from_secs(120)).await
+    })
+    .await?;
+    app.assert_no_poison().await;
+    Ok((first, duplicate))
+}
+
+/// The same with `aos run`, whose queue traffic is its own (and counted). A pass ends when the
+/// queues are empty and no storage request but queue polls has been made for 2 s; the polls
+/// made meanwhile are counted too, so "queue get messages" depends on time as well as work.
+async fn budget_as_aos_run() -> anyhow::Result<(Requests, Requests)> {
+    let backends = Backends::start_unguarded_behind_proxy(0).await?;
+    backends.azurite.create_container(ARCHIVE_CONTAINER).await?;
+    let runtime = Standalone::start(&backends).await;
+    let created: Vec<CreatedInstance> =
+        specs(BUDGET_INSTANCES, BUDGET_ELEMENTS, BUDGET_SIZE, 600_000)
+            .into_iter()
+            .map(|s| backends.sim.add_instance(s))
+            .collect();
+    let events: Vec<_> = created
+        .iter()
+        .map(|c| backends.sim.completed_event(c))
+        .collect();
+    let wanted: HashSet<String> = created.iter().map(CreatedInstance::instance_id).collect();
+    let post_all = || async {
+        let statuses: Vec<u16> = futures::stream::iter(events.iter())
+            .map(|event| async { runtime.post_event(event).await.0 })
+            .buffer_unordered(POST_CONCURRENCY)
+            .collect()
+            .await;
+        match statuses.iter().find(|s| !(200..300).contains(*s)) {
+            Some(bad) => bail!("the webhook answered {bad}"),
+            None => Ok(()),
+        }
+    };
+    let first = count_requests(&backends, created.len(), async {
+        post_all().await?;
+        backends
+            .wait_all_confirmed(&wanted, Duration::from_secs(300))
+            .await?;
+        settle(&backends).await
+    })
+    .await?;
+    let duplicate = count_requests(&backends, created.len(), async {
+        post_all().await?;
+        settle(&backends).await
+    })
+    .await?;
+    backends.assert_no_poison().await;
+    Ok((first, duplicate))
+}
+
+/// Waits until `aos run` is done: both queues empty (visible or not) and the proxy has seen
+/// nothing but queue polls for 2 s.
+async fn settle(backends: &Backends) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let work = |b: &Backends| -> u64 {
+        b.proxy()
+            .counts_by_operation()
+            .iter()
+            .filter(|(op, _)| **op != Operation::QueueGet)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let mut last = (work(backends), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = work(backends);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        let mut queued = 0;
+        for queue in QUEUES {
+            queued += backends.azurite.queues().approximate_count(queue).await?;
+        }
+        if queued == 0 && last.1.elapsed() >= Duration::from_secs(2) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("aos run did not settle: {queued} message(s) queued");
+        }
+    }
+}
+
+/// The request budget section of the record.
+async fn request_budget(report: &mut Report) -> anyhow::Result<()> {
+    eprintln!(
+        "request budget: {BUDGET_INSTANCES} × {BUDGET_ELEMENTS} × {} under the host harness",
+        size_label(BUDGET_SIZE)
+    );
+    let (functions_first, functions_duplicate) = budget_under_functions().await?;
+    eprintln!("request budget: the same as aos run");
+    let (run_first, run_duplicate) = budget_as_aos_run().await?;
+    report.section("Requests per instance");
+    report.paragraph(&format!(
+        "{BUDGET_INSTANCES} instances × {BUDGET_ELEMENTS} × {} through the `aos` binary `{}`. \
+         Storage requests are the product's, counted by the test kit's storage proxy between \
+         it and Azurite (no faults); Altinn requests are the simulator's record. First pass: \
+         fresh instances, until every one is confirmed and the runtime is idle. Duplicate: the \
+         same events posted again afterwards. Under the Functions host the trigger and output \
+         queues are the host's (not counted); `aos run` does its own queue work, and its \
+         \"queue get messages\" include the polls of the idle 2 s that end each pass.",
+        size_label(BUDGET_SIZE),
+        aos_testkit::aos_binary().display(),
+    ));
+    report.table(
+        &[
+            "Side",
+            "Operation",
+            "Functions: first pass",
+            "Functions: duplicate",
+            "aos run: first pass",
+            "aos run: duplicate",
+        ],
+        &table_rows(&[
+            &functions_first,
+            &functions_duplicate,
+            &run_first,
+            &run_duplicate,
+        ]),
+    );
+    let target = 2 * BUDGET_ELEMENTS as u64 + 7;
+    let met = |measured: f64, budget: f64| if measured <= budget { "met" } else { "not met" };
+    // The container is created once per process, not per instance: left out of the comparison.
+    let steady = |pass: &Requests| {
+        let once = pass
+            .storage
+            .get(&Operation::ContainerCreate)
+            .copied()
+            .unwrap_or(0);
+        pass.per_instance() - pass.per(once)
+    };
+    report.paragraph(&format!(
+        "Target (issue 18) for N = {BUDGET_ELEMENTS} elements under the host harness: first pass \
+         ≤ 2N + 7 = {target} requests per instance — measured {:.2} without the one container \
+         creation of the process ({}); a duplicate ≤ 2 — measured {:.2} ({}).",
+        steady(&functions_first),
+        met(steady(&functions_first), target as f64),
+        steady(&functions_duplicate),
+        met(steady(&functions_duplicate), 2.0),
+    ));
+    Ok(())
+}
+
 /// `count` instances, each with `per_instance` elements of `size` bytes.
 fn specs(count: usize, per_instance: usize, size: u64, party: u64) -> Vec<InstanceSpec> {
     (0..count)
@@ -288,12 +501,16 @@ fn ratio(product: f64, baseline: f64) -> String {
 }
 
 async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let bench = Bench::start().await?;
     let mut report = Report::new(
         "archive",
         "Archive throughput: simulator → Azurite, product vs SDK baseline",
         &args,
     );
+    request_budget(&mut report).await?;
+    if args.requests_only {
+        return report.finish();
+    }
+    report.section("Throughput: product and baseline");
     report.paragraph(
         "Product: events posted to `EventsReceiver` under the Functions host harness (up to 24 \
          invocations at once per queue, as the host), the release `aos` binary runs \
@@ -307,6 +524,8 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
          baseline, the copies themselves. On a shared 2-core machine the absolute figures are \
          noisy: read the ratios.",
     );
+
+    let bench = Bench::start().await?;
 
     // (a) Many small instances.
     let (small_count, small_size) = if args.quick {

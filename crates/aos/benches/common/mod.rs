@@ -25,6 +25,9 @@ pub struct BenchArgs {
     pub quick: bool,
     /// Do not write `docs/benchmarks/`, only print.
     pub no_write: bool,
+    /// Only the request budget per instance (`archive`): counts, no throughput; printed, not
+    /// written (the record is the whole bench's).
+    pub requests_only: bool,
 }
 
 impl BenchArgs {
@@ -35,6 +38,10 @@ impl BenchArgs {
             match arg.as_str() {
                 "--quick" => args.quick = true,
                 "--no-write" => args.no_write = true,
+                "--requests-only" => {
+                    args.requests_only = true;
+                    args.no_write = true;
+                }
                 "--bench" => {}
                 other => eprintln!("ignoring unknown bench argument {other:?}"),
             }

@@ -26,5 +26,6 @@ mod properties;
 mod reconcile_e2e;
 mod security_e2e;
 mod standalone_e2e;
+mod storage_faults;
 mod subscriptions_cli;
 mod subscriptions_functions;
