@@ -190,6 +190,17 @@ impl Queue {
             .collect())
     }
 
+    /// The service's approximate message count (never lower than the true count; 0 for a
+    /// missing queue).
+    pub async fn approximate_count(&self) -> azure_core::Result<u64> {
+        use azure_storage_queue::models::QueueClientGetPropertiesResultHeaders;
+        match self.client.get_properties(None).await {
+            Ok(response) => Ok(response.approximate_messages_count()?.unwrap_or(0).max(0) as u64),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Looks at up to 32 messages without leasing them (a missing queue has none).
     pub async fn peek(&self, max: u8) -> azure_core::Result<Vec<Peeked>> {
         let options = azure_storage_queue::models::QueueClientPeekMessagesOptions {

@@ -17,6 +17,10 @@ pub enum CliError {
     /// validate, a port in use. Exit 1.
     #[error("{0}")]
     Failed(String),
+    /// A dependency (storage, Altinn, Key Vault) could not be reached: the same command may
+    /// work later without any change. Exit 3.
+    #[error("{0}")]
+    Unreachable(String),
     /// The run finished and its summary already shows what failed (instances not queued, not
     /// confirmed). Exit 1 with nothing more printed.
     #[error("the summary shows failures")]
@@ -45,6 +49,10 @@ impl CliError {
         CliError::Failed(why.to_string())
     }
 
+    pub fn unreachable(why: impl Display) -> Self {
+        CliError::Unreachable(why.to_string())
+    }
+
     /// The same error, reported under the command's name (`aos poison: …`).
     pub fn named(self, command: &'static str) -> Self {
         CliError::Named {
@@ -62,10 +70,12 @@ impl CliError {
         }
     }
 
-    /// 2 for a usage error, 1 for everything else (the process's status).
+    /// The process's status: 2 for a usage error, 3 for an unreachable dependency, 1 for
+    /// everything else (README "Exit codes").
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,
+            CliError::Unreachable(_) => 3,
             CliError::Failed(_) | CliError::Reported => 1,
             CliError::Named { error, .. } => error.exit_code(),
         }
@@ -80,7 +90,9 @@ impl CliError {
             CliError::Named { command, error } => {
                 error.line().map(|_| format!("aos {command}: {error}"))
             }
-            CliError::Usage(_) | CliError::Failed(_) => Some(format!("aos: {self}")),
+            CliError::Usage(_) | CliError::Failed(_) | CliError::Unreachable(_) => {
+                Some(format!("aos: {self}"))
+            }
         };
         line.map(|line| redact(&line).into_owned())
     }
@@ -115,6 +127,13 @@ mod tests {
 
         assert_eq!(CliError::Reported.exit_code(), 1);
         assert_eq!(CliError::Reported.named("dev").line(), None);
+
+        let down = CliError::unreachable("storage: connection refused").named("poison");
+        assert_eq!(down.exit_code(), 3);
+        assert_eq!(
+            down.line().as_deref(),
+            Some("aos poison: storage: connection refused")
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use super::error::CliError;
-use crate::config::{KeySource, QueueConnection, SettingSource, Settings, TokenSettings};
+use crate::config::{
+    BlobSettings, KeySource, QueueConnection, QueueSettings, SettingSource, Settings, TokenSettings,
+};
 use crate::redact::register_secret;
 
 /// Where a command's settings come from: the environment, plus the file `--settings` named.
@@ -69,10 +71,16 @@ pub(super) fn register_secrets(settings: &Settings) {
             }
         }
     }
-    if let Some((_, key)) = &settings.blob.account {
+    register_storage_secrets(&settings.blob, &settings.queues);
+}
+
+/// Registers the storage secrets (the archive's account key, the queue connection string and
+/// the key or SAS inside it): all that commands using only storage settings hold.
+pub(super) fn register_storage_secrets(blob: &BlobSettings, queues: &QueueSettings) {
+    if let Some((_, key)) = &blob.account {
         register_secret(key.expose());
     }
-    if let Some(QueueConnection::ConnectionString(cs)) = &settings.queues.connection {
+    if let Some(QueueConnection::ConnectionString(cs)) = &queues.connection {
         register_secret(cs.expose());
         for (name, value) in cs.expose().split(';').filter_map(|p| p.split_once('=')) {
             let name = name.trim();

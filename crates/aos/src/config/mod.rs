@@ -26,7 +26,8 @@
 //! - `feedback.rs` — [`FeedbackSettings`]: the feedback step's data type and template.
 //! - `reconcile.rs` — `ReconcileApps`, [`CatchUpSettings`] and `PermanentFailureHoldDays`.
 //! - this file — [`Settings`]: every area, read in one order so the problems are always listed
-//!   in the same order.
+//!   in the same order; [`StorageSettings`]: the blob and queue areas alone, for commands that
+//!   touch only storage (`aos poison`).
 
 mod altinn;
 mod blob;
@@ -152,6 +153,34 @@ impl Settings {
 
     pub fn processes_event_type(&self, event_type: &str) -> bool {
         self.event_types.iter().any(|t| t == event_type)
+    }
+}
+
+/// The settings of commands that touch only storage (`aos poison`): the archive's account
+/// (where `aos-state` is), the queues, and the app host when it is set (to name instances).
+/// Nothing of Altinn's tokens is needed, so a storage-only shell can run them.
+#[derive(Clone, Debug)]
+pub struct StorageSettings {
+    pub blob: BlobSettings,
+    pub queues: QueueSettings,
+    pub apps_base_url: Option<BaseUrl>,
+}
+
+impl StorageSettings {
+    /// The blob and queue areas and `AppsBaseUrl` (optional here), every problem listed.
+    pub fn from_source(src: &SettingSource) -> Result<Self, InvalidSettings> {
+        let mut problems = error::Problems::default();
+        let blob = problems.check_all(BlobSettings::from_source(src));
+        let queues = problems.check_all(QueueSettings::from_source(src));
+        let apps_base_url = problems.check(src.url(&source::aos("AppsBaseUrl")));
+        match (blob, queues, apps_base_url) {
+            (Some(blob), Some(queues), Some(apps_base_url)) => Ok(StorageSettings {
+                blob,
+                queues,
+                apps_base_url,
+            }),
+            _ => Err(problems.into_error()),
+        }
     }
 }
 

@@ -461,7 +461,7 @@ async fn exhausted_retries_land_in_poison_with_context_and_replay_to_success() {
         "the last error is shown: {listing}"
     );
 
-    let replay = aos(&["poison", "replay", "--queue", "inbound"]);
+    let replay = aos(&["poison", "replay", "--queue", "inbound", "--all"]);
     assert!(replay.contains("moved 1 message"), "{replay}");
     app.host
         .wait_until_idle(Duration::from_secs(30))

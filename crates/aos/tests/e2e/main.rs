@@ -22,6 +22,7 @@ mod harness;
 mod long_run;
 mod no_secrets;
 mod packaging;
+mod poison_cli;
 mod properties;
 mod reconcile_e2e;
 mod security_e2e;

@@ -92,7 +92,7 @@ async fn cli_commands_with_storage_unreachable_print_no_secret() {
 
     let commands: [&[&str]; 6] = [
         &["poison", "list"],
-        &["poison", "replay", "--queue", "inbound"],
+        &["poison", "replay", "--queue", "inbound", "--all"],
         &["reconcile"],
         &["subscriptions", "list"],
         &["check-config"],
