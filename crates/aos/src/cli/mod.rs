@@ -48,7 +48,7 @@ pub use settings::SettingsFrom;
 #[derive(Parser)]
 #[command(
     name = "aos",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AOS_COMMIT"), ")"),
     about = "Altinn 3 Application Owner System: receive, archive, confirm"
 )]
 pub struct Cli {

@@ -237,3 +237,29 @@ fn a_missing_settings_file_is_a_usage_error_naming_it() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no-such.json"), "{stderr}");
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let (code, stdout, _) = aos(&["--version"], &[]);
+    assert_eq!(code, 0);
+    let version = stdout.trim();
+    assert!(
+        version.starts_with(&format!("aos {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    // In a git checkout (CI clones one) the commit is HEAD's.
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(aos_testkit::app_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        Some(head) => assert!(
+            version.ends_with(&format!("(commit {head})")),
+            "{version} vs {head}"
+        ),
+        None => assert!(version.ends_with("(commit unknown)"), "{version}"),
+    }
+}
