@@ -135,6 +135,11 @@ impl InstancePage {
 }
 
 impl AltinnClient {
+    /// Whether a token could be had (the key material is loadable), without asking anyone.
+    pub async fn key_ready(&self) -> Result<(), String> {
+        self.tokens.key_ready().await
+    }
+
     pub fn new(apps: BaseUrl, platform: BaseUrl, tokens: Arc<dyn TokenProvider>) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))

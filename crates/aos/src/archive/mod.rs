@@ -114,6 +114,17 @@ impl Archive {
             .map(|_| ())
     }
 
+    /// Whether the account answers: the container's properties (a container not created yet
+    /// is an answer too).
+    pub async fn probe(&self) -> Result<(), ArchiveError> {
+        let container = self.storage.container(&self.container)?;
+        match container.get_properties(None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The size of a committed blob, or `None` when it does not exist.
     pub async fn blob_size(&self, name: &str) -> Result<Option<u64>, ArchiveError> {
         let blob = self.storage.blob(&self.container, name)?;

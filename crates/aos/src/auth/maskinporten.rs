@@ -66,6 +66,11 @@ pub struct MaskinportenClient {
 }
 
 impl MaskinportenClient {
+    /// Whether the signing key is held or can be loaded now ([`KeyStore::get`]).
+    pub async fn key_ready(&self) -> Result<(), String> {
+        self.keys.get().await.map(drop).map_err(|e| e.to_string())
+    }
+
     pub fn new(
         http: reqwest::Client,
         settings: &MaskinportenSettings,

@@ -41,6 +41,11 @@ pub trait TokenProvider: Send + Sync {
     async fn token(&self) -> Result<AccessToken, TokenError>;
     /// Altinn refused `token` (401): drop it so the next call gets a fresh one.
     fn invalidate(&self, token: &AccessToken);
+    /// Whether the key material a token needs can be had now (for health checks): never asks
+    /// Maskinporten or Altinn, so a health probe costs them nothing. A fixed token is ready.
+    async fn key_ready(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A fixed token (local development and tests against the simulator).

@@ -187,6 +187,10 @@ impl TokenProvider for AltinnTokenProvider {
             *cache = None;
         }
     }
+
+    async fn key_ready(&self) -> Result<(), String> {
+        self.maskinporten.key_ready().await
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

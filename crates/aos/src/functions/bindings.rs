@@ -2,7 +2,7 @@
 //! between the routes and the Function App's files (the `packaging` e2e suite checks both ways).
 
 use super::names::{EVENTS_CONFIRMATION, EVENTS_PROCESSOR, EVENTS_RECEIVER, EVENTS_RECONCILER};
-use super::names::{EVENTS_DESUBSCRIBER, EVENTS_FEEDBACK, EVENTS_SUBSCRIBER};
+use super::names::{EVENTS_DESUBSCRIBER, EVENTS_FEEDBACK, EVENTS_SUBSCRIBER, HEALTH};
 
 pub const REQUEST: &str = "req";
 pub const RESPONSE: &str = "res";
@@ -61,6 +61,8 @@ use QueueRole::*;
 
 /// The bindings each route uses (see `routes.rs`).
 pub const USED: &[Binding] = &[
+    binding(HEALTH, REQUEST, "httpTrigger", "in", None),
+    binding(HEALTH, RESPONSE, "http", "out", None),
     binding(EVENTS_RECEIVER, REQUEST, "httpTrigger", "in", None),
     binding(EVENTS_RECEIVER, RESPONSE, "http", "out", None),
     binding(

@@ -30,7 +30,7 @@ use crate::pipeline::Pipeline;
 const MAX_INVOCATION_BYTES: usize = 8 * 1024 * 1024;
 
 /// One route per function, named by the function (the host's invocation path).
-fn function_routes() -> [(&'static str, MethodRouter<Pipeline>); 7] {
+fn function_routes() -> [(&'static str, MethodRouter<Pipeline>); 8] {
     [
         (EVENTS_RECEIVER, post(routes::events_receiver)),
         (EVENTS_PROCESSOR, post(routes::events_processor)),
@@ -45,6 +45,7 @@ fn function_routes() -> [(&'static str, MethodRouter<Pipeline>); 7] {
             EVENTS_DESUBSCRIBER,
             post(subscription_routes::events_desubscriber),
         ),
+        (HEALTH, post(routes::health)),
     ]
 }
 

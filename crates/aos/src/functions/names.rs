@@ -8,6 +8,8 @@ pub const EVENTS_RECONCILER: &str = "EventsReconciler";
 pub const EVENTS_FEEDBACK: &str = "EventsFeedback";
 pub const EVENTS_SUBSCRIBER: &str = "EventsSubscriber";
 pub const EVENTS_DESUBSCRIBER: &str = "EventsDeSubscriber";
+/// `GET /api/health` (anonymous): readiness, as `aos run`'s `GET /health`.
+pub const HEALTH: &str = "Health";
 
 /// Every function the handler serves: each has a route here and a folder with a
 /// `function.json` in the Function App (the `packaging` e2e suite checks both ways).
@@ -19,4 +21,5 @@ pub const FUNCTIONS: &[&str] = &[
     EVENTS_FEEDBACK,
     EVENTS_SUBSCRIBER,
     EVENTS_DESUBSCRIBER,
+    HEALTH,
 ];

@@ -25,6 +25,14 @@ pub async fn ready() -> Json<serde_json::Value> {
     Json(json!({ "status": "ready" }))
 }
 
+/// `Health` (`GET /api/health`, anonymous): readiness in the `res` output — 200 or 503 with
+/// each check's word ([`crate::pipeline::health`]); the invocation itself succeeds either way.
+pub async fn health(State(pipeline): State<Pipeline>) -> Response {
+    let health = pipeline.health().await;
+    let body = serde_json::to_value(&health).unwrap_or_default();
+    ok(InvocationResponse::default().http(RESPONSE, health.http_status(), &body))
+}
+
 /// A failed invocation: non-2xx, so the host retries the message (and poisons it after the
 /// last attempt). The host drops `Logs` of failed invocations, so the line also goes to stdout.
 pub(super) fn failed(

@@ -31,6 +31,7 @@ pub mod error;
 pub mod feedback;
 pub mod freshness;
 pub mod handoff;
+pub mod health;
 pub mod identity;
 pub mod messages;
 pub mod process;

@@ -69,7 +69,7 @@ pub async fn run(
     let limits = webhook::EdgeLimits::from_env();
     tracing::info!(addr = %listener.local_addr()?, ?limits, "webhook listening on /api/EventsReceiver");
     let app = webhook::router(
-        webhook::WebhookState::new(settings.clone(), secret, inbound, &limits),
+        webhook::WebhookState::new(pipeline.clone(), secret, inbound, &limits),
         &limits,
     );
     let server = tokio::spawn(server::serve(

@@ -35,6 +35,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::config::Settings;
 use crate::domain::{Printable, Secret};
+use crate::pipeline::Pipeline;
 use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive};
 use crate::queue::Queue;
 use crate::request_body::{Capped, read_capped};
@@ -104,6 +105,8 @@ impl EdgeLimits {
 
 #[derive(Clone)]
 pub struct WebhookState {
+    /// For `GET /health` (the steps themselves run in the workers).
+    pipeline: Pipeline,
     settings: Arc<Settings>,
     secret: Secret,
     inbound: Queue,
@@ -111,14 +114,10 @@ pub struct WebhookState {
 }
 
 impl WebhookState {
-    pub fn new(
-        settings: Arc<Settings>,
-        secret: Secret,
-        inbound: Queue,
-        limits: &EdgeLimits,
-    ) -> Self {
+    pub fn new(pipeline: Pipeline, secret: Secret, inbound: Queue, limits: &EdgeLimits) -> Self {
         WebhookState {
-            settings,
+            settings: pipeline.settings.clone(),
+            pipeline,
             secret,
             inbound,
             body_timeout: limits.body_timeout,
@@ -137,8 +136,17 @@ pub fn router(state: WebhookState, limits: &EdgeLimits) -> Router {
     );
     Router::new()
         .route("/", get(|| async { Json(json!({ "status": "ready" })) }))
+        .route("/health", get(health))
         .route("/api/EventsReceiver", receiver)
         .with_state(state)
+}
+
+/// `GET /health`: readiness ([`crate::pipeline::health`]), 200 or 503, no key needed and no
+/// detail beyond each check's word.
+async fn health(State(state): State<WebhookState>) -> Response {
+    let health = state.pipeline.health().await;
+    let status = StatusCode::from_u16(health.http_status()).unwrap_or(StatusCode::OK);
+    (status, Json(health)).into_response()
 }
 
 fn answer(status: StatusCode, error: &str) -> Response {
