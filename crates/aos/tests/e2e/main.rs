@@ -19,6 +19,7 @@ mod feedback_e2e;
 mod functions_e2e;
 mod hardening_e2e;
 mod harness;
+mod imds_e2e;
 mod long_run;
 mod no_secrets;
 mod packaging;
