@@ -28,7 +28,9 @@
 //!   its cause chain).
 //! - [`altinn`] — the Altinn HTTP client (Storage, app API) and the lenient JSON model.
 //! - [`auth`] — the Altinn token: Maskinporten JWT grant, Altinn exchange, single-flight cache,
-//!   key material (PKCS#12, PEM, JWK, Key Vault), and `aos check-config`.
+//!   key material (PKCS#12, PEM, JWK, Key Vault), and `aos check-config`; also the Entra ID
+//!   credential (managed identity via the platform's endpoint or IMDS, or the developer's
+//!   login) that Key Vault and key-less storage share.
 //! - [`archive`] — the blob archive: layout and metadata, streamed block upload with its
 //!   SHA-256, the manifest and its fingerprint, one listing of an instance's folder.
 //! - [`storage`] — blob/queue clients with account-SAS or Entra ID credentials.

@@ -8,9 +8,8 @@
 //! expired SAS, and a client's URL (which SDK errors print) holds no signature. A SAS is minted
 //! for [`SAS_LIFETIME`] and re-minted once half of that has passed. A SAS given in a
 //! connection string goes on the requests the same way. Without a key, clients use Entra ID:
-//! `ManagedIdentityCredential` in Azure (detected by `IDENTITY_ENDPOINT`/`MSI_ENDPOINT`),
-//! `DeveloperToolsCredential` (Azure CLI / azd) locally; the SDK's bearer-token policy
-//! refreshes those tokens per request.
+//! managed identity (the platform's endpoint or IMDS) or the developer's Azure CLI / azd login,
+//! as `auth::azure_credential` chooses; one cached credential per identity for the process.
 
 use std::sync::{Arc, Mutex};
 
@@ -100,10 +99,10 @@ impl StorageEndpoint {
             QueueConnection::Identity {
                 service_uri,
                 client_id,
+                managed_identity,
             } => {
-                let client_id = client_id.clone().or_else(env_client_id);
                 let credential =
-                    identity_credential(ClientOptions::default(), client_id).map_err(|e| {
+                    connection_credential(client_id, *managed_identity).map_err(|e| {
                         SettingsError {
                             name: crate::config::queue_storage("ConnectionString__queueServiceUri"),
                             problem: format!("is set but no managed identity is available: {e}"),
@@ -126,7 +125,11 @@ impl StorageEndpoint {
             QueueConnection::ConnectionString(text) => {
                 Self::blobs_from_connection_string(text.expose())
             }
-            QueueConnection::Identity { client_id, .. } => {
+            QueueConnection::Identity {
+                client_id,
+                managed_identity,
+                ..
+            } => {
                 let name = "QueueStorageSettings__ConnectionString__blobServiceUri";
                 let uri = blob_service_uri.ok_or_else(|| SettingsError {
                     name: name.into(),
@@ -134,9 +137,8 @@ impl StorageEndpoint {
                               the connection is identity-based"
                         .into(),
                 })?;
-                let client_id = client_id.clone().or_else(env_client_id);
                 let credential =
-                    identity_credential(ClientOptions::default(), client_id).map_err(|e| {
+                    connection_credential(client_id, *managed_identity).map_err(|e| {
                         SettingsError {
                             name: name.into(),
                             problem: format!("is set but no managed identity is available: {e}"),
@@ -382,48 +384,23 @@ pub(crate) fn default_retry() -> RetryOptions {
     })
 }
 
-/// Entra ID credential for storage and Key Vault: managed identity when the platform provides
-/// one (App Service/Functions set `IDENTITY_ENDPOINT`, older hosts `MSI_ENDPOINT`), the
-/// developer's Azure CLI / azd login otherwise. A user-assigned identity is chosen by
-/// `AZURE_CLIENT_ID` (the Azure SDKs' convention; `infra/main.bicep` sets it).
+/// Entra ID credential for the archive blobs (no `AccountKey`) and Key Vault: the identity
+/// named by `AZURE_CLIENT_ID` (system-assigned when unset), or the developer's login — see
+/// `auth::azure_credential::choose`.
 pub(crate) fn default_credential() -> azure_core::Result<Arc<dyn TokenCredential>> {
-    credential_with(ClientOptions::default())
+    crate::auth::azure_credential::credential(crate::auth::azure_credential::env_client_id(), false)
 }
 
-/// [`default_credential`] with explicit client options for the managed identity requests.
-pub(crate) fn credential_with(
-    client_options: ClientOptions,
+/// The credential of an identity-based queue connection: its own `__clientId`, else
+/// `AZURE_CLIENT_ID`; `__credential=managedidentity` asks for managed identity even without one.
+fn connection_credential(
+    client_id: &Option<String>,
+    managed_identity: bool,
 ) -> azure_core::Result<Arc<dyn TokenCredential>> {
-    identity_credential(client_options, env_client_id())
-}
-
-/// The user-assigned identity named by `AZURE_CLIENT_ID`, if set (empty counts as unset).
-fn env_client_id() -> Option<String> {
-    std::env::var("AZURE_CLIENT_ID")
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
-/// Managed identity (user-assigned when `client_id` is given, system-assigned otherwise) in
-/// Azure; the developer tools' login elsewhere, where `client_id` has no meaning.
-fn identity_credential(
-    client_options: ClientOptions,
-    client_id: Option<String>,
-) -> azure_core::Result<Arc<dyn TokenCredential>> {
-    let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some()
-        || std::env::var_os("MSI_ENDPOINT").is_some();
-    if in_azure {
-        let options = azure_identity::ManagedIdentityCredentialOptions {
-            user_assigned_id: client_id.map(azure_identity::UserAssignedId::ClientId),
-            client_options,
-        };
-        Ok(azure_identity::ManagedIdentityCredential::new(Some(
-            options,
-        ))?)
-    } else {
-        Ok(azure_identity::DeveloperToolsCredential::new(None)?)
-    }
+    let client_id = client_id
+        .clone()
+        .or_else(crate::auth::azure_credential::env_client_id);
+    crate::auth::azure_credential::credential(client_id, managed_identity)
 }
 
 /// An account SAS for the blob and queue services (service, container and object level).
@@ -772,6 +749,7 @@ mod tests {
         let connection = QueueConnection::Identity {
             service_uri: BaseUrl::parse("https://aosacct.queue.core.windows.net").unwrap(),
             client_id: Some("11111111-2222-3333-4444-555555555555".into()),
+            managed_identity: true,
         };
         let endpoint = StorageEndpoint::for_queue_connection(&connection).unwrap();
         assert_eq!(

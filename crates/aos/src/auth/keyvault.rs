@@ -2,10 +2,10 @@
 //!
 //! This is the reference system's deployment model: the Function App's managed identity reads
 //! secret `maskinportenclientcert` (a base64 PKCS#12 with an empty password). The credential
-//! is the one the storage clients use — `ManagedIdentityCredential` in Azure (detected by
-//! `IDENTITY_ENDPOINT`/`MSI_ENDPOINT`), `DeveloperToolsCredential` (Azure CLI / azd) on a
-//! developer machine — so one identity needs "Key Vault Secrets User" and storage roles, nothing
-//! else. The SDK client speaks the Key Vault challenge protocol (an unauthenticated first
+//! is the one the storage clients use ([`super::azure_credential`]: managed identity through
+//! the platform's endpoint or IMDS, the developer's Azure CLI / azd login otherwise), shared with
+//! them and across reads, so one identity needs "Key Vault Secrets User" and storage roles,
+//! nothing else, and a reload on the timer reuses a token still valid. The SDK client speaks the Key Vault challenge protocol (an unauthenticated first
 //! request, then a token for the scope the 401 names) and insists on https.
 
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub async fn fetch_secret(vault: &BaseUrl, name: &str) -> Result<VaultSecret, Ke
         transport: Some(transport()?),
         ..Default::default()
     };
-    let credential = crate::storage::credential_with(client_options.clone())
+    let credential = crate::storage::default_credential()
         .map_err(|e| KeyError::KeyVault(format!("no Azure credential available: {e}")))?;
     let options = SecretClientOptions {
         client_options,
@@ -67,7 +67,7 @@ pub async fn fetch_secret(vault: &BaseUrl, name: &str) -> Result<VaultSecret, Ke
     })
 }
 
-/// The HTTP client for Key Vault and the managed identity endpoint, like the SDK's default
+/// The HTTP client for Key Vault, like the SDK's default
 /// (rustls with the platform's roots, which honour `SSL_CERT_FILE`; system proxies; no
 /// redirects) but built here so that a machine without CA certificates is an error line rather
 /// than the SDK's panic.

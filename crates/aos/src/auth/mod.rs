@@ -11,6 +11,9 @@
 //!   JWT grant, [`token`] exchanges the Maskinporten token for an Altinn token and caches it
 //!   single-flight until shortly before its `exp`.
 //!
+//! [`azure_credential`] is the Entra ID credential (managed identity through the platform's
+//! endpoint or IMDS, or the developer's login) that Key Vault reads and key-less storage use.
+//!
 //! [`provider_from_settings`] picks one from [`TokenSettings`] for `aos serve`, `aos run` and
 //! the CLI. A *local* key (`MaskinPortenCertPath`, `MaskinPortenJwkPath`) is loaded and checked
 //! there, at start: a bad file is a settings error the operator must fix, one clear line, and
@@ -19,6 +22,7 @@
 //! deployment, and the webhook needs no key, so it is read at the first grant and a failure
 //! fails only the steps that need a token, retryably ([`key_store`]).
 
+pub mod azure_credential;
 pub mod error;
 pub mod key_store;
 pub mod keys;

@@ -107,10 +107,13 @@ pub enum QueueConnection {
     ConnectionString(Secret),
     /// Identity-based: `QueueStorageSettings__ConnectionString__queueServiceUri` (or
     /// `__accountName`), with `__credential=managedidentity` and, for a user-assigned identity,
-    /// `__clientId`. No secret is involved.
+    /// `__clientId`. No secret is involved. `managed_identity` records an explicit
+    /// `__credential=managedidentity` (managed identity even where nothing else says so, as on a
+    /// VM with IMDS only).
     Identity {
         service_uri: BaseUrl,
         client_id: Option<String>,
+        managed_identity: bool,
     },
 }
 
@@ -121,10 +124,12 @@ impl std::fmt::Debug for QueueConnection {
             QueueConnection::Identity {
                 service_uri,
                 client_id,
+                managed_identity,
             } => f
                 .debug_struct("Identity")
                 .field("service_uri", &service_uri.to_string())
                 .field("client_id", client_id)
+                .field("managed_identity", managed_identity)
                 .finish(),
         }
     }
@@ -162,7 +167,8 @@ fn queue_connection(src: &SettingSource) -> Result<Option<QueueConnection>, Sett
     // The host knows one credential kind for these connections; refuse anything else rather
     // than silently using a different identity than the host does.
     let credential_name = format!("{base}__credential");
-    if let Some(kind) = src.get(&credential_name)
+    let credential = src.get(&credential_name);
+    if let Some(kind) = &credential
         && !kind.eq_ignore_ascii_case("managedidentity")
     {
         return Err(SettingsError::new(
@@ -173,6 +179,7 @@ fn queue_connection(src: &SettingSource) -> Result<Option<QueueConnection>, Sett
     Ok(Some(QueueConnection::Identity {
         service_uri,
         client_id: src.get(&format!("{base}__clientId")),
+        managed_identity: credential.is_some(),
     }))
 }
 
@@ -254,6 +261,7 @@ mod tests {
         let Some(QueueConnection::Identity {
             service_uri,
             client_id,
+            managed_identity,
         }) = &s.queues.connection
         else {
             panic!("identity connection expected: {:?}", s.queues.connection)
@@ -266,6 +274,7 @@ mod tests {
             client_id.as_deref(),
             Some("11111111-2222-3333-4444-555555555555")
         );
+        assert!(managed_identity);
 
         // `:` separators and the account-name shape; system-assigned when no client id.
         let s = with(&[(
@@ -278,6 +287,7 @@ mod tests {
             Some(QueueConnection::Identity {
                 service_uri: BaseUrl::parse("https://aosacct.queue.core.windows.net/").unwrap(),
                 client_id: None,
+                managed_identity: false,
             })
         );
     }

@@ -37,7 +37,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-const VAULT_HOST: &str = "aos-test.vault.azure.net";
+pub(crate) const VAULT_HOST: &str = "aos-test.vault.azure.net";
 const IDENTITY_SECRET: &str = "test-only-identity-header";
 const MI_TOKEN: &str = "test-only-managed-identity-token";
 const SECRET_NAME: &str = "maskinportenclientcert";
@@ -66,6 +66,9 @@ pub(crate) enum VaultAnswer {
 }
 
 type Answer = Arc<Mutex<VaultAnswer>>;
+
+/// Whether the vault stand-in takes a bearer token (the token without `Bearer `).
+pub(crate) type Accept = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// A test CA and a server certificate for the vault host.
 struct Tls {
@@ -126,7 +129,10 @@ impl axum::serve::Listener for TlsListener {
 
 /// The Key Vault secret GET contract: a 401 challenge without a token, the secret bundle with
 /// the managed identity's token.
-async fn key_vault(State((seen, answer)): State<(Shared, Answer)>, req: Request) -> Response {
+async fn key_vault(
+    State((seen, answer, accept)): State<(Shared, Answer, Accept)>,
+    req: Request,
+) -> Response {
     let path = req.uri().path().to_string();
     let auth = req
         .headers()
@@ -137,7 +143,8 @@ async fn key_vault(State((seen, answer)): State<(Shared, Answer)>, req: Request)
         .unwrap()
         .vault
         .push((path.clone(), auth.clone()));
-    if auth.as_deref() != Some(&format!("Bearer {MI_TOKEN}")) {
+    let token = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+    if !token.is_some_and(|t| accept(t)) {
         return (
             StatusCode::UNAUTHORIZED,
             [(
@@ -267,6 +274,12 @@ pub(crate) async fn fakes(secret_value: String) -> Fakes {
 
 /// [`fakes`] with the vault answering `answer` until the test changes it.
 async fn fakes_answering(answer: VaultAnswer) -> Fakes {
+    fakes_accepting(answer, Arc::new(|token| token == MI_TOKEN)).await
+}
+
+/// [`fakes_answering`] with the vault taking the bearer tokens `accept` takes (a test with its
+/// own token issuer; `IDENTITY_*` still point at the App Service stand-in).
+pub(crate) async fn fakes_accepting(answer: VaultAnswer, accept: Accept) -> Fakes {
     let seen = Shared::default();
     let answer = Answer::new(Mutex::new(answer));
     let tls = tls();
@@ -289,9 +302,10 @@ async fn fakes_answering(answer: VaultAnswer) -> Fakes {
         tcp: vault_tcp,
         acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
     };
-    let vault_app = Router::new()
-        .fallback(key_vault)
-        .with_state((seen.clone(), answer.clone()));
+    let vault_app =
+        Router::new()
+            .fallback(key_vault)
+            .with_state((seen.clone(), answer.clone(), accept));
     tokio::spawn(async move { axum::serve(listener, vault_app).await });
 
     let identity_tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -493,6 +507,11 @@ async fn no_ca_certificates_at_all_is_an_error_line_not_a_panic() {
 }
 
 impl Fakes {
+    /// The environment a process in Azure would have (identity endpoint, proxy, CA file).
+    pub(crate) fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     pub(crate) fn answer(&self, answer: VaultAnswer) {
         *self.answer.lock().unwrap() = answer;
     }

@@ -20,6 +20,7 @@ mod functions_e2e;
 mod hardening_e2e;
 mod harness;
 mod health_e2e;
+mod imds_e2e;
 mod long_run;
 mod no_secrets;
 mod packaging;
