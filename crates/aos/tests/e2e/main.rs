@@ -24,6 +24,7 @@ mod no_secrets;
 mod packaging;
 mod properties;
 mod reconcile_e2e;
+mod replica_soak;
 mod security_e2e;
 mod standalone_e2e;
 mod storage_faults;
