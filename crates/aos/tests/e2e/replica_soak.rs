@@ -386,6 +386,8 @@ struct Run<'a> {
     /// Each replica's measured clock offset; empty without libfaketime.
     skew: Vec<String>,
     repeated_confirms: usize,
+    /// From the first event to the last instance confirmed.
+    drained: Duration,
     started: Instant,
 }
 
@@ -396,8 +398,8 @@ fn print_figures(run: &Run, workload: &Workload, proxy: &StorageProxy) {
     eprintln!(
         "{FIGURES} [{}]: instances={} (+{} permanent) elements={} bytes={} MiB, \
          storage requests={requests} storage faults={storage:?}, altinn faults={:?}, \
-         kills={} graceful stops={}, clock skew={}, duration={:.0}s, \
-         lost=0, early confirms=0, repeated confirms={}, poisoned={} (all permanent)",
+         kills={} graceful stops={}, clock skew={}, all confirmed after {:.0}s, \
+         duration with checks={:.0}s, lost=0, early confirms=0, repeated confirms={}, poisoned={} (all permanent)",
         run.runtime,
         workload.healthy.len(),
         workload.permanent.len(),
@@ -411,6 +413,7 @@ fn print_figures(run: &Run, workload: &Workload, proxy: &StorageProxy) {
         } else {
             run.skew.join(" ")
         },
+        run.drained.as_secs_f64(),
         run.started.elapsed().as_secs_f64(),
         run.repeated_confirms,
         workload.permanent.len(),
@@ -561,10 +564,12 @@ async fn three_aos_run_replicas_lose_nothing_while_killed_and_faulted() {
             .wait_all_confirmed(&wanted, patience(&size))
             .await
             .unwrap_or_else(|e| panic!("{e}; storage faults: {:?}", backends.proxy().faults()));
+        let drained = started.elapsed();
         until_permanent_poisoned(&backends, &workload).await;
         done.store(true, Ordering::SeqCst);
+        drained
     };
-    let ((kills, terms, mut outputs), ()) = tokio::join!(chaos, work);
+    let ((kills, terms, mut outputs), drained) = tokio::join!(chaos, work);
 
     // Stop every replica cleanly, so nothing is in flight while the archive is inspected.
     for replica in &mut replicas {
@@ -582,6 +587,7 @@ async fn three_aos_run_replicas_lose_nothing_while_killed_and_faulted() {
         graceful_stops: terms,
         skew: skew_seen,
         repeated_confirms,
+        drained,
         started,
     };
     print_figures(&run, &workload, backends.proxy());
@@ -674,10 +680,12 @@ async fn three_functions_hosts_lose_nothing_while_handlers_are_killed_and_faulte
         app.wait_all_confirmed(&wanted, patience(&size))
             .await
             .unwrap_or_else(|e| panic!("{e}; storage faults: {:?}", app.proxy().faults()));
+        let drained = started.elapsed();
         until_permanent_poisoned(&app, &workload).await;
         done.store(true, Ordering::SeqCst);
+        drained
     };
-    let ((kills, terms), ()) = tokio::join!(chaos, work);
+    let ((kills, terms), drained) = tokio::join!(chaos, work);
 
     for host in &hosts {
         host.wait_until_idle(Duration::from_secs(120))
@@ -706,7 +714,38 @@ async fn three_functions_hosts_lose_nothing_while_handlers_are_killed_and_faulte
         graceful_stops: terms,
         skew: skew_seen,
         repeated_confirms,
+        drained,
         started,
     };
     print_figures(&run, &workload, app.proxy());
+}
+
+/// The soak's orphan check sees what a killed upload leaves: a blob with staged blocks and no
+/// block list, which a plain listing does not show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_listing_shows_an_upload_cut_off_before_its_block_list() {
+    let backends = Backends::start().await;
+    backends
+        .azurite
+        .create_container(aos_testkit::world::ARCHIVE_CONTAINER)
+        .await
+        .unwrap();
+    let name = "ttd/test-app/cut-off/data/element";
+    backends
+        .blobs
+        .blob(aos_testkit::world::ARCHIVE_CONTAINER, name)
+        .unwrap()
+        .block_blob_client()
+        .stage_block(
+            b"block-0",
+            5,
+            bytes::Bytes::from_static(b"12345").into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        archive_blob_names(&backends).await.unwrap(),
+        vec![name.to_string()]
+    );
 }
