@@ -14,6 +14,8 @@
 //! - [`storage_proxy`] — an HTTP proxy in front of Azurite that counts the product's storage
 //!   requests by operation and injects seeded storage faults (503, 500, 408, resets, delays);
 //!   [`request_budget`] — those counts and the simulator's Altinn calls per instance;
+//! - [`replicas`] — more Functions hosts on the same queues, a killed or stopped handler the
+//!   host restarts, clock skew for a child process (libfaketime), the archive's whole listing;
 //! - [`auth`] — test-only keys and certificates (made per run) and settings for Maskinporten
 //!   against the simulator;
 //! - [`GroupChild`] — child processes that cannot outlive the test.
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod host;
 pub mod invocation;
 pub mod queue;
+pub mod replicas;
 pub mod request_budget;
 pub mod standalone;
 pub mod storage_proxy;

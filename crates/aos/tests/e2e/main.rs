@@ -27,6 +27,7 @@ mod packaging;
 mod poison_cli;
 mod properties;
 mod reconcile_e2e;
+mod replica_soak;
 mod security_e2e;
 mod standalone_e2e;
 mod storage_faults;
