@@ -94,6 +94,21 @@ pub(crate) struct SimState {
     pub(crate) uploads: super::upload::Uploads,
 }
 
+/// Adds `stakeholder`'s complete confirmation unless it already has one (Altinn's idempotent
+/// behaviour); a new one also changes the instance's `lastChanged`.
+fn add_confirmation(inst: &mut StoredInstance, stakeholder: &str) {
+    if !inst
+        .complete_confirmations
+        .iter()
+        .any(|(who, _)| who == stakeholder)
+    {
+        let at = now();
+        inst.complete_confirmations
+            .push((stakeholder.to_owned(), at));
+        inst.last_changed = at;
+    }
+}
+
 /// Locks ignoring poisoning: a panicking test thread must not turn every later
 /// request into a panic too.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -233,16 +248,7 @@ impl SimState {
         let Some(inst) = instances.get_mut(&guid) else {
             return false;
         };
-        if !inst
-            .complete_confirmations
-            .iter()
-            .any(|(who, _)| who == stakeholder)
-        {
-            let at = now();
-            inst.complete_confirmations
-                .push((stakeholder.to_owned(), at));
-            inst.last_changed = at;
-        }
+        add_confirmation(inst, stakeholder);
         true
     }
 
@@ -274,16 +280,7 @@ impl SimState {
             let inst = instances
                 .get_mut(&guid)
                 .filter(|i| i.created.party_id == party_id)?;
-            if !inst
-                .complete_confirmations
-                .iter()
-                .any(|(who, _)| who == stakeholder)
-            {
-                let at = now();
-                inst.complete_confirmations
-                    .push((stakeholder.to_owned(), at));
-                inst.last_changed = at;
-            }
+            add_confirmation(inst, stakeholder);
             inst.clone()
         };
         lock(&self.confirmations).push(Confirmation {

@@ -160,6 +160,25 @@ impl StorageProxy {
     }
 
     /// Adds a fault rule after the existing ones.
+    /// The storage-fault mix of the fault suites (`storage_faults`, `replica_soak`): about 8 %
+    /// of blob and of queue requests fail (503, 500, 408, a reset before the write, the answer
+    /// lost after it) and 5 % are answered 400 ms late.
+    pub fn add_typical_faults(&self) {
+        for service in [Service::Blob, Service::Queue] {
+            let scope = Scope::Service(service);
+            for (probability, fault) in [
+                (0.025, Fault::ServerBusy),
+                (0.015, Fault::InternalError),
+                (0.015, Fault::Timeout),
+                (0.015, Fault::Reset),
+                (0.01, Fault::LostResponse),
+                (0.05, Fault::Delay(std::time::Duration::from_millis(400))),
+            ] {
+                self.add_rule(FaultRule::sometimes(scope, probability, fault));
+            }
+        }
+    }
+
     pub fn add_rule(&self, rule: FaultRule) {
         lock(&self.state.injector).add(rule);
     }

@@ -28,7 +28,7 @@ use aos_testkit::replicas::{
     start_host, terminate_handler,
 };
 use aos_testkit::standalone::Standalone;
-use aos_testkit::storage_proxy::{Fault, FaultRule, Scope, Service, StorageProxy};
+use aos_testkit::storage_proxy::StorageProxy;
 use aos_testkit::world::{Backends, TestApp, element, instance};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -235,24 +235,6 @@ fn altinn_fault(rng: &mut StdRng, inst: &CreatedInstance) -> Option<(&'static st
             times,
         },
     ))
-}
-
-/// About 8 % of the product's blob and queue requests fail (503, 500, 408, a reset before the
-/// write, the answer lost after it) and 5 % are answered 400 ms late — as `storage_faults`.
-fn inject_storage_faults(proxy: &StorageProxy) {
-    for service in [Service::Blob, Service::Queue] {
-        let scope = Scope::Service(service);
-        for (probability, fault) in [
-            (0.025, Fault::ServerBusy),
-            (0.015, Fault::InternalError),
-            (0.015, Fault::Timeout),
-            (0.015, Fault::Reset),
-            (0.01, Fault::LostResponse),
-            (0.05, Fault::Delay(Duration::from_millis(400))),
-        ] {
-            proxy.add_rule(FaultRule::sometimes(scope, probability, fault));
-        }
-    }
 }
 
 /// Each replica's clock settings, or none when libfaketime is missing (said once, loudly).
@@ -545,7 +527,7 @@ async fn three_aos_run_replicas_lose_nothing_while_killed_and_faulted() {
     let workload = Workload::plan(&backends, &size, 300_000, SEED);
     let skews = skew_envs();
     let envs = skews.clone().unwrap_or_else(|| vec![Vec::new(); 3]);
-    inject_storage_faults(backends.proxy());
+    backends.proxy().add_typical_faults();
     let started = Instant::now();
 
     let mut replicas = Vec::new();
@@ -653,7 +635,7 @@ async fn three_functions_hosts_lose_nothing_while_handlers_are_killed_and_faulte
     let workload = Workload::plan(&backends, &size, 400_000, SEED + 1);
     let skews = skew_envs();
     let envs = skews.clone().unwrap_or_else(|| vec![Vec::new(); 3]);
-    inject_storage_faults(backends.proxy());
+    backends.proxy().add_typical_faults();
     let started = Instant::now();
     let delay = Duration::from_secs(1);
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use altinn_sim::{CreatedInstance, ElementSpec};
 use aos_testkit::poll_until;
 use aos_testkit::standalone::Standalone;
-use aos_testkit::storage_proxy::{Fault, FaultRule, Scope, Service, StorageProxy};
+use aos_testkit::storage_proxy::StorageProxy;
 use aos_testkit::world::{Backends, TestApp, element, instance};
 use base64::Engine as _;
 use rand::{Rng, SeedableRng};
@@ -24,24 +24,6 @@ use serde_json::Value;
 const SEED: u64 = 20261201;
 const INSTANCES: u64 = 30;
 const HANDOFF_QUEUE: &str = "aos-archived";
-
-/// About 8 % of the blob and of the queue requests fail (503, 500, 408, reset before the write,
-/// response lost after it) and 5 % are answered 400 ms late.
-fn inject_storage_faults(proxy: &StorageProxy) {
-    for service in [Service::Blob, Service::Queue] {
-        let scope = Scope::Service(service);
-        for (probability, fault) in [
-            (0.025, Fault::ServerBusy),
-            (0.015, Fault::InternalError),
-            (0.015, Fault::Timeout),
-            (0.015, Fault::Reset),
-            (0.01, Fault::LostResponse),
-            (0.05, Fault::Delay(Duration::from_millis(400))),
-        ] {
-            proxy.add_rule(FaultRule::sometimes(scope, probability, fault));
-        }
-    }
-}
 
 /// 30 instances of 0–3 elements, mostly small, every sixth with one element over the 4 MiB
 /// block size (so staged blocks and a block-list commit are faulted too).
@@ -133,7 +115,7 @@ fn report(runtime: &str, proxy: &StorageProxy, started: Instant) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_functions_every_instance_is_archived_and_confirmed_despite_storage_faults() {
     let backends = Backends::start_behind_proxy(SEED).await;
-    inject_storage_faults(backends.proxy());
+    backends.proxy().add_typical_faults();
     let app = TestApp::spawn_with(
         backends,
         Duration::from_secs(1),
@@ -162,7 +144,7 @@ async fn under_functions_every_instance_is_archived_and_confirmed_despite_storag
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aos_run_archives_and_confirms_every_instance_despite_storage_faults() {
     let backends = Backends::start_behind_proxy(SEED + 1).await;
-    inject_storage_faults(backends.proxy());
+    backends.proxy().add_typical_faults();
     let runtime = Standalone::start_with_env(
         &backends,
         &[("QueueStorageSettings__ArchivedQueueName", HANDOFF_QUEUE)],
