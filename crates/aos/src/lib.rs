@@ -57,6 +57,10 @@
 //! - [`altinn::subscriptions`] — the Events subscription API (`aos subscriptions`);
 //!   [`pipeline::subscription_files`] — the same through files dropped into blob containers
 //!   (`EventsSubscriber`, `EventsDeSubscriber`).
+//! - [`status`] — `aos status`: the whole system's state in one report (queues and poison
+//!   queues, recent failures, holds, cursors, the reconciler's last run, subscriptions, the
+//!   key and its certificate, the archive reachable and writable) and one verdict on it:
+//!   healthy, degraded or broken.
 //! - [`cli`] — the `aos` command line on top of everything: one file per command, one
 //!   [`cli::CliError`] with its exit status, one settings loader.
 
@@ -77,6 +81,7 @@ mod queue;
 mod redact;
 mod request_body;
 mod standalone;
+mod status;
 pub mod storage;
 #[cfg(test)]
 mod test_fixtures;

@@ -25,6 +25,10 @@ pub enum CliError {
     /// confirmed). Exit 1 with nothing more printed.
     #[error("the summary shows failures")]
     Reported,
+    /// The report already shows a dependency that cannot be used (`aos status`: broken).
+    /// Exit 3 with nothing more printed.
+    #[error("the report shows a dependency that cannot be used")]
+    ReportedBroken,
     /// An error reported under the command's name (`aos reconcile: …` rather than `aos: …`);
     /// the exit status is the inner error's.
     #[error("{command}: {error}")]
@@ -75,7 +79,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,
-            CliError::Unreachable(_) => 3,
+            CliError::Unreachable(_) | CliError::ReportedBroken => 3,
             CliError::Failed(_) | CliError::Reported => 1,
             CliError::Named { error, .. } => error.exit_code(),
         }
@@ -86,7 +90,7 @@ impl CliError {
     /// credential (a transport error names its request URL).
     pub fn line(&self) -> Option<String> {
         let line = match self {
-            CliError::Reported => None,
+            CliError::Reported | CliError::ReportedBroken => None,
             CliError::Named { command, error } => {
                 error.line().map(|_| format!("aos {command}: {error}"))
             }

@@ -12,6 +12,7 @@
 //! - `catch_up.rs` — `aos catch-up`: queue the events of the Events pull API after each cursor.
 //! - `subscriptions.rs` — `aos subscriptions add|list|show|remove|verify`.
 //! - `poison.rs` — `aos poison list|replay`.
+//! - `status.rs` — `aos status`: the whole system's state and a verdict as the exit status.
 //! - `error.rs` — [`CliError`], the one error type: its line and its exit status;
 //!   `settings.rs` — the one settings loader.
 //! - [`telemetry`] — the log format and level.
@@ -35,6 +36,7 @@ mod serve;
 mod settings;
 #[cfg(feature = "dev")]
 mod simulator;
+mod status;
 mod subscriptions;
 pub mod telemetry;
 
@@ -96,6 +98,10 @@ pub enum Command {
     /// Manage the Altinn Events subscriptions that feed the webhook.
     #[command(subcommand)]
     Subscriptions(subscriptions::Action),
+    /// The whole system's state on one screen: queue and poison depths, recent failures,
+    /// holds, reconcile and catch-up progress, subscriptions, the key and its certificate, the
+    /// archive reachable and writable. Exit 0 healthy, 1 degraded, 3 broken.
+    Status(status::Args),
 }
 
 impl Cli {
@@ -106,7 +112,7 @@ impl Cli {
         let quiet = match &self.command {
             #[cfg(feature = "dev")]
             Some(Command::Dev(_)) => true,
-            Some(Command::CheckConfig | Command::Subscriptions(_)) => true,
+            Some(Command::CheckConfig | Command::Subscriptions(_) | Command::Status(_)) => true,
             _ => false,
         };
         if quiet { "warn" } else { "info" }
@@ -155,5 +161,6 @@ pub async fn run(Invocation { command, settings }: Invocation) -> Result<(), Cli
         Command::Reconcile(args) => reconcile::run(args, settings).await,
         Command::CatchUp(args) => catch_up::run(args, settings).await,
         Command::Subscriptions(action) => subscriptions::run(action, settings).await,
+        Command::Status(args) => status::run(args, settings).await,
     }
 }

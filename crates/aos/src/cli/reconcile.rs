@@ -117,6 +117,11 @@ async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result
     for why in &run.stopped {
         println!("{why}");
     }
+    if inbound.is_some() {
+        pipeline
+            .record_reconcile_run("aos reconcile", &summary, &run.stopped)
+            .await;
+    }
     println!("{summary} ({:.1} s)", started.elapsed().as_secs_f64());
     if summary.failed == 0 {
         Ok(())

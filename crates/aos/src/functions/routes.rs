@@ -247,6 +247,9 @@ pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) ->
         failed = summary.failed,
         "reconciled"
     );
+    pipeline
+        .record_reconcile_run(function, &summary, &run.stopped)
+        .await;
     let mut response = InvocationResponse::default();
     for line in logs
         .into_iter()

@@ -69,6 +69,11 @@ pub const MAX_PAGES_PER_RUN: usize = 1000;
 /// Reasons kept in a report; the count of failures is always exact.
 const MAX_REASONS: usize = 100;
 
+/// Where the last completed run is recorded in `aos-state` (`aos status` shows it): written by
+/// the `EventsReconciler` timer and by `aos reconcile` (not by a dry run), so an operator sees
+/// when the safety net last ran and what it found.
+pub const LAST_RUN_BLOB: &str = "reconcile/last-run.json";
+
 /// What one run looks at.
 #[derive(Clone, Debug)]
 pub struct ReconcileOptions {
@@ -171,6 +176,32 @@ impl fmt::Display for Summary {
             f.write_str(" (permanent failures, see aos poison list)")?;
         }
         write!(f, ", failed {}", self.failed)
+    }
+}
+
+impl Pipeline {
+    /// Records a completed run at [`LAST_RUN_BLOB`]: when, by whom (`by`), its counts and why
+    /// it stopped early. Best effort, like a failure record: storage trouble here must not fail
+    /// a run that did its work, so it is only logged.
+    pub async fn record_reconcile_run(&self, by: &str, summary: &Summary, stopped: &[String]) {
+        let record = json!({
+            "at": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+            "by": by,
+            "found": summary.found,
+            "alreadyConfirmed": summary.already_done,
+            "queued": summary.queued,
+            "held": summary.held,
+            "failed": summary.failed,
+            "stopped": stopped,
+        });
+        let info = crate::archive::BlobInfo {
+            content_type: "application/json".into(),
+            metadata: Default::default(),
+        };
+        let bytes = bytes::Bytes::from(record.to_string());
+        if let Err(e) = self.failures.state().put(LAST_RUN_BLOB, bytes, &info).await {
+            tracing::warn!(error = %e, "could not record the reconcile run in aos-state");
+        }
     }
 }
 

@@ -30,6 +30,7 @@ mod reconcile_e2e;
 mod replica_soak;
 mod security_e2e;
 mod standalone_e2e;
+mod status_cli;
 mod storage_faults;
 mod subscriptions_cli;
 mod subscriptions_functions;
