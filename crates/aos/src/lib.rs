@@ -41,6 +41,8 @@
 //!   bearer tokens, JWTs, passwords, secrets and function keys (as `name=value` or JSON
 //!   members), and every configured secret value registered at start-up, become `REDACTED`. A
 //!   bottom module, like `domain`.
+//! - [`cause`] — an error's cause chain on one redacted line, and whether it says a dependency
+//!   could not be reached (the CLI's exit status 3). A bottom module, like `redact`.
 //! - [`failures`] — last-failure records in the `aos-state` container; [`holds`] — instances
 //!   held out of reconciliation and catch-up after a permanent failure; [`poison`] — reading
 //!   and replaying the poison queues (`aos poison list|replay`).
@@ -67,6 +69,7 @@
 mod altinn;
 pub mod archive;
 mod auth;
+mod cause;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "dev")]

@@ -57,6 +57,19 @@ impl CliError {
         CliError::Unreachable(why.to_string())
     }
 
+    /// A dependency's error, with its whole cause chain on the line: [`CliError::Unreachable`]
+    /// (exit 3) when the chain says it could not be reached at all, else
+    /// [`CliError::Failed`] (exit 1: it answered, and refused).
+    pub fn dependency(e: impl Into<anyhow::Error>) -> Self {
+        let e = e.into();
+        let line = crate::cause::line(e.as_ref());
+        if crate::cause::is_unreachable(e.as_ref()) {
+            CliError::Unreachable(line)
+        } else {
+            CliError::Failed(line)
+        }
+    }
+
     /// The same error, reported under the command's name (`aos poison: …`).
     pub fn named(self, command: &'static str) -> Self {
         CliError::Named {
@@ -69,7 +82,7 @@ impl CliError {
     /// `aos: …`, since its line already names the setting or argument to fix.
     pub fn name_failures(self, command: &'static str) -> Self {
         match self {
-            CliError::Failed(_) => self.named(command),
+            CliError::Failed(_) | CliError::Unreachable(_) => self.named(command),
             other => other,
         }
     }

@@ -86,7 +86,7 @@ pub enum Command {
     /// Run the Altinn simulator (Storage, app API, token exchange) for local development.
     Simulator(simulator::Args),
     /// Check the settings and the Maskinporten key with one grant and one Altinn token exchange.
-    CheckConfig,
+    CheckConfig(check_config::Args),
     /// Find completed instances whose events never arrived (Storage's instance query for
     /// `ReconcileApps`, or every app of `Org`) and queue each one not yet archived and confirmed
     /// on the inbound queue; ends with a summary line.
@@ -112,7 +112,7 @@ impl Cli {
         let quiet = match &self.command {
             #[cfg(feature = "dev")]
             Some(Command::Dev(_)) => true,
-            Some(Command::CheckConfig | Command::Subscriptions(_) | Command::Status(_)) => true,
+            Some(Command::CheckConfig(_) | Command::Subscriptions(_) | Command::Status(_)) => true,
             _ => false,
         };
         if quiet { "warn" } else { "info" }
@@ -157,10 +157,45 @@ pub async fn run(Invocation { command, settings }: Invocation) -> Result<(), Cli
             settings.refuse_file("simulator")?;
             simulator::run(args).await
         }
-        Command::CheckConfig => check_config::run(settings).await,
+        Command::CheckConfig(args) => check_config::run(args, settings).await,
         Command::Reconcile(args) => reconcile::run(args, settings).await,
         Command::CatchUp(args) => catch_up::run(args, settings).await,
         Command::Subscriptions(action) => subscriptions::run(action, settings).await,
         Command::Status(args) => status::run(args, settings).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command says what it does and every flag and argument what it means: an empty
+    /// `--help` line leaves an operator guessing.
+    #[test]
+    fn every_command_and_flag_has_help_text() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} (the command)"));
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "aos", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:?}");
     }
 }

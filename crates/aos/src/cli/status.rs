@@ -183,7 +183,11 @@ fn altinn_text(part: &AltinnPart, out: &mut String) {
             out,
             "  {}  {}  {}  {}  {}",
             s.id,
-            if s.validated { "validated" } else { "NOT-VALIDATED" },
+            if s.validated {
+                "validated"
+            } else {
+                "NOT-VALIDATED"
+            },
             Printable(s.source.as_deref().unwrap_or("-")),
             Printable(s.type_filter.as_deref().unwrap_or("(any type)")),
             Printable(s.endpoint.as_deref().unwrap_or("-")),

@@ -118,8 +118,9 @@ impl EventSink for crate::queue::Queue {
     }
 }
 
-/// What happened to one app.
-#[derive(Debug, Default)]
+/// What happened to one app (as JSON: `aos catch-up --json`'s `apps`).
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AppReport {
     /// `org/app`.
     pub app: String,
@@ -211,6 +212,20 @@ impl CatchUp {
     /// Every app failed: the run achieved nothing.
     pub fn all_failed(&self) -> bool {
         !self.apps.is_empty() && self.failed() == self.apps.len()
+    }
+
+    /// The summary line's counts as JSON (`aos catch-up --json`'s `summary`).
+    pub fn summary_json(&self) -> serde_json::Value {
+        let sum = |field: fn(&AppReport) -> usize| self.apps.iter().map(field).sum::<usize>();
+        serde_json::json!({
+            "apps": self.apps.len(),
+            "pages": sum(|a| a.pages),
+            "seen": sum(|a| a.seen),
+            "queued": sum(|a| a.queued),
+            "skipped": sum(AppReport::skipped_total),
+            "failed": self.failed(),
+            "truncated": self.truncated,
+        })
     }
 }
 

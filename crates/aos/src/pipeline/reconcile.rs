@@ -114,6 +114,8 @@ pub struct Reconciliation {
     pub reasons: Vec<String>,
     /// Queries that failed (also counted in `failed`).
     pub failed_queries: usize,
+    /// Failed queries whose Altinn could not be reached at all (no answer, not a refusal).
+    pub unreachable_queries: usize,
     /// Queries started.
     pub queries: usize,
     /// Why the run (or one app's query) stopped before the end — the instance cap, an app's
@@ -153,12 +155,19 @@ impl Reconciliation {
     pub fn all_queries_failed(&self) -> bool {
         self.queries > 0 && self.failed_queries == self.queries
     }
+
+    /// Every query failed because Altinn could not be reached: try again later, unchanged.
+    pub fn altinn_unreachable(&self) -> bool {
+        self.all_queries_failed() && self.unreachable_queries == self.failed_queries
+    }
 }
 
-/// The line every run ends with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The line every run ends with (and, as JSON, `aos reconcile --json`'s `summary`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub found: usize,
+    #[serde(rename = "alreadyConfirmed")]
     pub already_done: usize,
     pub queued: usize,
     pub held: usize,
@@ -371,7 +380,14 @@ impl Pipeline {
                 Ok(page) => page,
                 Err(e) => {
                     run.failed_queries += 1;
-                    run.fail(format!("query {name} page {}: {e}", pages + 1));
+                    if crate::cause::is_unreachable(&e) {
+                        run.unreachable_queries += 1;
+                    }
+                    run.fail(format!(
+                        "query {name} page {}: {}",
+                        pages + 1,
+                        crate::cause::line(&e)
+                    ));
                     return true;
                 }
             };

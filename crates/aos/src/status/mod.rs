@@ -21,8 +21,8 @@ use std::time::Duration;
 
 pub use report::{StatusReport, Verdict};
 
-use crate::config::{Settings, StorageSettings};
 use crate::config::InvalidSettings;
+use crate::config::{Settings, StorageSettings};
 
 /// The longest one check may take (a storage call retries inside this bound).
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);

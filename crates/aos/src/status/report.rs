@@ -199,7 +199,10 @@ fn storage_problems(part: &StoragePart) -> Vec<Problem> {
     if !archive.reachable {
         problems.push(problem(
             Verdict::Broken,
-            format!("the archive container {} cannot be reached", archive.container),
+            format!(
+                "the archive container {} cannot be reached",
+                archive.container
+            ),
         ));
     } else if archive.writable == Some(false) {
         problems.push(problem(
@@ -213,7 +216,10 @@ fn storage_problems(part: &StoragePart) -> Vec<Problem> {
     if archive.reachable && !part.state.reachable {
         problems.push(problem(
             Verdict::Broken,
-            format!("the state container {} cannot be read", part.state.container),
+            format!(
+                "the state container {} cannot be read",
+                part.state.container
+            ),
         ));
     }
     for queue in &part.queues {
@@ -382,7 +388,11 @@ mod tests {
         assert_eq!(report.status, Verdict::Broken);
         assert_eq!(report.problems.len(), 2);
         assert!(report.problems[0].what.contains("refuses writes"));
-        assert!(report.problems[1].what.contains("events-inbound-poison holds 2"));
+        assert!(
+            report.problems[1]
+                .what
+                .contains("events-inbound-poison holds 2")
+        );
     }
 
     #[test]

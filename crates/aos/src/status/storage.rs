@@ -38,10 +38,7 @@ where
     match tokio::time::timeout(CHECK_TIMEOUT, check).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(Redacted(e.into()).to_string()),
-        Err(_) => Err(format!(
-            "no answer within {} s",
-            CHECK_TIMEOUT.as_secs()
-        )),
+        Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
     }
 }
 
