@@ -171,7 +171,7 @@ impl StatusReport {
     pub fn new(storage: StoragePart, altinn: AltinnPart) -> Self {
         let mut problems = storage_problems(&storage);
         problems.extend(altinn_problems(&altinn));
-        problems.sort_by(|a, b| b.severity.cmp(&a.severity));
+        problems.sort_by_key(|p| std::cmp::Reverse(p.severity));
         let status = problems
             .iter()
             .map(|p| p.severity)

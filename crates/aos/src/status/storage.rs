@@ -191,7 +191,7 @@ async fn recent_failures(state: &Archive) -> Result<FailureSummary, crate::archi
         .into_iter()
         .filter(|(_, blob)| blob.last_modified.is_some_and(|at| at > cutoff))
         .collect();
-    recent.sort_by(|a, b| b.1.last_modified.cmp(&a.1.last_modified));
+    recent.sort_by_key(|(_, blob)| std::cmp::Reverse(blob.last_modified));
     let mut summary = FailureSummary {
         hours: FAILURE_WINDOW_HOURS,
         recent: recent.len() as u64,
