@@ -198,4 +198,89 @@ mod tests {
         walk(&super::Cli::command(), "aos", &mut missing);
         assert!(missing.is_empty(), "without help text: {missing:?}");
     }
+
+    /// Every `aos …` line in the documentation's shell blocks (README, CONTRIBUTING, docs/)
+    /// is a command line `aos` accepts: the documented commands and flags exist. Usage
+    /// notation is read as written: `[…]` optional parts are included, `<…>` placeholders and
+    /// `N` become a value, `…`/`...` repetition marks are dropped.
+    #[test]
+    fn every_documented_command_line_parses() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = vec![root.join("README.md"), root.join("CONTRIBUTING.md")];
+        for entry in std::fs::read_dir(root.join("docs")).expect("docs/") {
+            let path = entry.expect("a docs entry").path();
+            if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            }
+        }
+        // `<…>` placeholders become a value.
+        let fill = |line: &str| {
+            let mut out = String::new();
+            let mut rest = line;
+            while let Some(start) = rest.find('<') {
+                out.push_str(&rest[..start]);
+                match rest[start..].find('>') {
+                    Some(end) => {
+                        out.push('1');
+                        rest = &rest[start + end + 1..];
+                    }
+                    None => {
+                        rest = &rest[start..];
+                        break;
+                    }
+                }
+            }
+            out.push_str(rest);
+            out
+        };
+        let mut checked = 0;
+        let mut refused = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).expect("a docs file");
+            let mut in_shell = false;
+            for line in text.lines() {
+                let trimmed = line.trim_start();
+                if let Some(info) = trimmed.strip_prefix("```") {
+                    in_shell = !in_shell && matches!(info.trim(), "sh" | "bash" | "console");
+                    continue;
+                }
+                let command = trimmed.strip_prefix("$ ").unwrap_or(trimmed);
+                if !in_shell || !command.starts_with("aos ") {
+                    continue;
+                }
+                let command = command.split(" #").next().unwrap_or_default();
+                let command = fill(command);
+                let words: Vec<String> = command
+                    .replace(['[', ']', '"', '\''], " ")
+                    .split_whitespace()
+                    .filter(|w| !matches!(*w, "..." | "…" | "|"))
+                    .map(|w| {
+                        if w == "N" {
+                            "1".to_string()
+                        } else {
+                            w.to_string()
+                        }
+                    })
+                    .collect();
+                checked += 1;
+                if let Err(e) = <super::Cli as clap::Parser>::try_parse_from(&words) {
+                    refused.push(format!(
+                        "{}: `{}`: {}",
+                        file.display(),
+                        words.join(" "),
+                        e.to_string().lines().next().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        assert!(
+            checked >= 10,
+            "only {checked} documented command lines found"
+        );
+        assert!(
+            refused.is_empty(),
+            "documented but refused:\n{}",
+            refused.join("\n")
+        );
+    }
 }
