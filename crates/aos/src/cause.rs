@@ -6,10 +6,12 @@
 //!   (…)`) says nothing of *why* — the `connection refused` or the DNS failure is two causes
 //!   further down. So every cause is shown, but one already on the line is not repeated.
 //! - [`is_unreachable`]: whether somewhere in the chain a dependency could not be reached at
-//!   all (refused or reset connection, DNS failure, timeout) — the CLI's exit status 3, "the
-//!   same command may work later without any change" — as opposed to an answer that refused.
+//!   all (refused or reset connection, DNS failure, timeout; a failed TLS handshake too, since
+//!   the HTTP client reports it as a connect error) — the CLI's exit status 3, "the same
+//!   command may work later without any change" — as opposed to an answer that refused.
 //!
-//! A bottom module like `redact`: it knows the transport error types, nothing of the steps.
+//! Below the pipeline and the CLI: it knows the transport error types and the token's own
+//! (`auth::TokenError`, `auth::KeyError`), nothing of the steps.
 
 use std::error::Error;
 

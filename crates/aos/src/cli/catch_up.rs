@@ -123,6 +123,16 @@ async fn catch_up(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
         }
         println!("{run} ({seconds:.1} s)");
     }
+    let unreachable = |app: &crate::pipeline::catchup::AppReport| {
+        app.failed
+            .as_deref()
+            .is_some_and(|why| crate::cause::is_unreachable(anyhow::anyhow!("{why}").as_ref()))
+    };
+    if run.all_failed() && run.apps.iter().all(unreachable) {
+        return Err(CliError::unreachable(
+            "Altinn or storage could not be reached for any app; no cursor moved",
+        ));
+    }
     if run.failed() == 0 {
         Ok(())
     } else {

@@ -142,7 +142,17 @@ async fn check_config(settings: &Settings, out: &mut dyn Write) -> Result<(), Ch
     say(format!("scopes: {}", m.scopes));
     say(format!("key source: {}", m.key.setting()));
 
-    let provider = crate::auth::altinn_provider(m, &settings.platform_base_url).await?;
+    // A key that cannot be read is a setting to fix (exit 2) — unless its source could not be
+    // reached at all (Key Vault's name does not resolve, the connection is refused): exit 3.
+    let provider = crate::auth::altinn_provider(m, &settings.platform_base_url)
+        .await
+        .map_err(|e| {
+            if crate::cause::is_unreachable(&e) {
+                CheckError::Unreachable(e.to_string())
+            } else {
+                CheckError::Settings(e)
+            }
+        })?;
     let key = provider
         .maskinporten()
         .key()

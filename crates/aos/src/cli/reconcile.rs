@@ -86,6 +86,11 @@ async fn reconcile(
         for reason in &failed {
             println!("failed: {reason}");
         }
+    } else if run.all_queries_failed() {
+        // The reasons are the answer even when the run stops here.
+        let out =
+            serde_json::json!({ "dryRun": dry_run, "failed": failed, "stopped": run.stopped });
+        println!("{}", redact(&out.to_string()));
     }
     if run.altinn_unreachable() {
         return Err(CliError::unreachable(
@@ -153,7 +158,7 @@ async fn reconcile(
             "stopped": run.stopped,
             "seconds": seconds,
         });
-        println!("{out}");
+        println!("{}", redact(&out.to_string()));
     } else {
         for why in &run.stopped {
             println!("{why}");

@@ -32,11 +32,10 @@ async fn status(Args { json }: Args, from: &SettingsFrom) -> Result<(), CliError
     let source = from.source()?;
     let storage = StorageSettings::from_source(&source).map_err(CliError::usage)?;
     register_storage_secrets(&storage.blob, &storage.queues);
-    let full = Settings::from_source(&source);
-    if let Ok(settings) = &full {
-        register_secrets(settings);
+    if let Ok(settings) = Settings::from_source(&source) {
+        register_secrets(&settings);
     }
-    let report = crate::status::gather(&storage, full.as_ref())
+    let report = crate::status::gather(&storage, &source)
         .await
         .map_err(CliError::from)?;
     let out = if json {
@@ -69,10 +68,14 @@ fn text(report: &StatusReport) -> String {
 
 fn storage_text(part: &StoragePart, out: &mut String) {
     let archive = &part.archive;
-    let state = match (archive.reachable, archive.writable) {
-        (false, _) => "NOT reachable",
-        (true, Some(false)) => "reachable, NOT writable",
-        (true, _) => "reachable, writable",
+    let state = match (archive.reachable, archive.exists, archive.writable) {
+        (false, _, _) => "NOT reachable",
+        (true, false, _) => {
+            "reachable, not created yet (the first archive creates it; check \
+                              StorageContainer if archives should be there)"
+        }
+        (true, true, Some(false)) => "reachable, NOT writable",
+        (true, true, _) => "reachable, writable",
     };
     let _ = write!(out, "archive: container {}: {state}", archive.container);
     if let Some(e) = &archive.error {
@@ -82,10 +85,10 @@ fn storage_text(part: &StoragePart, out: &mut String) {
         out,
         "\nstate:   container {}: {}",
         part.state.container,
-        if part.state.reachable {
-            "reachable"
-        } else {
-            "NOT reachable"
+        match (part.state.reachable, part.state.exists) {
+            (false, _) => "NOT reachable",
+            (true, false) => "reachable, empty (created with the first record)",
+            (true, true) => "reachable",
         }
     );
     let _ = writeln!(out, "queues (messages):");
@@ -98,12 +101,28 @@ fn storage_text(part: &StoragePart, out: &mut String) {
         };
         let _ = writeln!(out, "  {:width$}  {count}", q.name);
     }
-    let f = &part.failures;
-    if f.by_kind.is_empty() {
-        let _ = writeln!(out, "failures (last {} h): none", f.hours);
-    } else {
-        let kinds: Vec<String> = f.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        let _ = writeln!(out, "failures (last {} h): {}", f.hours, kinds.join(", "));
+    match &part.failures {
+        None => {
+            let _ = writeln!(out, "failures: unknown");
+        }
+        Some(f) if f.recent == 0 => {
+            let _ = writeln!(out, "failures (last {} h): none", f.hours);
+        }
+        Some(f) => {
+            let kinds: Vec<String> = f.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let _ = write!(
+                out,
+                "failures (last {} h): {} event(s); of the newest {}: {}",
+                f.hours,
+                f.recent,
+                f.read,
+                Printable(&kinds.join(", "))
+            );
+            if f.unreadable > 0 {
+                let _ = write!(out, ", {} unreadable", f.unreadable);
+            }
+            out.push('\n');
+        }
     }
     match part.holds {
         Some(n) => {
@@ -113,26 +132,31 @@ fn storage_text(part: &StoragePart, out: &mut String) {
             let _ = writeln!(out, "holds: unknown");
         }
     }
-    match &part.reconcile {
+    match &part.last_reconcile {
         Some(run) => {
-            let field = |name: &str| run.get(name).map(|v| v.to_string()).unwrap_or_default();
+            let s = &run.summary;
             let _ = writeln!(
                 out,
                 "reconcile: last run {} by {}: found {}, already confirmed {}, queued {}, held {}, failed {}",
-                Printable(run.get("at").and_then(|v| v.as_str()).unwrap_or("?")),
-                Printable(run.get("by").and_then(|v| v.as_str()).unwrap_or("?")),
-                field("found"),
-                field("alreadyConfirmed"),
-                field("queued"),
-                field("held"),
-                field("failed"),
+                Printable(&run.at),
+                Printable(&run.by),
+                s.found,
+                s.already_done,
+                s.queued,
+                s.held,
+                s.failed,
             );
+        }
+        None if part.unknown.iter().any(|u| u.what.contains("reconciler")) => {
+            let _ = writeln!(out, "reconcile: unknown");
         }
         None => {
             let _ = writeln!(out, "reconcile: no run recorded");
         }
     }
-    if part.catch_up.is_empty() {
+    if part.unknown.iter().any(|u| u.what.contains("cursors")) {
+        let _ = writeln!(out, "catch-up: unknown");
+    } else if part.catch_up.is_empty() {
         let _ = writeln!(out, "catch-up: no cursors");
     } else {
         let _ = writeln!(out, "catch-up cursors:");
@@ -150,7 +174,12 @@ fn storage_text(part: &StoragePart, out: &mut String) {
 
 fn altinn_text(part: &AltinnPart, out: &mut String) {
     let key = &part.key;
-    let _ = write!(out, "key: {} ({})", key.status, Printable(&key.source));
+    let _ = write!(
+        out,
+        "key: {} ({})",
+        key.status.as_str(),
+        Printable(&key.source)
+    );
     if let Some(cert) = &key.certificate {
         let _ = write!(
             out,

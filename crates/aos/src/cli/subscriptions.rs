@@ -22,7 +22,7 @@ use crate::altinn::subscriptions::{
 };
 use crate::config::{AltinnSettings, SettingSource};
 use crate::domain::BaseUrl;
-use crate::domain::{AppName, OrgName};
+use crate::domain::{AppName, OrgName, Printable};
 use crate::redact::redact;
 
 /// The setting that supplies the endpoint when `--endpoint` is not given.
@@ -206,6 +206,7 @@ impl Context {
     }
 }
 
+/// One subscription per line; Altinn's text escaped (it comes from outside).
 fn line(sub: &Subscription) -> String {
     format!(
         "{}\t{}\t{}\t{}\t{}",
@@ -215,12 +216,14 @@ fn line(sub: &Subscription) -> String {
         } else {
             "NOT-VALIDATED"
         },
-        sub.source_filter.as_deref().unwrap_or("-"),
-        sub.type_filter.as_deref().unwrap_or("(any type)"),
-        sub.end_point
-            .as_deref()
-            .map(redact_endpoint)
-            .unwrap_or_else(|| "-".into()),
+        Printable(sub.source_filter.as_deref().unwrap_or("-")),
+        Printable(sub.type_filter.as_deref().unwrap_or("(any type)")),
+        Printable(
+            &sub.end_point
+                .as_deref()
+                .map(redact_endpoint)
+                .unwrap_or_else(|| "-".into())
+        ),
     )
 }
 

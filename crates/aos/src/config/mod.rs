@@ -164,6 +164,8 @@ pub struct StorageSettings {
     pub blob: BlobSettings,
     pub queues: QueueSettings,
     pub apps_base_url: Option<BaseUrl>,
+    /// `PermanentFailureHoldDays`, to tell the holds in force from expired ones.
+    pub failure_hold: time::Duration,
 }
 
 impl StorageSettings {
@@ -173,12 +175,16 @@ impl StorageSettings {
         let blob = problems.check_all(BlobSettings::from_source(src));
         let queues = problems.check_all(QueueSettings::from_source(src));
         let apps_base_url = problems.check(src.url(&source::aos("AppsBaseUrl")));
-        match (blob, queues, apps_base_url) {
-            (Some(blob), Some(queues), Some(apps_base_url)) => Ok(StorageSettings {
-                blob,
-                queues,
-                apps_base_url,
-            }),
+        let failure_hold = problems.check(reconcile::failure_hold(src));
+        match (blob, queues, apps_base_url, failure_hold) {
+            (Some(blob), Some(queues), Some(apps_base_url), Some(failure_hold)) => {
+                Ok(StorageSettings {
+                    blob,
+                    queues,
+                    apps_base_url,
+                    failure_hold,
+                })
+            }
             _ => Err(problems.into_error()),
         }
     }

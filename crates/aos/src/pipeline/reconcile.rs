@@ -74,6 +74,24 @@ const MAX_REASONS: usize = 100;
 /// when the safety net last ran and what it found.
 pub const LAST_RUN_BLOB: &str = "reconcile/last-run.json";
 
+/// The longest recording the last run may take.
+const LAST_RUN_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The record at [`LAST_RUN_BLOB`]. `queued` is what the run handed on: `aos reconcile` queued
+/// it; the timer returned it as its output binding, which the host writes after the invocation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRun {
+    /// When the run ended (RFC 3339).
+    pub at: String,
+    /// `EventsReconciler` or `aos reconcile`.
+    pub by: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Why the run stopped before the end, if it did.
+    pub stopped: Vec<String>,
+}
+
 /// What one run looks at.
 #[derive(Clone, Debug)]
 pub struct ReconcileOptions {
@@ -163,7 +181,7 @@ impl Reconciliation {
 }
 
 /// The line every run ends with (and, as JSON, `aos reconcile --json`'s `summary`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub found: usize,
@@ -192,24 +210,30 @@ impl Pipeline {
     /// Records a completed run at [`LAST_RUN_BLOB`]: when, by whom (`by`), its counts and why
     /// it stopped early. Best effort, like a failure record: storage trouble here must not fail
     /// a run that did its work, so it is only logged.
+    ///
+    /// Bounded to [`LAST_RUN_WRITE_TIMEOUT`]: under the Functions host it runs inside the
+    /// timer's invocation, after the work, and storage retries must not eat its time.
     pub async fn record_reconcile_run(&self, by: &str, summary: &Summary, stopped: &[String]) {
-        let record = json!({
-            "at": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
-            "by": by,
-            "found": summary.found,
-            "alreadyConfirmed": summary.already_done,
-            "queued": summary.queued,
-            "held": summary.held,
-            "failed": summary.failed,
-            "stopped": stopped,
-        });
+        let record = LastRun {
+            at: OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default(),
+            by: by.to_string(),
+            summary: *summary,
+            stopped: stopped.to_vec(),
+        };
         let info = crate::archive::BlobInfo {
             content_type: "application/json".into(),
             metadata: Default::default(),
         };
-        let bytes = bytes::Bytes::from(record.to_string());
-        if let Err(e) = self.failures.state().put(LAST_RUN_BLOB, bytes, &info).await {
-            tracing::warn!(error = %e, "could not record the reconcile run in aos-state");
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&record).expect("a run serialises"));
+        let write = self.failures.state().put(LAST_RUN_BLOB, bytes, &info);
+        match tokio::time::timeout(LAST_RUN_WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not record the reconcile run in aos-state")
+            }
+            Err(_) => tracing::warn!("recording the reconcile run in aos-state took too long"),
         }
     }
 }

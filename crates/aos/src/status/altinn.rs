@@ -4,25 +4,40 @@
 
 use time::OffsetDateTime;
 
-use super::CHECK_TIMEOUT;
+use super::bounded;
 use super::report::{
-    AltinnPart, CertificateStatus, KeyStatus, SubscriptionStatus, SubscriptionsStatus,
+    AltinnPart, CertificateStatus, KeyState, KeyStatus, SubscriptionStatus, SubscriptionsStatus,
 };
 use crate::altinn::AltinnClient;
 use crate::altinn::subscriptions::{app_source_filter, redact_endpoint};
-use crate::auth::keys::rfc3339;
-use crate::config::{InvalidSettings, Settings, TokenSettings};
+use crate::auth::keys::{Expiry, rfc3339};
+use crate::config::{InvalidSettings, SettingSource, Settings, TokenSettings};
 use crate::redact::Redacted;
 
+/// The webhook URL the subscriptions should deliver to, when the operator set it.
+pub(super) const WEBHOOK_URL_SETTING: &str = "AltinnApplicationOwnerSystemSettings__WebhookUrl";
+
 /// The key and the subscriptions; without complete settings, why they were not checked.
-pub(super) async fn gather(settings: Result<&Settings, &InvalidSettings>) -> AltinnPart {
+pub(super) async fn gather(
+    settings: Result<&Settings, &InvalidSettings>,
+    source: &SettingSource,
+    webhook: Option<&str>,
+) -> AltinnPart {
     let settings = match settings {
         Ok(settings) => settings,
         Err(invalid) => {
             let why = format!("not checked: {}", Redacted(invalid));
+            // Absent settings (a storage-only shell) are why nothing was checked; a setting
+            // that is set and wrong is a problem of its own.
+            let malformed: Vec<_> = invalid
+                .errors()
+                .iter()
+                .filter(|e| source.get(&e.name).is_some())
+                .map(|e| Redacted(e).to_string())
+                .collect();
             return AltinnPart {
                 key: KeyStatus {
-                    status: "not checked",
+                    status: KeyState::NotChecked,
                     source: "-".into(),
                     certificate: None,
                     error: Some(why.clone()),
@@ -34,14 +49,16 @@ pub(super) async fn gather(settings: Result<&Settings, &InvalidSettings>) -> Alt
                     missing: Vec::new(),
                 },
                 not_checked: true,
+                settings_error: (!malformed.is_empty()).then(|| malformed.join("; ")),
             };
         }
     };
-    let (key, subscriptions) = tokio::join!(key(settings), subscriptions(settings));
+    let (key, subscriptions) = tokio::join!(key(settings), subscriptions(settings, webhook));
     AltinnPart {
         key,
         subscriptions,
         not_checked: false,
+        settings_error: None,
     }
 }
 
@@ -54,7 +71,7 @@ async fn key(settings: &Settings) -> KeyStatus {
     let m = match &settings.token {
         TokenSettings::Static(_) => {
             return KeyStatus {
-                status: "ok",
+                status: KeyState::Ok,
                 source: "AltinnApplicationOwnerSystemSettings__AltinnToken (a fixed token, no key)"
                     .into(),
                 certificate: None,
@@ -64,33 +81,31 @@ async fn key(settings: &Settings) -> KeyStatus {
         TokenSettings::Maskinporten(m) => m,
     };
     let source = m.key.setting().to_string();
-    match tokio::time::timeout(CHECK_TIMEOUT, crate::auth::keys::load(&m.key)).await {
-        Ok(Ok(key)) => KeyStatus {
-            status: "ok",
+    match bounded(crate::auth::keys::load(&m.key)).await {
+        Ok(key) => KeyStatus {
+            status: KeyState::Ok,
             source,
-            certificate: key.certificate().map(|cert| CertificateStatus {
-                subject: cert.subject.clone(),
-                not_after: rfc3339(cert.not_after),
-                days_left: days_left(cert.not_after, OffsetDateTime::now_utc()),
+            certificate: key.certificate().map(|cert| {
+                let now = OffsetDateTime::now_utc();
+                CertificateStatus {
+                    subject: cert.subject.clone(),
+                    not_after: rfc3339(cert.not_after),
+                    days_left: days_left(cert.not_after, now),
+                    not_yet_valid: cert.expiry(now) == Expiry::NotYetValid,
+                }
             }),
             error: None,
         },
-        Ok(Err(e)) => KeyStatus {
-            status: "not loadable",
+        Err(e) => KeyStatus {
+            status: KeyState::NotLoadable,
             source,
             certificate: None,
-            error: Some(Redacted(anyhow::Error::from(e)).to_string()),
-        },
-        Err(_) => KeyStatus {
-            status: "not loadable",
-            source,
-            certificate: None,
-            error: Some(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+            error: Some(e),
         },
     }
 }
 
-async fn subscriptions(settings: &Settings) -> SubscriptionsStatus {
+async fn subscriptions(settings: &Settings, webhook: Option<&str>) -> SubscriptionsStatus {
     let listed = async {
         let tokens =
             crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url)
@@ -106,19 +121,20 @@ async fn subscriptions(settings: &Settings) -> SubscriptionsStatus {
             .await
             .map_err(anyhow::Error::from)
     };
-    let listed = match tokio::time::timeout(CHECK_TIMEOUT, listed).await {
-        Ok(Ok(listed)) => listed,
-        Ok(Err(e)) => return not_listed(Redacted(e).to_string()),
-        Err(_) => return not_listed(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+    let listed = match bounded(listed).await {
+        Ok(listed) => listed,
+        Err(why) => return not_listed(why),
     };
     let missing = settings
         .reconcile_apps
         .iter()
         .filter(|(org, app)| {
             let filter = app_source_filter(&settings.apps_base_url, org, app);
-            !listed
-                .iter()
-                .any(|s| s.validated && s.source_filter.as_deref() == Some(filter.as_str()))
+            !listed.iter().any(|s| {
+                s.validated
+                    && s.source_filter.as_deref() == Some(filter.as_str())
+                    && webhook.is_none_or(|url| s.end_point.as_deref() == Some(url))
+            })
         })
         .map(|(org, app)| format!("{}/{}", org.as_str(), app.as_str()))
         .collect();

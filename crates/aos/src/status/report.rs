@@ -2,12 +2,18 @@
 //!
 //! The verdict is the worst problem found:
 //! - **broken** — the system cannot do its work until someone acts: the archive container
-//!   unreachable or not writable, `aos-state` or a step queue unreadable, the Maskinporten key
-//!   not loadable, the certificate expired;
-//! - **degraded** — it works, but something needs a look: a poison queue holds messages, a
-//!   permanent failure in the last 24 hours, the certificate expires within 30 days, an
-//!   expected subscription missing or not validated, or Altinn could not be asked;
+//!   unreachable or refusing writes, `aos-state` or a step queue unreachable, the
+//!   Maskinporten key not loadable, the certificate expired or not yet valid, a setting
+//!   malformed;
+//! - **degraded** — it works, but something needs a look: a poison queue holds messages, an
+//!   instance is held after a permanent failure, the certificate expires within 30 days, an
+//!   app of `ReconcileApps` has no validated subscription (to `WebhookUrl`, when set), Altinn
+//!   could not be asked, or a part of the state could not be read in time;
 //! - **healthy** — none of these.
+//!
+//! Failure records alone are shown, not judged: a retried failure that then succeeded leaves
+//! its record, and what failed for good is in a poison queue and held. Subscriptions of other
+//! systems (other source filters) are listed, not judged.
 //!
 //! Queue depths alone (a backlog) are shown, not judged: a burst is normal, and how long is
 //! too long depends on the deployment (alert on `aos.queue.depth` for that).
@@ -15,6 +21,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+use crate::pipeline::reconcile::LastRun;
 
 /// Days of certificate validity below which the report is degraded (as `aos check-config`
 /// warns, and the Bicep alert fires).
@@ -47,11 +55,13 @@ pub struct Problem {
     pub what: String,
 }
 
-/// A blob container: answered, and (for the archive) accepted a write.
+/// A blob container: answered, exists, and (for the archive) accepted a write.
 #[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ContainerCheck {
     pub container: String,
     pub reachable: bool,
+    pub exists: bool,
     /// Only the archive is probed for writing; `None` for the others.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writable: Option<bool>,
@@ -62,6 +72,7 @@ pub struct ContainerCheck {
 
 /// One queue's depth (the service's approximate count); `None` when it could not be read.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct QueueDepth {
     pub name: String,
     pub poison: bool,
@@ -72,18 +83,29 @@ pub struct QueueDepth {
 
 /// Failure records (`aos-state/failures/`) written in the last [`FailureSummary::hours`].
 #[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FailureSummary {
     pub hours: u32,
-    /// `"<queue> <kind>"` → events whose last failure is of that kind.
-    pub by_kind: BTreeMap<String, u64>,
-    /// Records seen in the window; only the newest ones are read (`storage.rs`).
+    /// Records written in the window.
     pub recent: u64,
-    /// Permanent failures among the records read.
-    pub permanent: u64,
+    /// Records read (the newest; `storage.rs` bounds how many) and how many of them were not
+    /// readable failure records.
+    pub read: u64,
+    pub unreadable: u64,
+    /// `"<queue> <kind>"` → events (among those read) whose last failure is of that kind.
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+/// A part of the state that could not be read in time, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Unknown {
+    pub what: String,
+    pub why: String,
 }
 
 /// One app's catch-up cursor.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CursorStatus {
     pub app: String,
     pub after: Option<String>,
@@ -92,30 +114,56 @@ pub struct CursorStatus {
 
 /// The storage side of the report.
 #[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StoragePart {
     pub archive: ContainerCheck,
     pub state: ContainerCheck,
     pub queues: Vec<QueueDepth>,
-    pub failures: FailureSummary,
-    /// Instances held out of reconciliation after a permanent failure.
+    pub failures: Option<FailureSummary>,
+    /// Instances held out of reconciliation after a permanent failure (holds in force).
     pub holds: Option<u64>,
     /// The reconciler's last completed run as it recorded it, if any.
-    pub reconcile: Option<serde_json::Value>,
+    pub last_reconcile: Option<LastRun>,
     pub catch_up: Vec<CursorStatus>,
+    /// Parts of `aos-state` that could not be read.
+    pub unknown: Vec<Unknown>,
 }
 
 /// The certificate of the Maskinporten key.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CertificateStatus {
     pub subject: String,
     pub not_after: String,
     pub days_left: i64,
+    /// Its validity has not started yet (a clock or a certificate issued for later).
+    pub not_yet_valid: bool,
 }
 
-/// The Altinn token's key: `ok`, `not loadable` (with why), or `not checked` (with why).
+/// Whether the Altinn token's key can be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyState {
+    Ok,
+    NotLoadable,
+    NotChecked,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Ok => "ok",
+            KeyState::NotLoadable => "not loadable",
+            KeyState::NotChecked => "not checked",
+        }
+    }
+}
+
+/// The Altinn token's key: loadable or not (with why), or not checked (with why).
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct KeyStatus {
-    pub status: &'static str,
+    pub status: KeyState,
     pub source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateStatus>,
@@ -125,6 +173,7 @@ pub struct KeyStatus {
 
 /// One subscription as Altinn lists it (the endpoint without its query).
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SubscriptionStatus {
     pub id: u64,
     pub validated: bool,
@@ -136,23 +185,30 @@ pub struct SubscriptionStatus {
 
 /// The subscriptions: `checked` is false (with why) when they could not be listed.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SubscriptionsStatus {
     pub checked: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub items: Vec<SubscriptionStatus>,
-    /// `ReconcileApps` entries without a validated subscription (source filter `{AppsBaseUrl}{org}/{app}`).
+    /// `ReconcileApps` entries without a validated subscription (source filter
+    /// `{AppsBaseUrl}{org}/{app}`, and the endpoint `WebhookUrl` when that is set).
     pub missing: Vec<String>,
 }
 
 /// The Altinn side of the report.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AltinnPart {
     pub key: KeyStatus,
     pub subscriptions: SubscriptionsStatus,
-    /// The Altinn checks could not run (incomplete settings): said, not judged.
+    /// The Altinn checks could not run because their settings are absent (a storage-only
+    /// shell): said, not judged.
     #[serde(skip)]
     pub not_checked: bool,
+    /// Settings that are set but malformed: the processing cannot start (broken).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings_error: Option<String>,
 }
 
 /// The whole report, as `aos status --json` prints it.
@@ -217,7 +273,7 @@ fn storage_problems(part: &StoragePart) -> Vec<Problem> {
         problems.push(problem(
             Verdict::Broken,
             format!(
-                "the state container {} cannot be read",
+                "the state container {} cannot be reached",
                 part.state.container
             ),
         ));
@@ -239,13 +295,19 @@ fn storage_problems(part: &StoragePart) -> Vec<Problem> {
             _ => {}
         }
     }
-    if part.failures.permanent > 0 {
+    if let Some(held) = part.holds.filter(|n| *n > 0) {
         problems.push(problem(
             Verdict::Degraded,
             format!(
-                "{} permanent failure(s) in the last {} hours: see `aos poison list`",
-                part.failures.permanent, part.failures.hours
+                "{held} instance(s) held after a permanent failure: see `aos poison list`, \
+                 then `aos poison replay` once the cause is fixed"
             ),
+        ));
+    }
+    for unknown in &part.unknown {
+        problems.push(problem(
+            Verdict::Degraded,
+            format!("{} could not be read: {}", unknown.what, unknown.why),
         ));
     }
     problems
@@ -253,11 +315,17 @@ fn storage_problems(part: &StoragePart) -> Vec<Problem> {
 
 fn altinn_problems(part: &AltinnPart) -> Vec<Problem> {
     let mut problems = Vec::new();
+    if let Some(settings) = &part.settings_error {
+        problems.push(problem(
+            Verdict::Broken,
+            format!("settings to fix (the handler cannot start with them): {settings}"),
+        ));
+    }
     if part.not_checked {
         return problems;
     }
     let key = &part.key;
-    if key.status == "not loadable" {
+    if key.status == KeyState::NotLoadable {
         problems.push(problem(
             Verdict::Broken,
             format!(
@@ -267,7 +335,12 @@ fn altinn_problems(part: &AltinnPart) -> Vec<Problem> {
         ));
     }
     if let Some(cert) = &key.certificate {
-        if cert.days_left < 0 {
+        if cert.not_yet_valid {
+            problems.push(problem(
+                Verdict::Broken,
+                "the certificate is not valid yet (check the clock, or the certificate's start)",
+            ));
+        } else if cert.days_left < 0 {
             problems.push(problem(
                 Verdict::Broken,
                 format!("the certificate expired on {}", cert.not_after),
@@ -292,16 +365,6 @@ fn altinn_problems(part: &AltinnPart) -> Vec<Problem> {
             ),
         ));
     }
-    for sub in subs.items.iter().filter(|s| !s.validated) {
-        problems.push(problem(
-            Verdict::Degraded,
-            format!(
-                "subscription {} is not validated: it receives no events \
-                 (`aos subscriptions verify`)",
-                sub.id
-            ),
-        ));
-    }
     for app in &subs.missing {
         problems.push(problem(
             Verdict::Degraded,
@@ -319,6 +382,7 @@ mod tests {
         ContainerCheck {
             container: container.into(),
             reachable: true,
+            exists: true,
             writable: Some(true),
             error: None,
         }
@@ -342,10 +406,11 @@ mod tests {
                     error: None,
                 },
             ],
-            failures: FailureSummary {
+            failures: Some(FailureSummary {
                 hours: 24,
                 ..Default::default()
-            },
+            }),
+            holds: Some(0),
             ..Default::default()
         }
     }
@@ -353,12 +418,13 @@ mod tests {
     fn healthy_altinn() -> AltinnPart {
         AltinnPart {
             key: KeyStatus {
-                status: "ok",
+                status: KeyState::Ok,
                 source: "KeyVault__KeyVaultURI".into(),
                 certificate: Some(CertificateStatus {
                     subject: "CN=x".into(),
                     not_after: "2027-06-01T00:00:00Z".into(),
                     days_left: 182,
+                    not_yet_valid: false,
                 }),
                 error: None,
             },
@@ -369,6 +435,7 @@ mod tests {
                 missing: vec![],
             },
             not_checked: false,
+            settings_error: None,
         }
     }
 
@@ -417,7 +484,7 @@ mod tests {
     fn altinn_checks_not_made_for_lack_of_settings_are_not_problems() {
         let mut altinn = healthy_altinn();
         altinn.not_checked = true;
-        altinn.key.status = "not checked";
+        altinn.key.status = KeyState::NotChecked;
         altinn.subscriptions.checked = false;
         assert_eq!(
             StatusReport::new(healthy_storage(), altinn).status,
@@ -426,7 +493,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_step_queue_is_broken_and_an_unvalidated_subscription_degraded() {
+    fn an_unreadable_step_queue_is_broken_and_a_missing_subscription_degraded() {
         let mut storage = healthy_storage();
         storage.queues[0].messages = None;
         assert_eq!(
@@ -434,14 +501,67 @@ mod tests {
             Verdict::Broken
         );
         let mut altinn = healthy_altinn();
-        altinn.subscriptions.items.push(SubscriptionStatus {
-            id: 7,
-            validated: false,
-            source: None,
-            type_filter: None,
-            endpoint: None,
+        altinn.subscriptions.missing.push("ttd/app".into());
+        assert_eq!(
+            StatusReport::new(healthy_storage(), altinn).status,
+            Verdict::Degraded
+        );
+        let mut altinn = healthy_altinn();
+        altinn.subscriptions.checked = false;
+        altinn.subscriptions.error = Some("no answer within 10 s".into());
+        assert_eq!(
+            StatusReport::new(healthy_storage(), altinn).status,
+            Verdict::Degraded
+        );
+    }
+
+    #[test]
+    fn an_archive_container_not_created_yet_is_shown_and_malformed_settings_are_broken() {
+        // The first archive creates it (the templates do in Azure): nothing to fix yet.
+        let mut storage = healthy_storage();
+        storage.archive.exists = false;
+        storage.archive.writable = None;
+        assert_eq!(
+            StatusReport::new(storage, healthy_altinn()).status,
+            Verdict::Healthy
+        );
+
+        let mut altinn = healthy_altinn();
+        altinn.not_checked = true;
+        altinn.settings_error = Some("setting X: not a URL".into());
+        assert_eq!(
+            StatusReport::new(healthy_storage(), altinn).status,
+            Verdict::Broken
+        );
+    }
+
+    #[test]
+    fn holds_and_unreadable_state_degrade_but_failure_records_alone_do_not() {
+        let mut storage = healthy_storage();
+        storage.failures.as_mut().unwrap().recent = 12;
+        storage
+            .failures
+            .as_mut()
+            .unwrap()
+            .by_kind
+            .insert("events-inbound permanent".into(), 3);
+        assert_eq!(
+            StatusReport::new(storage.clone(), healthy_altinn()).status,
+            Verdict::Healthy
+        );
+        storage.holds = Some(2);
+        assert_eq!(
+            StatusReport::new(storage, healthy_altinn()).status,
+            Verdict::Degraded
+        );
+        let mut storage = healthy_storage();
+        storage.unknown.push(Unknown {
+            what: "failure records".into(),
+            why: "no answer within 10 s".into(),
         });
-        let report = StatusReport::new(healthy_storage(), altinn);
-        assert_eq!(report.status, Verdict::Degraded);
+        assert_eq!(
+            StatusReport::new(storage, healthy_altinn()).status,
+            Verdict::Degraded
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! `aos status` end to end: one screen (or `--json`) of the whole system's state, and an exit
 //! code a script or a probe can act on — 0 healthy, 1 degraded, 3 broken, 2 bad settings.
 
+use altinn_aos::archive::{Archive, BlobInfo};
 use aos_testkit::auth::{CERT_PASSWORD, CERT_PATH, CLIENT_ID, PASSWORD, Pki, SCOPES, write};
 use aos_testkit::cli::run_aos;
-use aos_testkit::world::Backends;
+use aos_testkit::world::{ARCHIVE_CONTAINER, Backends, element, instance};
 use p12_keystore::EncryptionAlgorithm;
 use serde_json::Value;
 
@@ -25,6 +26,23 @@ fn queue<'a>(status: &'a Value, name: &str) -> &'a Value {
 async fn a_fresh_stack_is_healthy_and_the_probe_leaves_nothing_in_the_archive() {
     let backends = Backends::start().await;
     let env = backends.settings_env();
+
+    // Before the first archive (or the templates) created the archive container: shown, not
+    // created by looking, and not a problem.
+    let out = run_aos(&env, &["status", "--json"]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let status = json(&out.stdout);
+    assert_eq!(status["archive"]["exists"], false, "{status:#}");
+    let archive = Archive::new(backends.blobs.clone(), ARCHIVE_CONTAINER);
+    assert!(
+        !archive.container_exists().await.unwrap(),
+        "status created the archive container"
+    );
+    backends
+        .azurite
+        .create_container(ARCHIVE_CONTAINER)
+        .await
+        .unwrap();
 
     let text = run_aos(&env, &["status"]).await;
     assert_eq!(text.code, 0, "{}\n{}", text.stdout, text.stderr);
@@ -176,7 +194,7 @@ async fn a_certificate_that_expires_within_30_days_makes_it_degraded() {
     let status = json(&out.stdout);
     assert_eq!(status["status"], "degraded", "{status:#}");
     assert_eq!(status["key"]["status"], "ok", "{status:#}");
-    assert_eq!(status["key"]["certificate"]["days_left"], 9, "{status:#}");
+    assert_eq!(status["key"]["certificate"]["daysLeft"], 9, "{status:#}");
     assert!(
         status["problems"]
             .to_string()
@@ -191,4 +209,68 @@ async fn missing_settings_are_exit_2_all_named_at_once() {
     let out = run_aos(&[], &["status"]).await;
     assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("BlobEndpoint"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reconcilers_last_run_and_a_hold_are_shown_and_a_hold_degrades() {
+    let backends = Backends::start().await;
+    backends
+        .sim
+        .add_instance(instance(92_000, vec![element(64, Some("form.xml"))]));
+    let mut env = backends.settings_env();
+    env.push((
+        "AltinnApplicationOwnerSystemSettings__ReconcileApps".into(),
+        "ttd/test-app".into(),
+    ));
+
+    let dry = run_aos(&env, &["reconcile", "--dry-run"]).await;
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    let status = json(&run_aos(&env, &["status", "--json"]).await.stdout);
+    assert_eq!(
+        status["lastReconcile"],
+        Value::Null,
+        "a dry run records nothing"
+    );
+
+    let run = run_aos(&env, &["reconcile"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let out = run_aos(&env, &["status", "--json"]).await;
+    let status = json(&out.stdout);
+    let last = &status["lastReconcile"];
+    assert_eq!(last["by"], "aos reconcile", "{status:#}");
+    assert_eq!(last["found"], 1, "{status:#}");
+    assert_eq!(last["queued"], 1, "{status:#}");
+    assert!(
+        last["at"].as_str().is_some_and(|t| t.starts_with("20")),
+        "{status:#}"
+    );
+    let text = run_aos(&env, &["status"]).await;
+    assert!(
+        text.stdout
+            .contains("by aos reconcile: found 1, already confirmed 0, queued 1"),
+        "{}",
+        text.stdout
+    );
+
+    // A permanent failure's hold (as the last attempt writes it) makes it degraded.
+    Archive::new(backends.blobs.clone(), "aos-state")
+        .put(
+            "holds/ttd/test-app/92000/6b3323c8-7baf-4612-b8a6-000000000001.json",
+            bytes::Bytes::from_static(br#"{"event":"x"}"#),
+            &BlobInfo {
+                content_type: "application/json".into(),
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let out = run_aos(&env, &["status", "--json"]).await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let status = json(&out.stdout);
+    assert_eq!(status["holds"], 1, "{status:#}");
+    assert!(
+        status["problems"]
+            .to_string()
+            .contains("held after a permanent failure")
+    );
 }
