@@ -3,8 +3,9 @@
 //! An Application Owner System for Altinn 3: receives Altinn Events webhooks, archives every
 //! completed instance (metadata and all data elements) into Azure Blob Storage, verifies the
 //! archive, and only then confirms completion back to Altinn. It runs as an Azure Functions
-//! custom handler (`aos serve`) and is a drop-in replacement for the reference C# system
-//! (same settings, queue names and blob layout).
+//! custom handler (`aos serve`) or standalone (`aos run`), and replaces the reference C# system
+//! on the data side (same settings, queue names and blob layout; a new app means a new webhook
+//! URL, so subscriptions are re-created: docs/migration.md).
 //!
 //! ## Module map
 //!
