@@ -13,6 +13,7 @@ mod auth_token;
 mod catchup_e2e;
 mod chaos_e2e;
 mod cli;
+mod container_entrypoint;
 mod deploy_package;
 mod dev_smoke;
 mod edge_e2e;
