@@ -77,7 +77,9 @@ fn parse_dockerfile(text: &str) -> Image {
                     let (k, v) = pair
                         .split_once('=')
                         .unwrap_or_else(|| panic!("ENV key=value expected: {instruction}"));
-                    image.env.insert(k.to_string(), v.trim_matches('"').to_string());
+                    image
+                        .env
+                        .insert(k.to_string(), v.trim_matches('"').to_string());
                 }
             }
             "ENTRYPOINT" => image.entrypoint = json_array(rest),
@@ -121,7 +123,12 @@ fn dockerfile_ships_the_release_binary_without_dev_and_runs_it_as_non_root() {
         .iter()
         .find(|r| r.contains("cargo build"))
         .expect("a cargo build in the build stage");
-    for flag in ["--release", "--locked", "--no-default-features", "--bin aos"] {
+    for flag in [
+        "--release",
+        "--locked",
+        "--no-default-features",
+        "--bin aos",
+    ] {
         assert!(build.contains(flag), "{flag} missing in: {build}");
     }
     assert!(!build.contains("--features"), "no extra features: {build}");
@@ -186,8 +193,12 @@ async fn container_entrypoint_starts_aos_run_and_answers_health() {
     let mut child = GroupChild::spawn(command).expect("the entrypoint starts");
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     for stream in [
-        child.take_stdout().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child.take_stderr().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .take_stdout()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .take_stderr()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()

@@ -55,9 +55,11 @@ fn polling_blob_trigger_functions() -> BTreeSet<String> {
             let path = root().join(f).join("function.json");
             let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            json["bindings"].as_array().unwrap().iter().any(|b| {
-                b["type"] == "blobTrigger" && b["source"].as_str() != Some("EventGrid")
-            })
+            json["bindings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["type"] == "blobTrigger" && b["source"].as_str() != Some("EventGrid"))
         })
         .map(|f| f.to_string())
         .collect()
@@ -74,7 +76,10 @@ fn flex_package_has_no_blob_trigger_function_and_every_other_function() {
     let blob_triggered = polling_blob_trigger_functions();
     assert_eq!(
         blob_triggered,
-        BTreeSet::from(["EventsDeSubscriber".to_string(), "EventsSubscriber".to_string()]),
+        BTreeSet::from([
+            "EventsDeSubscriber".to_string(),
+            "EventsSubscriber".to_string()
+        ]),
         "the functions with polling blob triggers"
     );
     let binary = aos_testkit::deployment_binary().unwrap();
@@ -86,7 +91,9 @@ fn flex_package_has_no_blob_trigger_function_and_every_other_function() {
     let entries = zip_entries(&flex);
     for function in &blob_triggered {
         assert!(
-            !entries.iter().any(|e| e.starts_with(&format!("{function}/"))),
+            !entries
+                .iter()
+                .any(|e| e.starts_with(&format!("{function}/"))),
             "{function} is in the Flex package: {entries:?}"
         );
     }
@@ -170,7 +177,11 @@ fn executable_needing_glibc_2_38(dir: &Path) -> PathBuf {
             .current_dir(dir)
             .output()
             .expect("cc (the C compiler Rust links with)");
-        assert!(output.status.success(), "cc {args:?}: {}", text(&output.stderr));
+        assert!(
+            output.status.success(),
+            "cc {args:?}: {}",
+            text(&output.stderr)
+        );
     };
     cc(&[
         "-shared",

@@ -15,6 +15,7 @@ mod chaos_e2e;
 mod cli;
 mod container_entrypoint;
 mod deploy_package;
+mod deploy_script;
 mod dev_smoke;
 mod edge_e2e;
 mod feedback_e2e;
