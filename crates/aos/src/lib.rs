@@ -65,6 +65,7 @@ pub mod archive;
 mod auth;
 pub mod cli;
 pub mod config;
+mod correlation;
 #[cfg(feature = "dev")]
 mod dev;
 pub mod domain;

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::bindings::*;
 use super::invocation::{InvocationRequest, InvocationResponse};
+use crate::correlation::{Correlation, TRACEPARENT, TraceParent, record_event};
 use crate::domain::{CloudEvent, Printable, printable};
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::CatchUpOptions;
@@ -90,6 +91,24 @@ pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Body) -> Re
         request.header("content-type"),
         &pipeline.settings,
     );
+    // The trace the event came in with: the host's (its HTTP client continues the webhook
+    // caller's trace), else the webhook request's own `traceparent`.
+    let mut correlation = crate::correlation::current().unwrap_or_else(Correlation::fresh);
+    if correlation.trace.is_none() {
+        correlation.trace = request.header(TRACEPARENT).and_then(TraceParent::parse);
+    }
+    let outcome = match outcome {
+        ReceiveOutcome::Queue(event) => {
+            let event = correlation.stamp(event);
+            record_event(
+                &tracing::Span::current(),
+                &event,
+                &pipeline.settings.apps_base_url,
+            );
+            ReceiveOutcome::Queue(event)
+        }
+        other => other,
+    };
     match &outcome {
         // The success line goes to the host with the invocation (`Logs` below); repeating it on
         // stdout, which the host also records, cost a quarter of the handler's CPU per event
@@ -140,6 +159,11 @@ async fn queue_step(function: &str, pipeline: &Pipeline, step: QueueStep, body: 
         Ok(decoded) => decoded,
         Err(e) => return failed(function, "decode", &e, ErrorKind::Permanent),
     };
+    record_event(
+        &tracing::Span::current(),
+        &event,
+        &pipeline.settings.apps_base_url,
+    );
     match pipeline
         .run_step_recorded(
             step,
