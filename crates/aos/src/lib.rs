@@ -57,6 +57,9 @@
 //! - [`altinn::subscriptions`] — the Events subscription API (`aos subscriptions`);
 //!   [`pipeline::subscription_files`] — the same through files dropped into blob containers
 //!   (`EventsSubscriber`, `EventsDeSubscriber`).
+//! - [`correlation`] — the ids on every log line and failure record of an invocation
+//!   (invocation id, W3C trace id, event, instance); [`metrics`] — OpenTelemetry metrics to
+//!   Application Insights, off unless configured.
 //! - [`cli`] — the `aos` command line on top of everything: one file per command, one
 //!   [`cli::CliError`] with its exit status, one settings loader.
 
@@ -72,6 +75,7 @@ pub mod domain;
 mod failures;
 mod functions;
 mod holds;
+pub mod metrics;
 mod pipeline;
 mod poison;
 mod queue;

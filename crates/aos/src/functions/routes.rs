@@ -62,6 +62,10 @@ const MAX_RECEIVER_INVOCATION_BYTES: usize = 8 * MAX_BODY_BYTES;
 /// event no queue message can hold is answered 413 here (`receive`), in the `res` output of a
 /// successful invocation, as is a webhook body too large to be read at all.
 pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Body) -> Response {
+    crate::metrics::timed("receive", receive_invocation(pipeline, body)).await
+}
+
+async fn receive_invocation(pipeline: Pipeline, body: Body) -> Response {
     let function = super::names::EVENTS_RECEIVER;
     // The host holds the whole request already: read a body too large to its end (usize::MAX),
     // since leaving it unread would close the connection under the host and fail the invocation.
@@ -278,6 +282,8 @@ pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) ->
     {
         response = response.log(line);
     }
+    // The timer samples the gauges (queue and poison depth, certificate days left).
+    pipeline.sample_gauges().await;
     let messages = run.events.iter().map(CloudEvent::to_json).collect();
     ok(response
         .log(summary.to_string())

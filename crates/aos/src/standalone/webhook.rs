@@ -194,7 +194,11 @@ async fn events_receiver(
     let correlation = Correlation::new(None, traceparent);
     let span = correlation.span(crate::functions::EVENTS_RECEIVER);
     let work = receive_request(state, headers, body, correlation.clone());
-    crate::correlation::scope(correlation, span, work).await
+    crate::metrics::timed(
+        "receive",
+        crate::correlation::scope(correlation, span, work),
+    )
+    .await
 }
 
 async fn receive_request(

@@ -1,12 +1,16 @@
 //! Operating the product from its output: correlation ids on every log line of an event's
 //! journey, the severity the Functions host gives each line, and CLI output that is clean in a
-//! pipe (docs/operations.md, "Logs and correlation").
+//! pipe (docs/operations.md, "Logs and correlation"); metrics exported to an Application
+//! Insights ingestion endpoint, and nothing sent when they are off ("Metrics").
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use altinn_aos::metrics::names;
+use altinn_aos::storage::AZURITE_KEY;
 use aos_testkit::host::{ConsoleLine, HostLevel, HttpCall, Stream};
-use aos_testkit::world::{Backends, TestApp, element, instance};
+use aos_testkit::ingestion::Ingestion;
+use aos_testkit::world::{Backends, TOKEN, TestApp, element, instance};
 use serde_json::Value;
 
 const DRAIN: Duration = Duration::from_secs(60);
@@ -189,4 +193,139 @@ async fn cli_commands_in_a_pipe_print_no_colour_and_no_log_line_on_stdout() {
         "the run's log lines are on stderr: {}",
         out.stderr
     );
+}
+
+/// A world whose handler exports metrics to `ingestion` every 300 ms (or, with `disabled`,
+/// has the connection string and the standard off switch).
+async fn metrics_world(ingestion: &Ingestion, disabled: bool) -> TestApp {
+    let mut overrides = vec![
+        (
+            "APPLICATIONINSIGHTS_CONNECTION_STRING".to_string(),
+            ingestion.connection_string(),
+        ),
+        ("OTEL_METRIC_EXPORT_INTERVAL".to_string(), "300".to_string()),
+        // The reconciler timer (which samples the gauges) needs the org.
+        (
+            "AltinnApplicationOwnerSystemSettings__Org".to_string(),
+            "ttd".to_string(),
+        ),
+    ];
+    if disabled {
+        overrides.push(("OTEL_SDK_DISABLED".to_string(), "true".to_string()));
+    }
+    TestApp::spawn_with(
+        Backends::start().await,
+        Duration::from_millis(200),
+        overrides,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_arrive_in_application_insights_with_the_counts_of_what_was_archived() {
+    let ingestion = Ingestion::start().await.unwrap();
+    let app = metrics_world(&ingestion, false).await;
+    let sizes = [[1000u64, 7], [64 * 1024 + 3, 0], [5 * 1024 * 1024 + 11, 1]];
+    let created: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, pair)| {
+            let elements = pair.iter().map(|s| element(*s, None)).collect();
+            app.sim.add_instance(instance(83_000 + i as u64, elements))
+        })
+        .collect();
+    for inst in &created {
+        assert_eq!(
+            app.post_event(&app.sim.completed_event(inst)).await.status,
+            200
+        );
+    }
+    app.host.wait_until_idle(DRAIN).await.unwrap();
+    let timer = app.host.invoke_timer("EventsReconciler").await.unwrap();
+    assert!(timer.succeeded, "{:?}", timer.error);
+    let n = created.len() as f64;
+    let bytes: u64 = sizes.iter().flatten().sum();
+    aos_testkit::poll_until(
+        "every metric exported",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let done = ingestion.total(names::ARCHIVED) >= n
+                && ingestion.total(names::CONFIRMED) >= n
+                && ingestion.total(names::ARCHIVE_BYTES) >= bytes as f64
+                && !ingestion.points_of(names::POISON_DEPTH).is_empty()
+                && !ingestion.points_of(names::QUEUE_DEPTH).is_empty()
+                && ["receive", "process", "confirm", "reconcile"]
+                    .iter()
+                    .all(|step| {
+                        ingestion
+                            .points_of(names::STEP_DURATION)
+                            .iter()
+                            .any(|p| p.properties.get("step") == Some(&Value::from(*step)))
+                    });
+            Ok(done.then_some(()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:#?}", ingestion.points()));
+    assert_eq!(ingestion.total(names::ARCHIVED), n);
+    assert_eq!(ingestion.total(names::CONFIRMED), n);
+    assert_eq!(ingestion.total(names::ARCHIVE_BYTES), bytes as f64);
+    assert_eq!(ingestion.total(names::FAILED), 0.0);
+    // One duration per step run: a process and a confirm per instance.
+    let durations = ingestion.points_of(names::STEP_DURATION);
+    let runs = |step: &str| -> u64 {
+        durations
+            .iter()
+            .filter(|p| p.properties.get("step") == Some(&Value::from(step)))
+            .map(|p| p.count)
+            .sum()
+    };
+    assert_eq!(runs("process"), created.len() as u64);
+    assert_eq!(runs("confirm"), created.len() as u64);
+    assert!(
+        durations
+            .iter()
+            .all(|p| p.value >= 0.0 && p.value < 120.0 * p.count as f64)
+    );
+    // Depths after the drain: every queue named, all empty.
+    for name in [names::QUEUE_DEPTH, names::POISON_DEPTH] {
+        let points = ingestion.points_of(name);
+        let queues: HashSet<_> = points
+            .iter()
+            .filter_map(|p| p.properties.get("queue").and_then(Value::as_str))
+            .collect();
+        assert_eq!(queues.len(), 3, "{name}: {points:#?}");
+        assert!(points.iter().all(|p| p.value == 0.0), "{name}: {points:#?}");
+    }
+    // The key is a fixed token, not a certificate: no certificate gauge.
+    assert!(ingestion.points_of(names::CERTIFICATE_DAYS_LEFT).is_empty());
+    // Nothing secret in what was sent.
+    let sent = ingestion.bodies().join("\n");
+    for secret in [AZURITE_KEY, TOKEN, "test-function-key", "sig="] {
+        assert!(!sent.contains(secret), "`{secret}` was sent: {sent}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_metric_is_sent_when_switched_off_or_not_configured() {
+    let ingestion = Ingestion::start().await.unwrap();
+    let off = metrics_world(&ingestion, true).await;
+    let unconfigured = TestApp::spawn().await;
+    for app in [&off, &unconfigured] {
+        let inst = app
+            .sim
+            .add_instance(instance(84_001, vec![element(100, None)]));
+        assert_eq!(
+            app.post_event(&app.sim.completed_event(&inst)).await.status,
+            200
+        );
+        app.host.wait_until_idle(DRAIN).await.unwrap();
+        assert!(app.confirmed(&inst));
+        let timer = app.host.invoke_timer("EventsReconciler").await;
+        assert!(timer.is_ok());
+    }
+    // Several export intervals of the switched-off handler.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ingestion.bodies(), Vec::<String>::new());
 }
