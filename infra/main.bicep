@@ -46,7 +46,7 @@ param premiumSku string = 'EP1'
 @description('Comma-separated CloudEvent types to archive.')
 param eventTypes string = 'app.instance.process.completed'
 
-@description('Downstream hand-off queue: one message per confirmed instance with its manifest (README "Downstream hand-off"). Empty = off.')
+@description('Downstream hand-off queue: one message per confirmed instance with its manifest (docs/architecture.md "Downstream hand-off"). Empty = off.')
 param archivedQueueName string = ''
 
 @description('Days a permanent failure keeps reconciliation and catch-up from queueing its instance again (0 = no hold).')
@@ -139,7 +139,7 @@ module functionApp 'modules/functionapp.bicep' = {
     packageContainerName: packageContainerName
     appInsightsConnectionString: monitoring.outputs.connectionString
     tags: tags
-    // The product's settings (README "Settings"); names are the reference system's.
+    // The product's settings (docs/configuration.md); names are the reference system's.
     appSettings: union({
       AltinnApplicationOwnerSystemSettings__AppsBaseUrl: hosts.apps
       AltinnApplicationOwnerSystemSettings__PlatformBaseUrl: hosts.platform

@@ -2,7 +2,7 @@
 //! loaded again on a timer and after Maskinporten refused it.
 //!
 //! Why not once at start: the key may live in Key Vault, and a vault that is unreachable or not
-//! yet authorised (role assignments take minutes to propagate; the README uploads the
+//! yet authorised (role assignments take minutes to propagate; docs/deploy.md uploads the
 //! certificate after the package is live) must not keep the webhook — which needs no key — from
 //! serving, nor make the host restart the handler in a loop. And a certificate that is rotated
 //! in the vault (or a key file that is replaced) must be picked up without a restart.

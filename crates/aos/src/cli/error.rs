@@ -71,7 +71,7 @@ impl CliError {
     }
 
     /// The process's status: 2 for a usage error, 3 for an unreachable dependency, 1 for
-    /// everything else (README "Exit codes").
+    /// everything else (docs/operations.md, "Exit codes").
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,

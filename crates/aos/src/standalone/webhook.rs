@@ -67,7 +67,7 @@ const RETRY_AFTER_SECS: u32 = 5;
 
 /// TEST ONLY: override [`EdgeLimits`] so an end-to-end test sees slow clients cut off and load
 /// shed within its patience. Not settings for users: the defaults are what the edge contract
-/// states (README, `docs/robustness.md`).
+/// states (`docs/architecture.md`, `docs/robustness.md`).
 const TEST_HEADER_TIMEOUT_ENV: &str = "AOS_TEST_WEBHOOK_HEADER_TIMEOUT_SECS";
 const TEST_BODY_TIMEOUT_ENV: &str = "AOS_TEST_WEBHOOK_BODY_TIMEOUT_SECS";
 const TEST_CONCURRENCY_ENV: &str = "AOS_TEST_WEBHOOK_CONCURRENCY";
