@@ -64,6 +64,9 @@
 //!   queues, recent failures, holds, cursors, the reconciler's last run, subscriptions, the
 //!   key and its certificate, the archive reachable and writable) and one verdict on it:
 //!   healthy, degraded or broken.
+//! - [`correlation`] — the ids on every log line and failure record of an invocation
+//!   (invocation id, W3C trace id, event, instance); [`metrics`] — OpenTelemetry metrics to
+//!   Application Insights, off unless configured.
 //! - [`cli`] — the `aos` command line on top of everything: one file per command, one
 //!   [`cli::CliError`] with its exit status, one settings loader.
 
@@ -73,12 +76,14 @@ mod auth;
 mod cause;
 pub mod cli;
 pub mod config;
+mod correlation;
 #[cfg(feature = "dev")]
 mod dev;
 pub mod domain;
 mod failures;
 mod functions;
 mod holds;
+pub mod metrics;
 mod pipeline;
 mod poison;
 mod queue;

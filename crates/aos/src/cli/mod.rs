@@ -15,7 +15,7 @@
 //! - `status.rs` — `aos status`: the whole system's state and a verdict as the exit status.
 //! - `error.rs` — [`CliError`], the one error type: its line and its exit status;
 //!   `settings.rs` — the one settings loader.
-//! - [`telemetry`] — the log format and level.
+//! - [`telemetry`] — the log format, level and streams (severity by stream for the host).
 //!
 //! Every command reads its settings through one loader, `load_settings`: the environment only,
 //! unless the global `--settings FILE` names a `local.settings.json`-shaped file ([`Invocation`]
@@ -116,6 +116,18 @@ impl Cli {
             _ => false,
         };
         if quiet { "warn" } else { "info" }
+    }
+
+    /// Where log lines go: the runtimes split them by severity for the Functions host (and a
+    /// container platform) to see it; every other command keeps stdout for its data.
+    pub fn log_streams(&self) -> telemetry::Streams {
+        match &self.command {
+            Some(Command::Serve(_) | Command::Run(_)) => telemetry::Streams::BySeverity,
+            None if std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some() => {
+                telemetry::Streams::BySeverity
+            }
+            _ => telemetry::Streams::Stderr,
+        }
     }
 
     /// The command to run. Without one, `serve` when the Functions host started `aos` (it

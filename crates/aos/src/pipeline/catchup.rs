@@ -262,6 +262,15 @@ impl Pipeline {
         sink: Option<&dyn EventSink>,
         progress: &mut (dyn FnMut(String) + Send),
     ) -> Result<CatchUp, String> {
+        crate::metrics::timed("catchup", self.catch_up_run(options, sink, progress)).await
+    }
+
+    async fn catch_up_run(
+        &self,
+        options: &CatchUpOptions,
+        sink: Option<&dyn EventSink>,
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<CatchUp, String> {
         if self.settings.reconcile_apps.is_empty() {
             return Err(
                 "setting AltinnApplicationOwnerSystemSettings__ReconcileApps: is required for \

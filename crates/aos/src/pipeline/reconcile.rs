@@ -300,6 +300,14 @@ impl Pipeline {
         options: &ReconcileOptions,
         progress: &mut (dyn FnMut(String) + Send),
     ) -> Result<Reconciliation, StepError> {
+        crate::metrics::timed("reconcile", self.reconcile_run(options, progress)).await
+    }
+
+    async fn reconcile_run(
+        &self,
+        options: &ReconcileOptions,
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<Reconciliation, StepError> {
         let scopes = self.reconcile_scopes()?;
         // UTC, so the value needs no `+` in the query string and reads the same in every log.
         let since = options

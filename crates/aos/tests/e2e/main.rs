@@ -27,6 +27,7 @@ mod health_e2e;
 mod imds_e2e;
 mod long_run;
 mod no_secrets;
+mod observability;
 mod packaging;
 mod poison_cli;
 mod properties;
