@@ -9,16 +9,19 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=AOS_COMMIT");
-    // Rebuild when HEAD moves: the file itself, and the branch it points at.
-    let head = std::path::Path::new("../../.git/HEAD");
-    if head.exists() {
-        println!("cargo:rerun-if-changed=../../.git/HEAD");
-        if let Ok(text) = std::fs::read_to_string(head)
+    // Rebuild when HEAD moves: HEAD itself, the branch it points at, and `packed-refs` (where
+    // the branch lives after `git gc`). Git names the paths, so a linked worktree (whose `.git`
+    // is a file; HEAD is per worktree, refs are shared) is followed as well as a plain clone.
+    let git_path = |path: &str| git(&["rev-parse", "--path-format=absolute", "--git-path", path]);
+    if let Some(head) = git_path("HEAD") {
+        println!("cargo:rerun-if-changed={head}");
+        if let Ok(text) = std::fs::read_to_string(&head)
             && let Some(branch) = text.trim().strip_prefix("ref: ")
         {
-            let path = format!("../../.git/{branch}");
-            if std::path::Path::new(&path).exists() {
-                println!("cargo:rerun-if-changed={path}");
+            for path in [branch, "packed-refs"] {
+                if let Some(path) = git_path(path).filter(|p| std::path::Path::new(p).exists()) {
+                    println!("cargo:rerun-if-changed={path}");
+                }
             }
         }
     }
@@ -31,13 +34,16 @@ fn main() {
 }
 
 fn git_commit() -> Option<String> {
-    let run = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    run(&["rev-parse", "--short=12", "HEAD"])
+    git(&["rev-parse", "--short=12", "HEAD"])
+}
+
+/// One line of git's output, if git runs and succeeds here.
+fn git(args: &[&str]) -> Option<String> {
+    Command::new("git")
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|line| !line.is_empty())
 }
