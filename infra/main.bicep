@@ -57,6 +57,9 @@ param eventTypes string = 'app.instance.process.completed'
 @description('Downstream hand-off queue: one message per confirmed instance with its manifest (docs/architecture.md "Downstream hand-off"). Empty = off.')
 param archivedQueueName string = ''
 
+@description('Apps (org/app, comma-separated) that reconciliation queries one by one and catch-up pulls events for; empty = reconciliation asks for every app of org, and catch-up (the EventsCatchUp timer part, the Container Apps job) is off, since the Events pull API is per app.')
+param reconcileApps string = ''
+
 @description('Days a permanent failure keeps reconciliation and catch-up from queueing its instance again (0 = no hold).')
 @minValue(0)
 @maxValue(365)
@@ -238,6 +241,7 @@ module alerts 'modules/alerts.bicep' = {
     existingActionGroupId: existingActionGroupId
     alertEmail: alertEmail
     actionGroupName: names.actionGroup
+    nameSuffix: '${baseName}-${suffix}'
     failureThreshold: failureAlertThreshold
     certificateDays: certificateAlertDays
     tags: tags
@@ -269,6 +273,8 @@ var appSettings = union({
   AltinnApplicationOwnerSystemSettings__PermanentFailureHoldDays: string(permanentFailureHoldDays)
 }, empty(archivedQueueName) ? {} : {
   QueueStorageSettings__ArchivedQueueName: archivedQueueName
+}, empty(reconcileApps) ? {} : {
+  AltinnApplicationOwnerSystemSettings__ReconcileApps: reconcileApps
 })
 
 
@@ -312,6 +318,7 @@ module containerApp 'modules/containerapps.bicep' = if (containerApps) {
     queueEndpoint: storage.outputs.queueEndpoint
     keyVaultName: vault.outputs.name
     webhookSecret: webhookSecret
+    catchUp: !empty(reconcileApps)
     appSettings: union(appSettings, {
       APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'

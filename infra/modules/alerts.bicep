@@ -14,6 +14,8 @@ param existingActionGroupId string = ''
 @description('Address the created action group mails; empty with no existingActionGroupId = alerts without notification (visible in the portal).')
 param alertEmail string = ''
 param actionGroupName string
+@description('Appended to every alert rule name, so two environments in one resource group keep their own rules.')
+param nameSuffix string
 @minValue(0)
 param failureThreshold int = 0
 @minValue(1)
@@ -45,6 +47,9 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (createGr
 var rules = [
   {
     name: 'aos-poison-not-empty'
+    // Gauges are sampled every 15 minutes (the EventsReconciler timer, or aos run's interval):
+    // a longer window always holds a sample, so the alert does not close between samples.
+    window: 'PT1H'
     description: 'Messages wait in a poison queue (aos.poison.depth > 0): see `aos poison list`, fix the cause, `aos poison replay`.'
     severity: 2
     query: 'customMetrics | where name == "aos.poison.depth" | extend queue = tostring(customDimensions.queue) | summarize depth = max(valueMax) by queue'
@@ -64,6 +69,7 @@ var rules = [
   }
   {
     name: 'aos-instances-failing'
+    window: 'PT15M'
     description: 'Instances failed in the last 15 minutes (aos.instances.failed, by kind and permanent): see `aos-state/failures/` or `aos status`.'
     severity: 2
     query: 'customMetrics | where name == "aos.instances.failed" | extend kind = tostring(customDimensions.kind), permanent = tostring(customDimensions.permanent) | summarize failures = sum(valueSum) by kind, permanent'
@@ -90,6 +96,9 @@ var rules = [
   }
   {
     name: 'aos-certificate-expiring'
+    // Gauges are sampled every 15 minutes (the EventsReconciler timer, or aos run's interval):
+    // a longer window always holds a sample, so the alert does not close between samples.
+    window: 'PT1H'
     description: 'The Maskinporten certificate expires within ${certificateDays} days (aos.certificate.days_left): renew it and write the new one to Key Vault (secret maskinportenclientcert).'
     severity: 1
     query: 'customMetrics | where name == "aos.certificate.days_left" | summarize days_left = min(valueMin)'
@@ -101,6 +110,7 @@ var rules = [
   }
   {
     name: 'aos-function-errors'
+    window: 'PT15M'
     description: 'Function invocations failed or threw in the last 15 minutes (requests with success false, exceptions).'
     severity: 2
     query: 'union (requests | where success == false | project timestamp), (exceptions | project timestamp) | summarize errors = count()'
@@ -114,11 +124,11 @@ var rules = [
 
 resource alerts 'Microsoft.Insights/scheduledQueryRules@2021-08-01' = [
   for rule in rules: {
-    name: rule.name
+    name: '${rule.name}-${nameSuffix}'
     location: location
     tags: tags
     properties: {
-      displayName: rule.name
+      displayName: '${rule.name}-${nameSuffix}'
       description: rule.description
       severity: rule.severity
       enabled: true
@@ -126,7 +136,7 @@ resource alerts 'Microsoft.Insights/scheduledQueryRules@2021-08-01' = [
         appInsightsId
       ]
       evaluationFrequency: 'PT5M'
-      windowSize: 'PT15M'
+      windowSize: rule.window
       criteria: {
         allOf: [
           {

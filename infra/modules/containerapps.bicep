@@ -23,9 +23,11 @@ param logAnalyticsName string
 param storageAccountName string
 param queueEndpoint string
 param keyVaultName string
-@description('The webhook secret (`?code=` on the webhook URL), written to Key Vault as aos-webhook-secret.')
+@description('The webhook secret (`?code=` on the webhook URL), written to Key Vault as aos-webhook-secret. Empty = keep the one the vault holds (scripts/deploy makes one on the first deployment), so a redeploy never changes the URL the subscriptions carry.')
 @secure()
 param webhookSecret string
+@description('Run `aos catch-up` on its schedule (it needs ReconcileApps: the Events pull API is per app).')
+param catchUp bool
 param appSettings object
 @minValue(0)
 param minReplicas int = 1
@@ -48,13 +50,11 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
 }
 
-resource webhookSecretValue 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  parent: vault
+module webhookSecretValue 'webhook-secret.bicep' = if (!empty(webhookSecret)) {
   name: 'aos-webhook-secret'
-  properties: {
-    //checkov:skip=CKV_AZURE_41:The webhook secret is rotated together with the Altinn subscriptions whose URLs carry it; an expiry date would silently break the webhook.
+  params: {
+    keyVaultName: keyVaultName
     value: webhookSecret
-    contentType: 'text/plain'
   }
 }
 
@@ -147,7 +147,7 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
           resources: resources
           probes: [
             {
-              // Alive = listening; readiness = storage reachable and the key loadable.
+              // Alive = listening.
               type: 'Liveness'
               tcpSocket: {
                 port: 8080
@@ -155,13 +155,15 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
               periodSeconds: 10
             }
             {
+              // Not /health: it also reports the Maskinporten key, which the webhook does not
+              // need (events queue and processing retries until the key is there), and on a
+              // first deployment the certificate is written after the app exists — a revision
+              // gated on it would never become ready. /health stays for monitoring.
               type: 'Readiness'
-              httpGet: {
-                path: '/health'
+              tcpSocket: {
                 port: 8080
               }
-              periodSeconds: 15
-              failureThreshold: 4
+              periodSeconds: 10
             }
           ]
         }
@@ -202,6 +204,8 @@ var jobs = [
       'reconcile'
     ]
   }
+]
+var catchUpJob = catchUp ? [
   {
     name: catchUpJobName
     schedule: catchUpSchedule
@@ -209,10 +213,10 @@ var jobs = [
       'catch-up'
     ]
   }
-]
+] : []
 
 resource scheduled 'Microsoft.App/jobs@2025-01-01' = [
-  for job in jobs: {
+  for job in concat(jobs, catchUpJob): {
     name: job.name
     location: location
     tags: tags

@@ -31,8 +31,11 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: logs.id
-    // Only Entra ID-authenticated ingestion: the instrumentation key alone cannot write.
-    DisableLocalAuth: true
+    // Local (instrumentation key) ingestion stays on: the OpenTelemetry exporter of the handler
+    // (opentelemetry-application-insights) sends with the key from the connection string and
+    // cannot send an Entra ID token, so with local auth disabled every metric (and the alerts
+    // and workbook built on them) would be rejected. The key only allows writing telemetry.
+    DisableLocalAuth: false
   }
 }
 
