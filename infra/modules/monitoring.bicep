@@ -50,3 +50,4 @@ output appInsightsName string = appInsights.name
 output appInsightsId string = appInsights.id
 output connectionString string = appInsights.properties.ConnectionString
 output logAnalyticsName string = logs.name
+output logAnalyticsId string = logs.id

@@ -142,6 +142,8 @@ impl HttpOutcome {
 #[derive(Debug, Clone)]
 pub struct InvocationRecord {
     pub function: String,
+    /// The `X-Azure-Functions-InvocationId` the host sent (a new GUID per invocation).
+    pub invocation_id: String,
     /// For queue triggers: the message's dequeue count on this attempt. For blob triggers
     /// driven by [`FunctionsHost::scan_blobs`]: the attempt (the host's internal queue count).
     pub dequeue_count: Option<u32>,
@@ -156,6 +158,52 @@ pub struct InvocationRecord {
     pub duration: Duration,
     /// Why the host failed the invocation.
     pub error: Option<String>,
+}
+
+/// A handler output stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn label(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// The severity the host logs a handler console line at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HostLevel {
+    Information,
+    Warning,
+    Error,
+}
+
+impl HostLevel {
+    /// The host's rule (spec §1.7; `WorkerProcess.ParseErrorMessageAndLog` with
+    /// `UseStdErrorStreamForErrorsOnly`, true for custom handlers): a stdout line is
+    /// Information; a stderr line is Warning when it contains "warn" in any case, otherwise
+    /// Error. (A stderr line about a port in use is replaced by the host's own Error line.)
+    pub fn of(stream: Stream, line: &str) -> HostLevel {
+        match stream {
+            Stream::Stdout => HostLevel::Information,
+            Stream::Stderr if line.to_lowercase().contains("warn") => HostLevel::Warning,
+            Stream::Stderr => HostLevel::Error,
+        }
+    }
+}
+
+/// One handler console line as the host records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleLine {
+    pub stream: Stream,
+    pub level: HostLevel,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +230,7 @@ struct Shared {
     records: Mutex<Vec<InvocationRecord>>,
     in_flight: AtomicUsize,
     output: Arc<Mutex<Vec<String>>>,
+    console: Arc<Mutex<Vec<ConsoleLine>>>,
     events: Mutex<Vec<String>>,
     state: watch::Sender<HandlerState>,
     restart: Notify,
@@ -251,6 +300,7 @@ impl FunctionsHost {
             records: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
             output: Arc::new(Mutex::new(Vec::new())),
+            console: Arc::new(Mutex::new(Vec::new())),
             events: Mutex::new(Vec::new()),
             state: watch::Sender::new(HandlerState::Starting),
             restart: Notify::new(),
@@ -317,8 +367,15 @@ impl FunctionsHost {
         .map_err(anyhow::Error::msg)?;
         let _in_flight = InFlight::enter(shared);
         let started = (SystemTime::now(), Instant::now());
-        let (status, completion) = invoke(shared, def, &payload).await;
-        shared.record(def, None, status, &completion, started);
+        let caller_trace = call
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
+            .map(|(_, value)| value.as_str());
+        let invocation_id = Uuid::new_v4().to_string();
+        let (status, completion) =
+            invoke_in_trace(shared, def, &payload, &invocation_id, caller_trace).await;
+        shared.record(def, &invocation_id, None, status, &completion, started);
         Ok(match completion {
             Ok(done) => outcome(
                 done.http.clone().unwrap_or_else(HttpResult::no_content),
@@ -344,8 +401,9 @@ impl FunctionsHost {
         let payload = timer_request(trigger, &SysInfo::now(function), false);
         let _in_flight = InFlight::enter(shared);
         let started = (SystemTime::now(), Instant::now());
-        let (status, completion) = invoke(shared, def, &payload).await;
-        shared.record(def, None, status, &completion, started);
+        let invocation_id = Uuid::new_v4().to_string();
+        let (status, completion) = invoke(shared, def, &payload, &invocation_id).await;
+        shared.record(def, &invocation_id, None, status, &completion, started);
         self.invocations_of(function)
             .pop()
             .ok_or_else(|| anyhow!("no record of the `{function}` invocation"))
@@ -446,6 +504,7 @@ impl FunctionsHost {
         let now = OffsetDateTime::now_utc();
         let started = (SystemTime::now(), Instant::now());
         let _in_flight = InFlight::enter(shared);
+        let invocation_id = Uuid::new_v4().to_string();
         let (status, completion) = match shared.blobs.read(container, &listed.name).await? {
             // Deleted since the listing: the host's attempt fails to bind the blob.
             None => (
@@ -465,12 +524,12 @@ impl FunctionsHost {
                     created: listed.created.unwrap_or(now),
                 };
                 match blob_request(trigger, &info, &SysInfo::now(&def.name)) {
-                    Ok(payload) => invoke(shared, def, &payload).await,
+                    Ok(payload) => invoke(shared, def, &payload, &invocation_id).await,
                     Err(e) => (0, Err(e)),
                 }
             }
         };
-        shared.record(def, attempt, status, &completion, started);
+        shared.record(def, &invocation_id, attempt, status, &completion, started);
         self.invocations_of(&def.name)
             .pop()
             .ok_or_else(|| anyhow!("no record of the `{}` invocation", def.name))
@@ -519,6 +578,12 @@ impl FunctionsHost {
     /// The handler's stdout and stderr lines so far, interleaved in arrival order.
     pub fn handler_output(&self) -> Vec<String> {
         lock(&self.shared.output).clone()
+    }
+
+    /// The handler's console lines so far with the stream and the severity the host logs them
+    /// at ([`HostLevel::of`]), interleaved in arrival order.
+    pub fn console(&self) -> Vec<ConsoleLine> {
+        lock(&self.shared.console).clone()
     }
 
     /// Things the host did besides invocations: handler restarts, poisoned messages, storage
@@ -669,6 +734,7 @@ impl Shared {
     fn record(
         &self,
         function: &FunctionDef,
+        invocation_id: &str,
         dequeue_count: Option<u32>,
         status: u16,
         completion: &Result<Completed, String>,
@@ -688,6 +754,7 @@ impl Shared {
         }
         let record = InvocationRecord {
             function: function.name.clone(),
+            invocation_id: invocation_id.to_string(),
             dequeue_count,
             succeeded,
             status,
@@ -756,8 +823,22 @@ async fn invoke(
     shared: &Shared,
     function: &FunctionDef,
     payload: &Value,
+    invocation_id: &str,
 ) -> (u16, Result<Completed, String>) {
-    let (status, response) = post(shared, &function.name, payload).await;
+    invoke_in_trace(shared, function, payload, invocation_id, None).await
+}
+
+/// [`invoke`] continuing the trace of `parent` (an HTTP trigger's caller's `traceparent`).
+async fn invoke_in_trace(
+    shared: &Shared,
+    function: &FunctionDef,
+    payload: &Value,
+    invocation_id: &str,
+    parent: Option<&str>,
+) -> (u16, Result<Completed, String>) {
+    let traceparent = host_traceparent(parent);
+    let (status, response) =
+        post(shared, &function.name, payload, invocation_id, &traceparent).await;
     let completion = match response {
         Ok(response) => bind_outputs(shared, function, response).await,
         Err(e) => Err(e),
@@ -766,11 +847,16 @@ async fn invoke(
 }
 
 /// POSTs the payload to `/<Function>` with the host's headers and a chunked body, and validates
-/// the answer (§2, §4.1). Enforces `functionTimeout`: on expiry the handler is restarted.
+/// the answer (§2, §4.1). The headers are the host's own (`X-Azure-Functions-InvocationId`, a
+/// new GUID per invocation, `X-Azure-Functions-HostVersion`, `User-Agent`) and the `traceparent`
+/// that .NET's `HttpClient` adds for the invocation's current `Activity` (the host runs each
+/// invocation in one when Application Insights is on, as in Azure). Enforces `functionTimeout`: on expiry the handler is restarted.
 async fn post(
     shared: &Shared,
     function: &str,
     payload: &Value,
+    invocation_id: &str,
+    traceparent: &str,
 ) -> (u16, Result<HandlerResponse, String>) {
     if let Err(e) = shared.await_ready().await {
         return (0, Err(e));
@@ -786,9 +872,10 @@ async fn post(
         .client
         .post(format!("http://127.0.0.1:{}/{function}", shared.port))
         .header("Content-Type", "application/json; charset=utf-8")
-        .header("X-Azure-Functions-InvocationId", Uuid::new_v4().to_string())
+        .header("X-Azure-Functions-InvocationId", invocation_id)
         .header("X-Azure-Functions-HostVersion", HOST_VERSION)
         .header("User-Agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
+        .header("traceparent", traceparent)
         .body(reqwest::Body::wrap_stream(stream));
     let exchange = async {
         let response = request.send().await?;
@@ -938,16 +1025,18 @@ impl MessageJob {
         }
         let info = message_info(&message, body, dequeue_count, &id, &pop_receipt);
         let started = (SystemTime::now(), Instant::now());
+        let invocation_id = Uuid::new_v4().to_string();
         let (status, completion) =
             match queue_request(&self.trigger, &info, &SysInfo::now(&self.function.name)) {
                 Err(e) => (0, Err(e)),
                 Ok(payload) => {
-                    let work = invoke(&self.shared, &self.function, &payload);
+                    let work = invoke(&self.shared, &self.function, &payload, &invocation_id);
                     self.with_lease(&id, &mut pop_receipt, work).await
                 }
             };
         self.shared.record(
             &self.function,
+            &invocation_id,
             Some(dequeue_count),
             status,
             &completion,
@@ -1125,7 +1214,12 @@ impl Launch {
     }
 
     /// Spawns the handler with piped output; a new worker id each time, as the host does.
-    fn spawn(&self, output: &Arc<Mutex<Vec<String>>>, echo: bool) -> anyhow::Result<GroupChild> {
+    fn spawn(
+        &self,
+        output: &Arc<Mutex<Vec<String>>>,
+        console: &Arc<Mutex<Vec<ConsoleLine>>>,
+        echo: bool,
+    ) -> anyhow::Result<GroupChild> {
         let worker_id = Uuid::new_v4().to_string();
         let mut command = Command::new(&self.program);
         command
@@ -1138,11 +1232,17 @@ impl Launch {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = GroupChild::spawn(command)?;
+        let sink = |stream| Capture {
+            stream,
+            output: output.clone(),
+            console: console.clone(),
+            echo,
+        };
         if let Some(stdout) = child.take_stdout() {
-            capture_lines(stdout, output.clone(), echo.then_some("handler stdout"));
+            capture_lines(stdout, sink(Stream::Stdout));
         }
         if let Some(stderr) = child.take_stderr() {
-            capture_lines(stderr, output.clone(), echo.then_some("handler stderr"));
+            capture_lines(stderr, sink(Stream::Stderr));
         }
         Ok(child)
     }
@@ -1177,12 +1277,17 @@ fn expand_settings(argument: &str, settings: &[(String, String)]) -> String {
     expanded
 }
 
-/// Collects a pipe's lines on a thread of its own (the pipe ends when the process exits).
-fn capture_lines(
-    pipe: impl Read + Send + 'static,
+/// Where a pipe's lines go.
+struct Capture {
+    stream: Stream,
     output: Arc<Mutex<Vec<String>>>,
-    echo: Option<&'static str>,
-) {
+    console: Arc<Mutex<Vec<ConsoleLine>>>,
+    echo: bool,
+}
+
+/// Collects a pipe's lines on a thread of its own (the pipe ends when the process exits), each
+/// with the severity the host gives it.
+fn capture_lines(pipe: impl Read + Send + 'static, capture: Capture) {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut line = Vec::new();
@@ -1190,10 +1295,16 @@ fn capture_lines(
             let text = String::from_utf8_lossy(&line)
                 .trim_end_matches(['\r', '\n'])
                 .to_string();
-            if let Some(label) = echo {
-                eprintln!("[{label}] {text}");
+            if capture.echo {
+                eprintln!("[handler {}] {text}", capture.stream.label());
             }
-            lock(&output).push(text);
+            let level = HostLevel::of(capture.stream, &text);
+            lock(&capture.output).push(text.clone());
+            lock(&capture.console).push(ConsoleLine {
+                stream: capture.stream,
+                level,
+                text,
+            });
             line.clear();
         }
     });
@@ -1236,7 +1347,7 @@ async fn supervise(shared: Arc<Shared>, launch: Launch, slot: Arc<Mutex<Option<G
     let mut first = true;
     loop {
         shared.state.send_replace(HandlerState::Starting);
-        match launch.spawn(&shared.output, shared.echo) {
+        match launch.spawn(&shared.output, &shared.console, shared.echo) {
             Ok(child) => *lock(&slot) = Some(child),
             Err(e) => {
                 return fail(
@@ -1308,4 +1419,20 @@ fn kill_handler(slot: &Arc<Mutex<Option<GroupChild>>>) {
 fn fail(shared: &Shared, reason: String) {
     shared.event(format!("the host gives up: {reason}"));
     shared.state.send_replace(HandlerState::Failed(reason));
+}
+
+/// The `traceparent` of the host's invocation `Activity`: a new span in the trace of `parent`
+/// when it is a valid W3C value (ASP.NET Core continues an HTTP caller's trace), otherwise in a
+/// new trace; sampled (`01`), as Application Insights records it.
+fn host_traceparent(parent: Option<&str>) -> String {
+    let parent_trace = parent.and_then(|p| {
+        let parts: Vec<&str> = p.trim().split('-').collect();
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        (parts.len() >= 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16))
+            .then(|| parts[1].to_ascii_lowercase())
+            .filter(|t| t.bytes().any(|b| b != b'0'))
+    });
+    let trace = parent_trace.unwrap_or_else(|| Uuid::new_v4().simple().to_string());
+    let span = &Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span}-01")
 }

@@ -27,6 +27,7 @@ pub mod azurite;
 pub mod blobs;
 pub mod cli;
 pub mod host;
+pub mod ingestion;
 pub mod invocation;
 pub mod queue;
 pub mod replicas;

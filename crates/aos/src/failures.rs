@@ -31,6 +31,13 @@ pub struct FailureRecord {
     pub kind: String,
     pub error: String,
     pub at: String,
+    /// The invocation that failed ([`crate::correlation`]); absent in records written before
+    /// it was recorded, or outside an invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    /// The W3C trace id the event came in with, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// Where failure records live.
@@ -60,6 +67,7 @@ impl Failures {
         kind: &str,
         error: &str,
     ) {
+        let correlation = crate::correlation::current().map(|c| c.for_event(event));
         let record = FailureRecord {
             queue: queue.to_string(),
             event_id: event.id().to_string(),
@@ -70,6 +78,8 @@ impl Failures {
             at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
+            invocation_id: correlation.as_ref().map(|c| c.invocation_id.clone()),
+            trace_id: correlation.and_then(|c| c.trace_id().map(str::to_string)),
         };
         let json = serde_json::to_vec(&record).expect("a failure record serialises");
         let info = BlobInfo {

@@ -3,8 +3,9 @@
 //! An Application Owner System for Altinn 3: receives Altinn Events webhooks, archives every
 //! completed instance (metadata and all data elements) into Azure Blob Storage, verifies the
 //! archive, and only then confirms completion back to Altinn. It runs as an Azure Functions
-//! custom handler (`aos serve`) and is a drop-in replacement for the reference C# system
-//! (same settings, queue names and blob layout).
+//! custom handler (`aos serve`) or standalone (`aos run`), and replaces the reference C# system
+//! on the data side (same settings, queue names and blob layout; a new app means a new webhook
+//! URL, so subscriptions are re-created: docs/migration.md).
 //!
 //! ## Module map
 //!
@@ -41,6 +42,8 @@
 //!   bearer tokens, JWTs, passwords, secrets and function keys (as `name=value` or JSON
 //!   members), and every configured secret value registered at start-up, become `REDACTED`. A
 //!   bottom module, like `domain`.
+//! - [`cause`] — an error's cause chain on one redacted line, and whether it says a dependency
+//!   could not be reached (the CLI's exit status 3). A bottom module, like `redact`.
 //! - [`failures`] — last-failure records in the `aos-state` container; [`holds`] — instances
 //!   held out of reconciliation and catch-up after a permanent failure; [`poison`] — reading
 //!   and replaying the poison queues (`aos poison list|replay`).
@@ -57,26 +60,37 @@
 //! - [`altinn::subscriptions`] — the Events subscription API (`aos subscriptions`);
 //!   [`pipeline::subscription_files`] — the same through files dropped into blob containers
 //!   (`EventsSubscriber`, `EventsDeSubscriber`).
+//! - [`status`] — `aos status`: the whole system's state in one report (queues and poison
+//!   queues, recent failures, holds, cursors, the reconciler's last run, subscriptions, the
+//!   key and its certificate, the archive reachable and writable) and one verdict on it:
+//!   healthy, degraded or broken.
+//! - [`correlation`] — the ids on every log line and failure record of an invocation
+//!   (invocation id, W3C trace id, event, instance); [`metrics`] — OpenTelemetry metrics to
+//!   Application Insights, off unless configured.
 //! - [`cli`] — the `aos` command line on top of everything: one file per command, one
 //!   [`cli::CliError`] with its exit status, one settings loader.
 
 mod altinn;
 pub mod archive;
 mod auth;
+mod cause;
 pub mod cli;
 pub mod config;
+mod correlation;
 #[cfg(feature = "dev")]
 mod dev;
 pub mod domain;
 mod failures;
 mod functions;
 mod holds;
+pub mod metrics;
 mod pipeline;
 mod poison;
 mod queue;
 mod redact;
 mod request_body;
 mod standalone;
+mod status;
 pub mod storage;
 #[cfg(test)]
 mod test_fixtures;

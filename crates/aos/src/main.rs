@@ -27,7 +27,10 @@ use altinn_aos::cli::{self, Cli, CliError, Invocation};
 fn main() -> ExitCode {
     return_freed_blocks_to_the_system();
     let cli = Cli::parse();
-    cli::telemetry::init(cli.log_level());
+    cli::telemetry::init(cli.log_level(), cli.log_streams());
+    // Before the async runtime: the exporter's client is a blocking one. Dropped (flushed)
+    // when main returns.
+    let _metrics = altinn_aos::metrics::init();
     match cli.into_command().and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

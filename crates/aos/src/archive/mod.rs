@@ -125,6 +125,30 @@ impl Archive {
         }
     }
 
+    /// Whether the container exists, created by nothing here (`aos status`: a missing archive
+    /// container is a deployment or a setting to fix, and looking must not hide it).
+    pub async fn container_exists(&self) -> Result<bool, ArchiveError> {
+        let container = self.storage.container(&self.container)?;
+        match container.get_properties(None).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Proves the credential may write to the container without leaving anything in it: one
+    /// block is staged under `name` and never committed. An uncommitted block is no blob — no
+    /// listing shows it, no `BlobCreated` event fires, immutability and versioning never see
+    /// it — and the service discards it after a week.
+    pub async fn probe_write(&self, name: &str) -> Result<(), ArchiveError> {
+        let blob = self.storage.blob(&self.container, name)?;
+        let block = Bytes::from_static(b"aos status write probe");
+        blob.block_blob_client()
+            .stage_block(b"aos-status-probe", block.len() as u64, block.into(), None)
+            .await?;
+        Ok(())
+    }
+
     /// The size of a committed blob, or `None` when it does not exist.
     pub async fn blob_size(&self, name: &str) -> Result<Option<u64>, ArchiveError> {
         let blob = self.storage.blob(&self.container, name)?;

@@ -346,6 +346,7 @@ impl SigningKey {
     /// The start-up report: an expired (or not yet valid) certificate is an error line, one that
     /// expires within 30 days a warning.
     pub fn log_expiry(&self) {
+        crate::metrics::note_certificate(self.certificate().map(|cert| cert.not_after));
         let Some(cert) = self.certificate() else {
             return;
         };

@@ -28,6 +28,10 @@ pub struct Args {
     /// Report what would be queued; queue nothing and move no cursor.
     #[arg(long)]
     dry_run: bool,
+    /// Print the result as one JSON object (apps, summary, wouldQueue) instead of lines;
+    /// progress stays on stderr.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs one catch-up and prints its summary; events that could not be queued make it fail
@@ -39,7 +43,7 @@ pub async fn run(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
 }
 
 async fn catch_up(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
-    let settings = load_settings(from)?.settings;
+    let settings = load_settings(from)?;
     let mut options = CatchUpOptions::from_settings(&settings.catch_up);
     if let Some(from) = &args.from {
         options.first_from = crate::config::parse_time(from).ok_or_else(|| {
@@ -68,18 +72,19 @@ async fn catch_up(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
         let queue = account
             .existing_queue(&settings.queues.inbound)
             .await
-            .map_err(|e| CliError::failed(format!("{e:#}")))?;
+            .map_err(CliError::dependency)?;
         Some(queue)
     };
     let pipeline = Pipeline::from_settings(settings).await?;
 
     let started = Instant::now();
+    let mut would_queue = Vec::new();
     let mut progress = |line: String| {
         let line = Printable(&redact(&line)).to_string();
-        if line.starts_with("would queue ") {
-            println!("{line}");
-        } else {
-            eprintln!("{line}");
+        match line.strip_prefix("would queue ") {
+            Some(source) if args.json => would_queue.push(source.to_string()),
+            Some(_) => println!("{line}"),
+            None => eprintln!("{line}"),
         }
     };
     let sink = inbound.as_ref().map(|q| q as &dyn EventSink);
@@ -87,25 +92,47 @@ async fn catch_up(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
         .catch_up(&options, sink, &mut progress)
         .await
         .map_err(CliError::usage)?;
-    for app in &run.apps {
-        for reason in &app.reasons {
-            println!("refused: {}", Printable(&redact(reason)));
-        }
-        for warning in &app.warnings {
-            println!("warning: {}", Printable(&redact(warning)));
-        }
-        println!("{}", Printable(&redact(&app.to_string())));
-    }
     if args.dry_run {
         eprintln!("dry run: nothing was queued and no cursor moved");
     }
-    if run.truncated {
-        println!(
-            "stopped at {} events; run again to continue",
-            options.max_events
-        );
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        let out = serde_json::json!({
+            "dryRun": args.dry_run,
+            "apps": run.apps,
+            "summary": run.summary_json(),
+            "wouldQueue": would_queue,
+            "seconds": seconds,
+        });
+        println!("{}", redact(&out.to_string()));
+    } else {
+        for app in &run.apps {
+            for reason in &app.reasons {
+                println!("refused: {}", Printable(&redact(reason)));
+            }
+            for warning in &app.warnings {
+                println!("warning: {}", Printable(&redact(warning)));
+            }
+            println!("{}", Printable(&redact(&app.to_string())));
+        }
+        if run.truncated {
+            println!(
+                "stopped at {} events; run again to continue",
+                options.max_events
+            );
+        }
+        println!("{run} ({seconds:.1} s)");
     }
-    println!("{run} ({:.1} s)", started.elapsed().as_secs_f64());
+    let unreachable = |app: &crate::pipeline::catchup::AppReport| {
+        app.failed
+            .as_deref()
+            .is_some_and(|why| crate::cause::is_unreachable(anyhow::anyhow!("{why}").as_ref()))
+    };
+    if run.all_failed() && run.apps.iter().all(unreachable) {
+        return Err(CliError::unreachable(
+            "Altinn or storage could not be reached for any app; no cursor moved",
+        ));
+    }
     if run.failed() == 0 {
         Ok(())
     } else {

@@ -17,26 +17,82 @@ use super::settings::SettingsFrom;
 use crate::auth::keys::{Expiry, rfc3339};
 use crate::config::{Settings, SettingsError, TokenSettings};
 
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print the findings as one JSON object (`settings`: name → origin, `checks`: finding →
+    /// value, `ok`, and `error` when a step failed) instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Runs the checks, one line per finding on stdout. A bad setting (the key material included)
-/// is a usage error; a step the configured services refused is `aos: check-config: …`, exit 1.
-/// The origins are printed even when a setting is wrong: they help find why.
-pub async fn run(from: &SettingsFrom) -> Result<(), CliError> {
+/// is a usage error; a step the configured services refused is `aos: check-config: …`, exit 1,
+/// and one that could not be reached exit 3. The origins are printed even when a setting is
+/// wrong: they help find why.
+pub async fn run(Args { json }: Args, from: &SettingsFrom) -> Result<(), CliError> {
     let source = from.source()?;
     let settings = Settings::from_source(&source);
-    let mut stdout = std::io::stdout();
-    // A closed stdout must not turn a good check into a failure.
-    let _ = writeln!(stdout, "settings read:");
-    for (name, origin) in source.found() {
-        let _ = writeln!(stdout, "  {name}: {origin}");
+    let origins: Vec<(String, String)> = source
+        .found()
+        .into_iter()
+        .map(|(name, origin)| (name.to_string(), origin.to_string()))
+        .collect();
+    let result = match settings {
+        Err(e) => Err(CliError::usage(e)),
+        Ok(settings) => {
+            super::settings::register_secrets(&settings);
+            // Text findings go out as they are made, so the lines above a failure show what
+            // was already right; JSON is one document at the end.
+            let mut findings = Vec::new();
+            let mut stdout = std::io::stdout();
+            if !json {
+                // A closed stdout must not turn a good check into a failure.
+                let _ = writeln!(stdout, "settings read:");
+                for (name, origin) in &origins {
+                    let _ = writeln!(stdout, "  {name}: {origin}");
+                }
+            }
+            let out: &mut dyn Write = if json { &mut findings } else { &mut stdout };
+            let checked = check_config(&settings, out).await;
+            if json {
+                print_json(&origins, &findings, checked.as_ref().err());
+            }
+            checked.map_err(|e| match e {
+                CheckError::Settings(e) => CliError::from(e),
+                CheckError::Failed(line) => CliError::failed(format!("check-config: {line}")),
+                CheckError::Unreachable(line) => {
+                    CliError::unreachable(format!("check-config: {line}"))
+                }
+            })
+        }
+    };
+    if json && let Err(CliError::Usage(why)) = &result {
+        print_json(&origins, &[], Some(&CheckError::Failed(why.clone())));
     }
-    let settings = settings.map_err(CliError::usage)?;
-    super::settings::register_secrets(&settings);
-    check_config(&settings, &mut stdout)
-        .await
-        .map_err(|e| match e {
-            CheckError::Settings(e) => CliError::from(e),
-            CheckError::Failed(line) => CliError::failed(format!("check-config: {line}")),
-        })
+    result
+}
+
+/// The findings as one JSON object: each `finding: value` line becomes a member of `checks`.
+fn print_json(origins: &[(String, String)], findings: &[u8], error: Option<&CheckError>) {
+    let settings: serde_json::Map<String, serde_json::Value> = origins
+        .iter()
+        .map(|(name, origin)| (name.clone(), origin.clone().into()))
+        .collect();
+    let mut checks = serde_json::Map::new();
+    for line in String::from_utf8_lossy(findings).lines() {
+        if let Some((finding, value)) = line.split_once(": ") {
+            checks.insert(finding.to_string(), value.into());
+        }
+    }
+    let mut out = serde_json::json!({
+        "settings": settings,
+        "checks": checks,
+        "ok": error.is_none(),
+    });
+    if let Some(error) = error {
+        out["error"] = error.to_string().into();
+    }
+    println!("{}", crate::redact::redact(&out.to_string()));
 }
 
 /// Why the check failed: a setting to fix (the key material is a setting too), or a step that
@@ -47,6 +103,22 @@ enum CheckError {
     Settings(#[from] SettingsError),
     #[error("{0}")]
     Failed(String),
+    /// The service could not be reached at all (exit 3).
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+impl CheckError {
+    /// A failed step with its whole cause: unreachable when the chain says so.
+    fn step(what: String, e: impl Into<anyhow::Error>) -> Self {
+        let e = e.into();
+        let line = format!("{what}: {}", crate::cause::line(e.as_ref()));
+        if crate::cause::is_unreachable(e.as_ref()) {
+            CheckError::Unreachable(line)
+        } else {
+            CheckError::Failed(line)
+        }
+    }
 }
 
 /// Runs the checks, writing one line per finding to `out`. The error is the one line to print
@@ -70,7 +142,17 @@ async fn check_config(settings: &Settings, out: &mut dyn Write) -> Result<(), Ch
     say(format!("scopes: {}", m.scopes));
     say(format!("key source: {}", m.key.setting()));
 
-    let provider = crate::auth::altinn_provider(m, &settings.platform_base_url).await?;
+    // A key that cannot be read is a setting to fix (exit 2) — unless its source could not be
+    // reached at all (Key Vault's name does not resolve, the connection is refused): exit 3.
+    let provider = crate::auth::altinn_provider(m, &settings.platform_base_url)
+        .await
+        .map_err(|e| {
+            if crate::cause::is_unreachable(&e) {
+                CheckError::Unreachable(e.to_string())
+            } else {
+                CheckError::Settings(e)
+            }
+        })?;
     let key = provider
         .maskinporten()
         .key()
@@ -98,10 +180,13 @@ async fn check_config(settings: &Settings, out: &mut dyn Write) -> Result<(), Ch
     }
 
     let mp = provider.maskinporten().fetch_token().await.map_err(|e| {
-        CheckError::Failed(format!(
-            "grant to {} failed: {e}",
-            provider.maskinporten().token_endpoint()
-        ))
+        CheckError::step(
+            format!(
+                "grant to {} failed",
+                provider.maskinporten().token_endpoint()
+            ),
+            e,
+        )
     })?;
     let lifetime = mp
         .expires_in
@@ -113,10 +198,7 @@ async fn check_config(settings: &Settings, out: &mut dyn Write) -> Result<(), Ch
     ));
 
     let altinn = provider.exchange(&mp.access_token).await.map_err(|e| {
-        CheckError::Failed(format!(
-            "exchange at {} failed: {e}",
-            provider.exchange_url()
-        ))
+        CheckError::step(format!("exchange at {} failed", provider.exchange_url()), e)
     })?;
     say(format!(
         "altinn: token exchanged; it expires {} (in {} s)",

@@ -25,6 +25,10 @@ pub enum CliError {
     /// confirmed). Exit 1 with nothing more printed.
     #[error("the summary shows failures")]
     Reported,
+    /// The report already shows a dependency that cannot be used (`aos status`: broken).
+    /// Exit 3 with nothing more printed.
+    #[error("the report shows a dependency that cannot be used")]
+    ReportedBroken,
     /// An error reported under the command's name (`aos reconcile: …` rather than `aos: …`);
     /// the exit status is the inner error's.
     #[error("{command}: {error}")]
@@ -53,6 +57,19 @@ impl CliError {
         CliError::Unreachable(why.to_string())
     }
 
+    /// A dependency's error, with its whole cause chain on the line: [`CliError::Unreachable`]
+    /// (exit 3) when the chain says it could not be reached at all, else
+    /// [`CliError::Failed`] (exit 1: it answered, and refused).
+    pub fn dependency(e: impl Into<anyhow::Error>) -> Self {
+        let e = e.into();
+        let line = crate::cause::line(e.as_ref());
+        if crate::cause::is_unreachable(e.as_ref()) {
+            CliError::Unreachable(line)
+        } else {
+            CliError::Failed(line)
+        }
+    }
+
     /// The same error, reported under the command's name (`aos poison: …`).
     pub fn named(self, command: &'static str) -> Self {
         CliError::Named {
@@ -65,7 +82,7 @@ impl CliError {
     /// `aos: …`, since its line already names the setting or argument to fix.
     pub fn name_failures(self, command: &'static str) -> Self {
         match self {
-            CliError::Failed(_) => self.named(command),
+            CliError::Failed(_) | CliError::Unreachable(_) => self.named(command),
             other => other,
         }
     }
@@ -75,7 +92,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,
-            CliError::Unreachable(_) => 3,
+            CliError::Unreachable(_) | CliError::ReportedBroken => 3,
             CliError::Failed(_) | CliError::Reported => 1,
             CliError::Named { error, .. } => error.exit_code(),
         }
@@ -86,7 +103,7 @@ impl CliError {
     /// credential (a transport error names its request URL).
     pub fn line(&self) -> Option<String> {
         let line = match self {
-            CliError::Reported => None,
+            CliError::Reported | CliError::ReportedBroken => None,
             CliError::Named { command, error } => {
                 error.line().map(|_| format!("aos {command}: {error}"))
             }

@@ -28,6 +28,10 @@ pub struct Args {
     /// Report what would be queued; queue nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Print the result as one JSON object (summary, wouldQueue, failed, stopped) instead of
+    /// lines; progress stays on stderr.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `--since`: RFC 3339 (`2024-05-01T00:00:00Z`) or a date (`2024-05-01`, midnight UTC).
@@ -48,12 +52,19 @@ pub async fn run(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
         .map_err(|e| e.name_failures("reconcile"))
 }
 
-async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result<(), CliError> {
+async fn reconcile(
+    Args {
+        since,
+        dry_run,
+        json,
+    }: Args,
+    from: &SettingsFrom,
+) -> Result<(), CliError> {
     let mut options = ReconcileOptions::default();
     if let Some(since) = since {
         options.since = parse_since(&since).map_err(CliError::Usage)?;
     }
-    let settings = load_settings(from)?.settings;
+    let settings = load_settings(from)?;
     // Checked before the (possibly long) search: without it nothing could be queued.
     let inbound = if dry_run {
         None
@@ -70,8 +81,21 @@ async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result
         .reconcile(&options, &mut progress)
         .await
         .map_err(CliError::usage)?;
-    for reason in &run.reasons {
-        println!("failed: {}", redact(reason));
+    let mut failed: Vec<String> = run.reasons.iter().map(|r| redact(r).into_owned()).collect();
+    if !json {
+        for reason in &failed {
+            println!("failed: {reason}");
+        }
+    } else if run.all_queries_failed() {
+        // The reasons are the answer even when the run stops here.
+        let out =
+            serde_json::json!({ "dryRun": dry_run, "failed": failed, "stopped": run.stopped });
+        println!("{}", redact(&out.to_string()));
+    }
+    if run.altinn_unreachable() {
+        return Err(CliError::unreachable(
+            "Altinn could not be reached: every instance query failed; nothing was queued",
+        ));
     }
     if run.all_queries_failed() {
         return Err(CliError::failed(
@@ -80,10 +104,14 @@ async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result
     }
 
     let mut summary = run.summary(0);
+    let mut would_queue = Vec::new();
     match &inbound {
         None => {
-            for event in &run.events {
-                println!("would queue {}", event.source());
+            would_queue = run.events.iter().map(|e| e.source().to_string()).collect();
+            if !json {
+                for source in &would_queue {
+                    println!("would queue {source}");
+                }
             }
             eprintln!(
                 "dry run: {} instance(s) would be queued; nothing was queued",
@@ -95,17 +123,18 @@ async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result
             let queue = account
                 .existing_queue(name)
                 .await
-                .map_err(|e| CliError::failed(format!("{e:#}")))?;
+                .map_err(CliError::dependency)?;
             for (n, event) in run.events.iter().enumerate() {
                 match queue.send(&event.to_json().to_string()).await {
                     Ok(()) => summary.queued += 1,
                     Err(e) => {
                         summary.failed += 1;
-                        println!(
-                            "failed: queueing {}: {}",
-                            event.source(),
-                            redact(&format!("{e:#}"))
-                        );
+                        let why =
+                            format!("queueing {}: {}", event.source(), crate::cause::line(&e));
+                        if !json {
+                            println!("failed: {why}");
+                        }
+                        failed.push(why);
                     }
                 }
                 if (n + 1) % 100 == 0 {
@@ -114,10 +143,28 @@ async fn reconcile(Args { since, dry_run }: Args, from: &SettingsFrom) -> Result
             }
         }
     }
-    for why in &run.stopped {
-        println!("{why}");
+    if inbound.is_some() {
+        pipeline
+            .record_reconcile_run("aos reconcile", &summary, &run.stopped)
+            .await;
     }
-    println!("{summary} ({:.1} s)", started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    if json {
+        let out = serde_json::json!({
+            "dryRun": dry_run,
+            "summary": summary,
+            "wouldQueue": would_queue,
+            "failed": failed,
+            "stopped": run.stopped,
+            "seconds": seconds,
+        });
+        println!("{}", redact(&out.to_string()));
+    } else {
+        for why in &run.stopped {
+            println!("{why}");
+        }
+        println!("{summary} ({seconds:.1} s)");
+    }
     if summary.failed == 0 {
         Ok(())
     } else {

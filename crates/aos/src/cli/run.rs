@@ -30,7 +30,7 @@ pub struct Args {
 /// finish. A setting `aos run` needs (the webhook secret, the queue connection) is a usage
 /// error, like every other setting.
 pub async fn run(args: Args, from: &SettingsFrom) -> Result<(), CliError> {
-    let mut pipeline = Pipeline::from_settings(load_settings(from)?.settings).await?;
+    let mut pipeline = Pipeline::from_settings(load_settings(from)?).await?;
     let mut options = RunOptions {
         listen: args.listen,
         ..RunOptions::default()

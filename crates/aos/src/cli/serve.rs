@@ -15,7 +15,7 @@ pub struct Args {
 /// An unreadable `host.json` `functionTimeout` is a usage error, before anything starts.
 pub async fn run(Args { port }: Args, from: &SettingsFrom) -> Result<(), CliError> {
     let deadline = crate::functions::deadline().map_err(CliError::usage)?;
-    let pipeline = Pipeline::from_settings(load_settings(from)?.settings).await?;
+    let pipeline = Pipeline::from_settings(load_settings(from)?).await?;
     crate::functions::serve(pipeline, port, deadline)
         .await
         .map_err(|e| CliError::failed(format!("cannot serve on 127.0.0.1:{port}: {e}")))

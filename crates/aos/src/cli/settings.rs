@@ -15,13 +15,6 @@ pub struct SettingsFrom {
     pub(super) file: Option<PathBuf>,
 }
 
-/// The settings as every command reads them, with their source for the few settings outside
-/// [`Settings`] (`WebhookUrl`, read only by `aos subscriptions`).
-pub(super) struct Loaded {
-    pub(super) source: SettingSource,
-    pub(super) settings: Settings,
-}
-
 impl SettingsFrom {
     /// The source: the environment, plus the named file's `Values`. A file that cannot be read
     /// or is not `local.settings.json`-shaped is a usage error naming it (exit 2).
@@ -48,11 +41,11 @@ impl SettingsFrom {
 
 /// Loads the settings from where `from` says. Every missing or malformed setting is named in
 /// one usage error (exit 2).
-pub(super) fn load_settings(from: &SettingsFrom) -> Result<Loaded, CliError> {
+pub(super) fn load_settings(from: &SettingsFrom) -> Result<Settings, CliError> {
     let source = from.source()?;
     let settings = Settings::from_source(&source).map_err(CliError::usage)?;
     register_secrets(&settings);
-    Ok(Loaded { source, settings })
+    Ok(settings)
 }
 
 /// Registers every secret value the settings hold for exact masking in all output
@@ -63,7 +56,14 @@ pub(super) fn register_secrets(settings: &Settings) {
     if let Some(secret) = &settings.webhook_secret {
         register_secret(secret.expose());
     }
-    match &settings.token {
+    register_token_secrets(&settings.token);
+    register_storage_secrets(&settings.blob, &settings.queues);
+}
+
+/// Registers the token's secrets (a fixed Altinn token, the certificate password): all that
+/// commands using only Altinn settings hold.
+pub(super) fn register_token_secrets(token: &TokenSettings) {
+    match token {
         TokenSettings::Static(token) => register_secret(token.expose()),
         TokenSettings::Maskinporten(mp) => {
             if let KeySource::File { password, .. } = &mp.key {
@@ -71,7 +71,6 @@ pub(super) fn register_secrets(settings: &Settings) {
             }
         }
     }
-    register_storage_secrets(&settings.blob, &settings.queues);
 }
 
 /// Registers the storage secrets (the archive's account key, the queue connection string and

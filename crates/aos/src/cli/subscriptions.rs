@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 use clap::Subcommand;
 
 use super::error::CliError;
-use super::settings::{SettingsFrom, load_settings};
+use super::settings::{SettingsFrom, register_token_secrets};
 use crate::altinn::AltinnClient;
 use crate::altinn::subscriptions::{
     DEFAULT_TYPE_FILTER, Subscription, app_source_filter, check_endpoint, parse_app,
     redact_endpoint,
 };
-use crate::config::{SettingSource, Settings};
-use crate::domain::{AppName, OrgName};
+use crate::config::{AltinnSettings, SettingSource};
+use crate::domain::BaseUrl;
+use crate::domain::{AppName, OrgName, Printable};
 use crate::redact::redact;
 
 /// The setting that supplies the endpoint when `--endpoint` is not given.
@@ -37,9 +38,16 @@ pub enum Action {
         app: String,
         #[command(flatten)]
         delivery: Delivery,
+        /// Print the subscription as JSON (endpoint query redacted) instead of a line.
+        #[arg(long)]
+        json: bool,
     },
     /// List this org's subscriptions (id, validated, source, type, endpoint without its query).
-    List,
+    List {
+        /// Print them as a JSON array (endpoint queries redacted) instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one subscription as JSON (endpoint query redacted).
     Show {
         /// The subscription's id (as `list` shows it).
@@ -49,6 +57,9 @@ pub enum Action {
     Remove {
         /// The subscription's id (as `list` shows it).
         id: u64,
+        /// Print `{"removed": <id>}` instead of a line.
+        #[arg(long)]
+        json: bool,
     },
     /// Check every expected subscription (`--app`, else ReconcileApps) exists and is validated;
     /// re-post (idempotent) those that are not.
@@ -58,6 +69,10 @@ pub enum Action {
         apps: Vec<String>,
         #[command(flatten)]
         delivery: Delivery,
+        /// Print one JSON object per app (`app`, `result` ok|fixed|failed, `subscription` or
+        /// `error`) as a JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -80,20 +95,25 @@ const CACHE_WARNING: &str = "note: Altinn caches subscriptions for up to an hour
      instances completed meanwhile)";
 
 struct Context {
-    settings: Settings,
+    settings: AltinnSettings,
     source: SettingSource,
     altinn: AltinnClient,
 }
 
+/// Only the Altinn settings: the subscriptions API is the platform's, so no storage setting is
+/// read (and none is required).
 async fn context(from: &SettingsFrom) -> Result<Context, CliError> {
-    let super::settings::Loaded { source, settings } = load_settings(from)?;
+    let source = from.source()?;
+    let settings = AltinnSettings::from_source(&source).map_err(CliError::usage)?;
+    register_token_secrets(&settings.token);
     let tokens =
         crate::auth::provider_from_settings(&settings.token, &settings.platform_base_url).await?;
-    let altinn = AltinnClient::new(
-        settings.apps_base_url.clone(),
-        settings.platform_base_url.clone(),
-        tokens,
-    );
+    // The app API is never called here; the client wants a host for it all the same.
+    let apps = settings
+        .apps_base_url
+        .clone()
+        .unwrap_or_else(|| settings.platform_base_url.clone());
+    let altinn = AltinnClient::new(apps, settings.platform_base_url.clone(), tokens);
     Ok(Context {
         settings,
         source,
@@ -102,6 +122,16 @@ async fn context(from: &SettingsFrom) -> Result<Context, CliError> {
 }
 
 impl Context {
+    /// `AppsBaseUrl`, which `add` and `verify` need for the source filter.
+    fn apps_base_url(&self) -> Result<&BaseUrl, CliError> {
+        self.settings.apps_base_url.as_ref().ok_or_else(|| {
+            CliError::usage(
+                "setting AltinnApplicationOwnerSystemSettings__AppsBaseUrl: is required by \
+                 `aos subscriptions add` and `verify` (the source filter is `{AppsBaseUrl}{org}/{app}`)",
+            )
+        })
+    }
+
     /// `--endpoint`, else `WebhookUrl`; an absolute https URL (http only on loopback).
     fn endpoint(&self, given: Option<String>) -> Result<String, CliError> {
         let endpoint = given
@@ -147,7 +177,7 @@ impl Context {
                 .altinn
                 .get_subscription(sub.id)
                 .await
-                .map_err(CliError::failed)?;
+                .map_err(CliError::dependency)?;
         }
     }
 
@@ -160,12 +190,12 @@ impl Context {
         endpoint: &str,
         wait: Duration,
     ) -> Result<Subscription, CliError> {
-        let filter = app_source_filter(&self.settings.apps_base_url, org, app);
+        let filter = app_source_filter(self.apps_base_url()?, org, app);
         let created = self
             .altinn
             .create_subscription(endpoint, &filter, Some(type_filter))
             .await
-            .map_err(CliError::failed)?;
+            .map_err(CliError::dependency)?;
         eprintln!(
             "subscription {} for {filter} ({type_filter}) -> {}: waiting for Altinn to validate \
              the endpoint",
@@ -176,6 +206,7 @@ impl Context {
     }
 }
 
+/// One subscription per line; Altinn's text escaped (it comes from outside).
 fn line(sub: &Subscription) -> String {
     format!(
         "{}\t{}\t{}\t{}\t{}",
@@ -185,23 +216,30 @@ fn line(sub: &Subscription) -> String {
         } else {
             "NOT-VALIDATED"
         },
-        sub.source_filter.as_deref().unwrap_or("-"),
-        sub.type_filter.as_deref().unwrap_or("(any type)"),
-        sub.end_point
-            .as_deref()
-            .map(redact_endpoint)
-            .unwrap_or_else(|| "-".into()),
+        Printable(sub.source_filter.as_deref().unwrap_or("-")),
+        Printable(sub.type_filter.as_deref().unwrap_or("(any type)")),
+        Printable(
+            &sub.end_point
+                .as_deref()
+                .map(redact_endpoint)
+                .unwrap_or_else(|| "-".into())
+        ),
     )
 }
 
-fn redacted_json(sub: &Subscription) -> String {
+/// Altinn's JSON for the subscription, its endpoint's query (the function key) left out.
+fn redacted_value(sub: &Subscription) -> serde_json::Value {
     let mut raw = sub.raw.clone();
     for key in ["endPoint", "endpoint"] {
         if let Some(e) = raw.get(key).and_then(|v| v.as_str()).map(redact_endpoint) {
             raw[key] = e.into();
         }
     }
-    serde_json::to_string_pretty(&raw).unwrap_or_default()
+    raw
+}
+
+fn redacted_json(sub: &Subscription) -> String {
+    serde_json::to_string_pretty(&redacted_value(sub)).unwrap_or_default()
 }
 
 /// Runs one `aos subscriptions` command, printing to stdout (results) and stderr (progress).
@@ -223,6 +261,7 @@ async fn subscriptions(action: Action, from: &SettingsFrom) -> Result<(), CliErr
                     endpoint,
                     wait_secs,
                 },
+            json,
         } => {
             let wait = Duration::from_secs(wait_secs);
             let (org, app) = parse_app(&app).map_err(CliError::Usage)?;
@@ -236,17 +275,27 @@ async fn subscriptions(action: Action, from: &SettingsFrom) -> Result<(), CliErr
             let sub = ctx
                 .subscribe(&org, &app, &type_filter, &endpoint, wait)
                 .await?;
-            println!("{}", line(&sub));
+            if json {
+                println!("{}", redacted_json(&sub));
+            } else {
+                println!("{}", line(&sub));
+            }
             eprintln!("{CACHE_WARNING}");
         }
-        Action::List => {
+        Action::List { json } => {
             let subs = ctx
                 .altinn
                 .list_subscriptions()
                 .await
-                .map_err(CliError::failed)?;
+                .map_err(CliError::dependency)?;
+            if json {
+                let all: Vec<_> = subs.iter().map(redacted_value).collect();
+                println!("{}", serde_json::Value::Array(all));
+            }
             for sub in &subs {
-                println!("{}", line(sub));
+                if !json {
+                    println!("{}", line(sub));
+                }
                 if sub
                     .source_filter
                     .as_deref()
@@ -266,15 +315,19 @@ async fn subscriptions(action: Action, from: &SettingsFrom) -> Result<(), CliErr
                 .altinn
                 .get_subscription(id)
                 .await
-                .map_err(CliError::failed)?;
+                .map_err(CliError::dependency)?;
             println!("{}", redacted_json(&sub));
         }
-        Action::Remove { id } => {
+        Action::Remove { id, json } => {
             ctx.altinn
                 .delete_subscription(id)
                 .await
-                .map_err(CliError::failed)?;
-            println!("removed subscription {id}");
+                .map_err(CliError::dependency)?;
+            if json {
+                println!("{}", serde_json::json!({ "removed": id }));
+            } else {
+                println!("removed subscription {id}");
+            }
             eprintln!(
                 "note: Altinn caches subscriptions for up to an hour; events may still arrive \
                  until then"
@@ -288,6 +341,7 @@ async fn subscriptions(action: Action, from: &SettingsFrom) -> Result<(), CliErr
                     endpoint,
                     wait_secs,
                 },
+            json,
         } => {
             let wait = Duration::from_secs(wait_secs);
             let expected: Vec<(OrgName, AppName)> = if apps.is_empty() {
@@ -311,18 +365,24 @@ async fn subscriptions(action: Action, from: &SettingsFrom) -> Result<(), CliErr
                 .altinn
                 .list_subscriptions()
                 .await
-                .map_err(CliError::failed)?;
+                .map_err(CliError::dependency)?;
             let mut problems = Vec::new();
+            let mut results = Vec::new();
             let mut reposted = false;
             for (org, app) in &expected {
-                let filter = app_source_filter(&ctx.settings.apps_base_url, org, app);
+                let filter = app_source_filter(ctx.apps_base_url()?, org, app);
                 let found = existing.iter().find(|s| {
                     s.source_filter.as_deref() == Some(filter.as_str())
                         && s.type_filter.as_deref() == Some(type_filter.as_str())
                         && s.end_point.as_deref() == Some(endpoint.as_str())
                 });
                 match found {
-                    Some(sub) if sub.validated => println!("ok\t{}", line(sub)),
+                    Some(sub) if sub.validated => {
+                        results.push(serde_json::json!({"app": filter, "result": "ok", "subscription": redacted_value(sub)}));
+                        if !json {
+                            println!("ok\t{}", line(sub));
+                        }
+                    }
                     other => {
                         eprintln!(
                             "{}: {filter} ({type_filter}); re-posting",
@@ -333,14 +393,26 @@ async fn subscriptions(action: Action, from: &SettingsFrom) -> Result<(), CliErr
                         );
                         reposted = true;
                         match ctx.subscribe(org, app, &type_filter, &endpoint, wait).await {
-                            Ok(sub) => println!("fixed\t{}", line(&sub)),
+                            Ok(sub) => {
+                                results.push(serde_json::json!({"app": filter, "result": "fixed", "subscription": redacted_value(&sub)}));
+                                if !json {
+                                    println!("fixed\t{}", line(&sub));
+                                }
+                            }
                             Err(e) => {
-                                println!("failed\t{filter}\t{}", redact(&e.to_string()));
+                                let why = redact(&e.to_string()).into_owned();
+                                if !json {
+                                    println!("failed\t{filter}\t{why}");
+                                }
+                                results.push(serde_json::json!({"app": filter, "result": "failed", "error": why}));
                                 problems.push(filter);
                             }
                         }
                     }
                 }
+            }
+            if json {
+                println!("{}", serde_json::Value::Array(results));
             }
             if reposted {
                 eprintln!("{CACHE_WARNING}");

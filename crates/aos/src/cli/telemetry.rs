@@ -1,16 +1,46 @@
-//! Logs: where they go and in which shape.
+//! Logs: where they go, in which shape, at which severity.
+//!
+//! - **Streams.** The runtimes (`aos serve`, `aos run`) write INFO and DEBUG lines to stdout
+//!   and WARN and ERROR lines to stderr: the Functions host records handler stdout lines at
+//!   Information and stderr lines at Error, or Warning when the line contains "warn" in any
+//!   case (its `WorkerProcess.ParseErrorMessageAndLog`, with `UseStdErrorStreamForErrorsOnly`,
+//!   which is on for custom handlers). A WARN line's `"level":"WARN"` makes it Warning, an
+//!   ERROR line is Error — unless its text contains "warn" somewhere, then it is Warning too.
+//!   Every other command writes all its log lines to stderr: its stdout is data.
+//! - **Shape.** JSON lines under the Functions host or with `AOS_LOG_FORMAT=json`
+//!   ([`CorrelatedJson`]: the event's fields and every enclosing span's fields, so the
+//!   `invocation` span's ids — `crate::correlation` — are on each line); human lines otherwise.
+//! - **Colour** only when every stream the logs go to is a terminal, and never with a
+//!   non-empty `NO_COLOR` (<https://no-color.org>).
+//! - **Redaction.** Every formatted line passes [`crate::redact`] on its way out: whatever a
+//!   field, a message or a dependency's own log carried, no credential reaches a stream.
 
+use std::io::IsTerminal;
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::writer::MakeWriterExt;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::redact::RedactingWriter;
 
-/// Logs go to stdout (the Functions host records stdout as Information and stderr as Error).
-/// JSON lines under the Functions host or with `AOS_LOG_FORMAT=json`; human lines otherwise.
-/// `level` is the default for this crate; `AOS_LOG` (an `EnvFilter`) overrides everything.
-/// Every formatted line passes [`crate::redact`] on its way out: whatever a field, a message or
-/// a dependency's own log (the storage SDK logs request URLs at debug) carried, no credential
-/// reaches stdout, the host or App Insights.
-pub fn init(level: &str) {
+/// Which streams log lines go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streams {
+    /// INFO/DEBUG/TRACE on stdout, WARN/ERROR on stderr (the runtimes: the host maps the
+    /// stream to a severity).
+    BySeverity,
+    /// Everything on stderr (commands whose stdout is data).
+    Stderr,
+}
+
+/// Sets up logging for the process. `level` is the default for this crate; `AOS_LOG` (an
+/// `EnvFilter`) overrides everything.
+pub fn init(level: &str, streams: Streams) {
     let default = format!("{level},typespec_client_core=warn,azure_core=warn,azure_identity=warn");
     let filter = EnvFilter::try_from_env("AOS_LOG").unwrap_or_else(|_| EnvFilter::new(&default));
     let json = std::env::var("AOS_LOG_FORMAT")
@@ -19,15 +49,163 @@ pub fn init(level: &str) {
         || std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
     // Colour codes only on a terminal (and never with `NO_COLOR`): in a pipe or a log store
     // they are noise, and they would split `name=value` pairs the redaction looks for.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let terminal = match streams {
+        Streams::BySeverity => std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
+        Streams::Stderr => std::io::stderr().is_terminal(),
+    };
+    let ansi = terminal && no_color_unset(std::env::var_os("NO_COLOR"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(RedactingWriter(std::io::stdout));
-    if json {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
+        .with_ansi(ansi);
+    match (streams, json) {
+        (Streams::BySeverity, true) => builder
+            .fmt_fields(JsonFields::new())
+            .event_format(CorrelatedJson)
+            .with_writer(by_severity())
+            .init(),
+        (Streams::BySeverity, false) => builder.with_writer(by_severity()).init(),
+        (Streams::Stderr, true) => builder
+            .fmt_fields(JsonFields::new())
+            .event_format(CorrelatedJson)
+            .with_writer(RedactingWriter(std::io::stderr))
+            .init(),
+        (Streams::Stderr, false) => builder.with_writer(RedactingWriter(std::io::stderr)).init(),
+    }
+}
+
+/// WARN and ERROR to stderr, the rest to stdout; both redacted.
+fn by_severity() -> impl for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static {
+    RedactingWriter(std::io::stderr)
+        .with_max_level(Level::WARN)
+        .or_else(RedactingWriter(std::io::stdout))
+}
+
+/// `NO_COLOR` counts only when set to a non-empty value.
+fn no_color_unset(value: Option<std::ffi::OsString>) -> bool {
+    value.is_none_or(|v| v.is_empty())
+}
+
+/// One JSON object per line: `timestamp`, `level`, `target`, the event's fields (`message`
+/// among them) and the fields of every span the event is in, outermost first; an event field
+/// wins over a span field of the same name. tracing-subscriber's own JSON format nests span
+/// fields under `span`/`spans`; flat fields keep queries simple (`message.event_id` after
+/// `parse_json` in KQL).
+pub struct CorrelatedJson;
+
+impl<S, N> FormatEvent<S, N> for CorrelatedJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let metadata = event.metadata();
+        let mut line = Map::new();
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        line.insert("timestamp".into(), Value::String(now));
+        line.insert("level".into(), Value::String(metadata.level().to_string()));
+        event.record(&mut JsonVisitor(&mut line));
+        line.insert("target".into(), Value::String(metadata.target().into()));
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                let Some(fields) = extensions.get::<FormattedFields<N>>() else {
+                    continue;
+                };
+                if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields.as_str()) {
+                    for (name, value) in fields {
+                        line.entry(name).or_insert(value);
+                    }
+                }
+            }
+        }
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+/// Collects an event's fields as JSON values.
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl Visit for JsonVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0
+            .insert(field.name().into(), Value::String(value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), Value::String(format!("{value:?}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_color_counts_only_when_non_empty() {
+        assert!(no_color_unset(None));
+        assert!(no_color_unset(Some("".into())));
+        assert!(!no_color_unset(Some("1".into())));
+    }
+
+    #[test]
+    fn json_lines_carry_the_fields_of_every_enclosing_span() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(JsonFields::new())
+            .event_format(CorrelatedJson)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::error_span!(
+                "invocation",
+                invocation_id = "abc",
+                event_id = tracing::field::Empty
+            );
+            let _entered = span.enter();
+            span.record("event_id", "e-1");
+            tracing::info!(step = "process", "instance archived");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["message"], "instance archived");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["invocation_id"], "abc");
+        assert_eq!(line["event_id"], "e-1");
+        assert_eq!(line["step"], "process");
     }
 }

@@ -164,6 +164,8 @@ pub struct StorageSettings {
     pub blob: BlobSettings,
     pub queues: QueueSettings,
     pub apps_base_url: Option<BaseUrl>,
+    /// `PermanentFailureHoldDays`, to tell the holds in force from expired ones.
+    pub failure_hold: time::Duration,
 }
 
 impl StorageSettings {
@@ -173,12 +175,50 @@ impl StorageSettings {
         let blob = problems.check_all(BlobSettings::from_source(src));
         let queues = problems.check_all(QueueSettings::from_source(src));
         let apps_base_url = problems.check(src.url(&source::aos("AppsBaseUrl")));
-        match (blob, queues, apps_base_url) {
-            (Some(blob), Some(queues), Some(apps_base_url)) => Ok(StorageSettings {
-                blob,
-                queues,
-                apps_base_url,
-            }),
+        let failure_hold = problems.check(reconcile::failure_hold(src));
+        match (blob, queues, apps_base_url, failure_hold) {
+            (Some(blob), Some(queues), Some(apps_base_url), Some(failure_hold)) => {
+                Ok(StorageSettings {
+                    blob,
+                    queues,
+                    apps_base_url,
+                    failure_hold,
+                })
+            }
+            _ => Err(problems.into_error()),
+        }
+    }
+}
+
+/// The settings of commands that talk only to Altinn's platform (`aos subscriptions`): where
+/// the platform is, the token, and — optional here, needed only to build a source filter —
+/// the app host and `ReconcileApps`. No storage setting, so a shell without storage access can
+/// manage subscriptions.
+#[derive(Clone, Debug)]
+pub struct AltinnSettings {
+    pub platform_base_url: BaseUrl,
+    pub apps_base_url: Option<BaseUrl>,
+    pub reconcile_apps: Vec<(OrgName, AppName)>,
+    pub token: TokenSettings,
+}
+
+impl AltinnSettings {
+    /// The platform, the token and the optional app host and app list, every problem listed.
+    pub fn from_source(src: &SettingSource) -> Result<Self, InvalidSettings> {
+        let mut problems = error::Problems::default();
+        let platform_base_url = problems.check(altinn::platform_base_url(src));
+        let apps_base_url = problems.check(src.url(&source::aos("AppsBaseUrl")));
+        let reconcile_apps = problems.check(reconcile::reconcile_apps(src));
+        let token = problems.check_all(TokenSettings::from_source(src));
+        match (platform_base_url, apps_base_url, reconcile_apps, token) {
+            (Some(platform_base_url), Some(apps_base_url), Some(reconcile_apps), Some(token)) => {
+                Ok(AltinnSettings {
+                    platform_base_url,
+                    apps_base_url,
+                    reconcile_apps,
+                    token,
+                })
+            }
             _ => Err(problems.into_error()),
         }
     }

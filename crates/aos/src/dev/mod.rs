@@ -181,6 +181,13 @@ impl DevSummary {
             "  time:                             {:.1} s",
             self.elapsed.as_secs_f64()
         );
+        // The counters `aos.instances.*` and `aos.archive.bytes` as this process counted them
+        // (exported too when APPLICATIONINSIGHTS_CONNECTION_STRING is set).
+        let totals = crate::metrics::totals();
+        println!(
+            "  metrics:                          {} archived, {} confirmed, {} failed attempts, {} archived bytes",
+            totals.archived, totals.confirmed, totals.failed, totals.archive_bytes
+        );
         println!(
             "  archive:                          {blob_endpoint}/{container}  ({{org}}/{{app}}/{{instanceGuid}}/…)"
         );

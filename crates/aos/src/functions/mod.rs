@@ -65,7 +65,33 @@ pub fn router(pipeline: Pipeline, deadline: Option<Duration>) -> Router {
         )),
         None => router,
     };
-    router.with_state(pipeline)
+    // Outermost, so every line of the invocation (the deadline's too) carries its ids.
+    router
+        .layer(axum::middleware::from_fn(correlate))
+        .with_state(pipeline)
+}
+
+/// Runs the invocation inside its `invocation` span ([`crate::correlation`]): the host's
+/// `X-Azure-Functions-InvocationId` and the `traceparent` the host's HTTP client sends; the
+/// function is the path the host posts to.
+async fn correlate(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use crate::correlation::{Correlation, INVOCATION_ID_HEADER, TRACEPARENT};
+    let (correlation, function) = {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let correlation = Correlation::new(header(INVOCATION_ID_HEADER), header(TRACEPARENT));
+        let path = request.uri().path().trim_start_matches('/');
+        let function = FUNCTIONS
+            .iter()
+            .find(|f| **f == path)
+            .copied()
+            .unwrap_or("handler");
+        (correlation, function)
+    };
+    let span = correlation.span(function);
+    crate::correlation::scope(correlation, span, next.run(request)).await
 }
 
 /// The app root: the host starts the handler there (`workingDirectory` ""), and names it.

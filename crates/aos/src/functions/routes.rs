@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::bindings::*;
 use super::invocation::{InvocationRequest, InvocationResponse};
+use crate::correlation::{Correlation, TRACEPARENT, TraceParent, record_event};
 use crate::domain::{CloudEvent, Printable, printable};
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::CatchUpOptions;
@@ -61,6 +62,10 @@ const MAX_RECEIVER_INVOCATION_BYTES: usize = 8 * MAX_BODY_BYTES;
 /// event no queue message can hold is answered 413 here (`receive`), in the `res` output of a
 /// successful invocation, as is a webhook body too large to be read at all.
 pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Body) -> Response {
+    crate::metrics::timed("receive", receive_invocation(pipeline, body)).await
+}
+
+async fn receive_invocation(pipeline: Pipeline, body: Body) -> Response {
     let function = super::names::EVENTS_RECEIVER;
     // The host holds the whole request already: read a body too large to its end (usize::MAX),
     // since leaving it unread would close the connection under the host and fail the invocation.
@@ -90,6 +95,24 @@ pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Body) -> Re
         request.header("content-type"),
         &pipeline.settings,
     );
+    // The trace the event came in with: the host's (its HTTP client continues the webhook
+    // caller's trace), else the webhook request's own `traceparent`.
+    let mut correlation = crate::correlation::current().unwrap_or_else(Correlation::fresh);
+    if correlation.trace.is_none() {
+        correlation.trace = request.header(TRACEPARENT).and_then(TraceParent::parse);
+    }
+    let outcome = match outcome {
+        ReceiveOutcome::Queue(event) => {
+            let event = correlation.stamp(event);
+            record_event(
+                &tracing::Span::current(),
+                &event,
+                &pipeline.settings.apps_base_url,
+            );
+            ReceiveOutcome::Queue(event)
+        }
+        other => other,
+    };
     match &outcome {
         // The success line goes to the host with the invocation (`Logs` below); repeating it on
         // stdout, which the host also records, cost a quarter of the handler's CPU per event
@@ -140,6 +163,11 @@ async fn queue_step(function: &str, pipeline: &Pipeline, step: QueueStep, body: 
         Ok(decoded) => decoded,
         Err(e) => return failed(function, "decode", &e, ErrorKind::Permanent),
     };
+    record_event(
+        &tracing::Span::current(),
+        &event,
+        &pipeline.settings.apps_base_url,
+    );
     match pipeline
         .run_step_recorded(
             step,
@@ -247,6 +275,9 @@ pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) ->
         failed = summary.failed,
         "reconciled"
     );
+    pipeline
+        .record_reconcile_run(function, &summary, &run.stopped)
+        .await;
     let mut response = InvocationResponse::default();
     for line in logs
         .into_iter()
@@ -254,6 +285,8 @@ pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) ->
     {
         response = response.log(line);
     }
+    // The timer samples the gauges (queue and poison depth, certificate days left).
+    pipeline.sample_gauges().await;
     let messages = run.events.iter().map(CloudEvent::to_json).collect();
     ok(response
         .log(summary.to_string())

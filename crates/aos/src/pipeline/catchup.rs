@@ -118,8 +118,9 @@ impl EventSink for crate::queue::Queue {
     }
 }
 
-/// What happened to one app.
-#[derive(Debug, Default)]
+/// What happened to one app (as JSON: `aos catch-up --json`'s `apps`).
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AppReport {
     /// `org/app`.
     pub app: String,
@@ -212,6 +213,20 @@ impl CatchUp {
     pub fn all_failed(&self) -> bool {
         !self.apps.is_empty() && self.failed() == self.apps.len()
     }
+
+    /// The summary line's counts as JSON (`aos catch-up --json`'s `summary`).
+    pub fn summary_json(&self) -> serde_json::Value {
+        let sum = |field: fn(&AppReport) -> usize| self.apps.iter().map(field).sum::<usize>();
+        serde_json::json!({
+            "apps": self.apps.len(),
+            "pages": sum(|a| a.pages),
+            "seen": sum(|a| a.seen),
+            "queued": sum(|a| a.queued),
+            "skipped": sum(AppReport::skipped_total),
+            "failed": self.failed(),
+            "truncated": self.truncated,
+        })
+    }
 }
 
 impl fmt::Display for CatchUp {
@@ -242,6 +257,15 @@ impl Pipeline {
     /// Catches up every app of `ReconcileApps`. `sink` is `None` for a dry run: nothing is
     /// queued and no cursor moves. `progress` gets one line per page.
     pub async fn catch_up(
+        &self,
+        options: &CatchUpOptions,
+        sink: Option<&dyn EventSink>,
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<CatchUp, String> {
+        crate::metrics::timed("catchup", self.catch_up_run(options, sink, progress)).await
+    }
+
+    async fn catch_up_run(
         &self,
         options: &CatchUpOptions,
         sink: Option<&dyn EventSink>,

@@ -18,7 +18,6 @@ use std::fmt;
 use crate::altinn::AltinnError;
 use crate::archive::ArchiveError;
 use crate::domain::EventError;
-use crate::redact::redact;
 
 /// Whether a failed step may succeed on a later attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,20 +100,7 @@ impl StepError {
 
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut line = String::new();
-        for cause in self.cause.chain() {
-            let text = cause.to_string();
-            if line.is_empty() {
-                line = text;
-                continue;
-            }
-            let shown = redact(&text);
-            if !text.is_empty() && !line.contains(&text) && !line.contains(shown.as_ref()) {
-                line.push_str(": ");
-                line.push_str(&shown);
-            }
-        }
-        f.write_str(&redact(&line))
+        f.write_str(&crate::cause::line(self.cause.as_ref()))
     }
 }
 

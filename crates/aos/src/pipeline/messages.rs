@@ -66,6 +66,15 @@ impl QueueStep {
     /// otherwise straight to confirmation (no extra hop when it is off). Both runtimes route
     /// by this, the Functions handler to an output binding and the standalone workers to a
     /// queue.
+    /// The step's name in metrics (`aos.step.duration`, `aos.instances.failed`).
+    pub fn label(self) -> &'static str {
+        match self {
+            QueueStep::Process => "process",
+            QueueStep::Confirm => "confirm",
+            QueueStep::Feedback => "feedback",
+        }
+    }
+
     pub fn next(self, settings: &Settings) -> Option<QueueStep> {
         match self {
             QueueStep::Process if settings.feedback.is_some() => Some(QueueStep::Feedback),
@@ -96,8 +105,13 @@ impl Pipeline {
         event: &CloudEvent,
         attempt: Attempt,
     ) -> Result<StepReport, StepError> {
-        let result = self.run_step(step, event).await;
+        let result = crate::metrics::timed(step.label(), self.run_step(step, event)).await;
         if let Err(e) = &result {
+            crate::metrics::step_failed(
+                step.label(),
+                e.kind().label(),
+                e.kind() == ErrorKind::Permanent,
+            );
             let queue = self.queue_of(step);
             let error = e.to_string();
             self.failures
@@ -136,6 +150,9 @@ impl Pipeline {
                 already_archived,
             } => {
                 tracing::info!(event_id = event.id(), instance = %instance, elements, bytes_written, already_archived, "instance archived");
+                if !already_archived {
+                    crate::metrics::instance_archived(bytes_written);
+                }
                 let line = if already_archived {
                     format!(
                         "instance {instance} was already archived; passing on to confirmation ({context})"
@@ -169,6 +186,7 @@ impl Pipeline {
         let line = match self.confirm(event).await? {
             ConfirmOutcome::Confirmed { instance } => {
                 tracing::info!(event_id = event.id(), instance = %instance, "instance confirmed");
+                crate::metrics::instance_confirmed();
                 format!("confirmed instance {instance} ({context})")
             }
             ConfirmOutcome::NotEnded { instance } => {

@@ -30,6 +30,7 @@ pub mod confirm;
 pub mod error;
 pub mod feedback;
 pub mod freshness;
+mod gauges;
 pub mod handoff;
 pub mod health;
 pub mod identity;

@@ -69,6 +69,29 @@ pub const MAX_PAGES_PER_RUN: usize = 1000;
 /// Reasons kept in a report; the count of failures is always exact.
 const MAX_REASONS: usize = 100;
 
+/// Where the last completed run is recorded in `aos-state` (`aos status` shows it): written by
+/// the `EventsReconciler` timer and by `aos reconcile` (not by a dry run), so an operator sees
+/// when the safety net last ran and what it found.
+pub const LAST_RUN_BLOB: &str = "reconcile/last-run.json";
+
+/// The longest recording the last run may take.
+const LAST_RUN_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The record at [`LAST_RUN_BLOB`]. `queued` is what the run handed on: `aos reconcile` queued
+/// it; the timer returned it as its output binding, which the host writes after the invocation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRun {
+    /// When the run ended (RFC 3339).
+    pub at: String,
+    /// `EventsReconciler` or `aos reconcile`.
+    pub by: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Why the run stopped before the end, if it did.
+    pub stopped: Vec<String>,
+}
+
 /// What one run looks at.
 #[derive(Clone, Debug)]
 pub struct ReconcileOptions {
@@ -109,6 +132,8 @@ pub struct Reconciliation {
     pub reasons: Vec<String>,
     /// Queries that failed (also counted in `failed`).
     pub failed_queries: usize,
+    /// Failed queries whose Altinn could not be reached at all (no answer, not a refusal).
+    pub unreachable_queries: usize,
     /// Queries started.
     pub queries: usize,
     /// Why the run (or one app's query) stopped before the end — the instance cap, an app's
@@ -148,12 +173,19 @@ impl Reconciliation {
     pub fn all_queries_failed(&self) -> bool {
         self.queries > 0 && self.failed_queries == self.queries
     }
+
+    /// Every query failed because Altinn could not be reached: try again later, unchanged.
+    pub fn altinn_unreachable(&self) -> bool {
+        self.all_queries_failed() && self.unreachable_queries == self.failed_queries
+    }
 }
 
-/// The line every run ends with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The line every run ends with (and, as JSON, `aos reconcile --json`'s `summary`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub found: usize,
+    #[serde(rename = "alreadyConfirmed")]
     pub already_done: usize,
     pub queued: usize,
     pub held: usize,
@@ -171,6 +203,38 @@ impl fmt::Display for Summary {
             f.write_str(" (permanent failures, see aos poison list)")?;
         }
         write!(f, ", failed {}", self.failed)
+    }
+}
+
+impl Pipeline {
+    /// Records a completed run at [`LAST_RUN_BLOB`]: when, by whom (`by`), its counts and why
+    /// it stopped early. Best effort, like a failure record: storage trouble here must not fail
+    /// a run that did its work, so it is only logged.
+    ///
+    /// Bounded to [`LAST_RUN_WRITE_TIMEOUT`]: under the Functions host it runs inside the
+    /// timer's invocation, after the work, and storage retries must not eat its time.
+    pub async fn record_reconcile_run(&self, by: &str, summary: &Summary, stopped: &[String]) {
+        let record = LastRun {
+            at: OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default(),
+            by: by.to_string(),
+            summary: *summary,
+            stopped: stopped.to_vec(),
+        };
+        let info = crate::archive::BlobInfo {
+            content_type: "application/json".into(),
+            metadata: Default::default(),
+        };
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&record).expect("a run serialises"));
+        let write = self.failures.state().put(LAST_RUN_BLOB, bytes, &info);
+        match tokio::time::timeout(LAST_RUN_WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not record the reconcile run in aos-state")
+            }
+            Err(_) => tracing::warn!("recording the reconcile run in aos-state took too long"),
+        }
     }
 }
 
@@ -232,6 +296,14 @@ impl Pipeline {
     /// log. Fails only when reconciliation cannot start (no org to query); failed queries and
     /// instances are counted in the result.
     pub async fn reconcile(
+        &self,
+        options: &ReconcileOptions,
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<Reconciliation, StepError> {
+        crate::metrics::timed("reconcile", self.reconcile_run(options, progress)).await
+    }
+
+    async fn reconcile_run(
         &self,
         options: &ReconcileOptions,
         progress: &mut (dyn FnMut(String) + Send),
@@ -340,7 +412,14 @@ impl Pipeline {
                 Ok(page) => page,
                 Err(e) => {
                     run.failed_queries += 1;
-                    run.fail(format!("query {name} page {}: {e}", pages + 1));
+                    if crate::cause::is_unreachable(&e) {
+                        run.unreachable_queries += 1;
+                    }
+                    run.fail(format!(
+                        "query {name} page {}: {}",
+                        pages + 1,
+                        crate::cause::line(&e)
+                    ));
                     return true;
                 }
             };

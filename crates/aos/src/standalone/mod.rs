@@ -96,13 +96,30 @@ pub async fn run(
             ))
         })
         .collect();
+    let sampler = tokio::spawn(sample_gauges(pipeline.clone(), shutdown.clone()));
     let (server, workers) = tokio::join!(server, futures::future::join_all(workers));
+    sampler.abort();
     server?;
     for worker in workers {
         worker?;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Samples the metrics' gauges every [`crate::metrics::sample_interval`] until shutdown (only
+/// when metrics are on).
+async fn sample_gauges(pipeline: Pipeline, shutdown: CancellationToken) {
+    if !crate::metrics::enabled() {
+        return;
+    }
+    let mut interval = tokio::time::interval(crate::metrics::sample_interval());
+    loop {
+        tokio::select! {
+            _ = interval.tick() => pipeline.sample_gauges().await,
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 impl Default for RunOptions {

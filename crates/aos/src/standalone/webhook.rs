@@ -34,6 +34,7 @@ use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::config::Settings;
+use crate::correlation::{Correlation, record_event};
 use crate::domain::{Printable, Secret};
 use crate::pipeline::Pipeline;
 use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive};
@@ -180,10 +181,31 @@ async fn overloaded(error: BoxError) -> Response {
     response
 }
 
+/// One webhook request is one invocation ([`crate::correlation`]): a new invocation id, and the
+/// trace of the request's `traceparent`, which the queued event carries on to the queue steps.
 async fn events_receiver(
     State(state): State<WebhookState>,
     headers: HeaderMap,
     body: axum::body::Body,
+) -> Response {
+    let traceparent = headers
+        .get(crate::correlation::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    let correlation = Correlation::new(None, traceparent);
+    let span = correlation.span(crate::functions::EVENTS_RECEIVER);
+    let work = receive_request(state, headers, body, correlation.clone());
+    crate::metrics::timed(
+        "receive",
+        crate::correlation::scope(correlation, span, work),
+    )
+    .await
+}
+
+async fn receive_request(
+    state: WebhookState,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    correlation: Correlation,
 ) -> Response {
     let read = tokio::time::timeout(
         state.body_timeout,
@@ -215,7 +237,18 @@ async fn events_receiver(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let outcome = receive(&body, content_type, &state.settings);
+    let outcome = match receive(&body, content_type, &state.settings) {
+        ReceiveOutcome::Queue(event) => {
+            let event = correlation.stamp(event);
+            record_event(
+                &tracing::Span::current(),
+                &event,
+                &state.settings.apps_base_url,
+            );
+            ReceiveOutcome::Queue(event)
+        }
+        other => other,
+    };
     if let ReceiveOutcome::Queue(event) = &outcome
         && let Err(e) = state.inbound.send(&event.to_json().to_string()).await
     {

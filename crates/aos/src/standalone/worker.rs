@@ -14,7 +14,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
+use crate::correlation::{Correlation, record_event};
+use crate::functions::{EVENTS_CONFIRMATION, EVENTS_FEEDBACK, EVENTS_PROCESSOR};
 use crate::pipeline::Pipeline;
 use crate::pipeline::error::StepError;
 use crate::pipeline::messages::{Attempt, QueueStep, describe, parse_message};
@@ -146,13 +149,25 @@ async fn handle(
         return;
     }
     let lease_secs = config.lease.as_secs().max(1) as u32;
+    // One message is one invocation ([`crate::correlation`]): a new invocation id, the event's
+    // trace, and the span named by the function that runs the step under the host.
+    let parsed = parse_message(&text);
+    let correlation = match &parsed {
+        Ok(event) => Correlation::fresh().for_event(event),
+        Err(_) => Correlation::fresh(),
+    };
+    let span = correlation.span(function_of(step));
+    if let Ok(event) = &parsed {
+        record_event(&span, event, &pipeline.settings.apps_base_url);
+    }
     let outcome = {
         let attempt = Attempt::of(message.dequeue_count, config.max_dequeue_count);
         let work = async {
-            let event = parse_message(&text)?;
+            let event = parsed?;
             let report = pipeline.run_step_recorded(step, &event, attempt).await?;
             Ok::<_, StepError>((event, report))
         };
+        let work = crate::correlation::scope(correlation, span.clone(), work);
         tokio::pin!(work);
         let mut renew = tokio::time::interval(config.lease / 3);
         renew.tick().await;
@@ -168,6 +183,8 @@ async fn handle(
             }
         }
     };
+    // The outcome's lines belong to the invocation too.
+    async {
     match outcome {
         None => {
             if let Err(e) = queue.set_visibility(&mut message, 0).await {
@@ -198,6 +215,9 @@ async fn handle(
             retry_later(settle, &mut message, config).await;
         }
     }
+    }
+    .instrument(span)
+    .await;
 }
 
 async fn retry_later(settle: &Settle, message: &mut Leased, config: &WorkerConfig) {
@@ -220,5 +240,15 @@ async fn poison(settle: &Settle, message: &Leased) {
         Err(e) => {
             tracing::error!(queue = settle.queue.name(), error = %e, "could not move a message to poison")
         }
+    }
+}
+
+/// The function that runs `step` under the Functions host: the name log lines carry in both
+/// runtimes.
+fn function_of(step: QueueStep) -> &'static str {
+    match step {
+        QueueStep::Process => EVENTS_PROCESSOR,
+        QueueStep::Feedback => EVENTS_FEEDBACK,
+        QueueStep::Confirm => EVENTS_CONFIRMATION,
     }
 }

@@ -122,9 +122,11 @@ async fn warns_about_a_certificate_that_expires_soon() {
         stdout.contains("(WARNING: expires in 9 days; renew it)"),
         "{stdout}"
     );
+    // Log lines go to stderr (stdout is the command's data).
+    let stderr = text(&output.stderr);
     assert!(
-        stdout.contains("WARN") && stdout.contains("expires soon"),
-        "the start-up warning is logged:\n{stdout}"
+        stderr.contains("WARN") && stderr.contains("expires soon"),
+        "the start-up warning is logged:\n{stderr}"
     );
 }
 

@@ -31,6 +31,11 @@ fn aos_dev_archives_and_confirms_a_batch_and_summarises_it() {
         stdout.contains("instances archived and confirmed: 6/6"),
         "{stdout}"
     );
+    // The summary prints the metrics' counters as the process counted them.
+    assert!(
+        stdout.contains("metrics:") && stdout.contains("6 archived, 6 confirmed"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("archive:") && stdout.contains("/inbound"),
         "{stdout}"

@@ -90,7 +90,9 @@ async fn cli_commands_with_storage_unreachable_print_no_secret() {
     env.push((DEBUG_LOGS.0.into(), DEBUG_LOGS.1.into()));
     backends.azurite.stop().await.unwrap();
 
-    let commands: [&[&str]; 6] = [
+    let commands: [&[&str]; 8] = [
+        &["status"],
+        &["status", "--json"],
         &["poison", "list"],
         &["poison", "replay", "--queue", "inbound", "--all"],
         &["reconcile"],

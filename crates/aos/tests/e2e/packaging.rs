@@ -164,7 +164,9 @@ fn host_json_runs_the_aos_binary() {
 fn package_holds_exactly_host_json_function_folders_and_the_deployment_binary() {
     let dir = tempfile::tempdir().unwrap();
     let zip = dir.path().join("altinn-aos.zip");
+    // Elastic Premium: every function folder (the Flex package is checked in deploy_package).
     let output = Command::new(root().join("scripts/package"))
+        .args(["--plan", "premium"])
         .arg("--binary")
         .arg(aos_testkit::deployment_binary().unwrap())
         .arg("--out")

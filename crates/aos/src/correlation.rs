@@ -1,0 +1,277 @@
+//! Correlation: which invocation, which trace and which event a log line or a failure record
+//! belongs to.
+//!
+//! Each invocation (a Functions host invocation, or in `aos run` one webhook request or one
+//! queue message) runs inside one `invocation` span ([`Correlation::span`]) that carries
+//! `invocation_id`, `trace_id` and, once the event is decoded, `event_id` and the instance
+//! (`org`, `app`, `party_id`, `instance_guid`). The JSON log format (`cli::telemetry`) writes
+//! those span fields on every line of the invocation. The same ids are held task-locally
+//! ([`scope`], [`current`]) so a failure record (`crate::failures`) carries them too.
+//!
+//! - The invocation id is the host's `X-Azure-Functions-InvocationId` (the id the host's own
+//!   telemetry in App Insights uses); `aos run` makes one per webhook request and per queue
+//!   message.
+//! - The trace id is the W3C trace id of a `traceparent`. An event carries the trace it came in
+//!   with as the CloudEvents distributed-tracing extension attribute `traceparent` (an
+//!   extension attribute is allowed in a queue message, design §2.4): the webhook adds the
+//!   request's `traceparent` to the event it queues (unless the event has its own, or the
+//!   message would no longer fit), and every queue step logs the event's trace id, so one trace
+//!   id follows the event from the webhook to its confirmation in both runtimes.
+
+use std::future::Future;
+
+use serde_json::Value;
+use tracing::Instrument;
+use tracing::field::Empty;
+use uuid::Uuid;
+
+use crate::domain::{BaseUrl, CloudEvent, Printable};
+use crate::queue::{MAX_MESSAGE_TEXT_BYTES, queued_text_size};
+
+/// The header carrying the host's invocation id (spec §2).
+pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+/// The W3C trace-context header, and the CloudEvents extension attribute of the same name.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// A parsed W3C `traceparent` (version 00): `00-<32 hex trace id>-<16 hex parent id>-<2 hex
+/// flags>`. Only a well-formed, non-zero value is accepted, so what lands in a log line or a
+/// queue message is always 55 lower-case hex characters and dashes, whoever sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceParent {
+    trace_id: String,
+    parent_id: String,
+    flags: String,
+}
+
+impl TraceParent {
+    pub fn parse(text: &str) -> Option<TraceParent> {
+        let text = text.trim();
+        let mut parts = text.split('-');
+        let (version, trace_id, parent_id, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let zero = |s: &str| s.bytes().all(|b| b == b'0');
+        // Version 00 has exactly four parts; a later version may append more (W3C §3.2.4).
+        if !hex(version, 2) || version.eq_ignore_ascii_case("ff") {
+            return None;
+        }
+        if version == "00" && parts.next().is_some() {
+            return None;
+        }
+        if !hex(trace_id, 32) || !hex(parent_id, 16) || !hex(flags, 2) {
+            return None;
+        }
+        if zero(trace_id) || zero(parent_id) {
+            return None;
+        }
+        Some(TraceParent {
+            trace_id: trace_id.to_ascii_lowercase(),
+            parent_id: parent_id.to_ascii_lowercase(),
+            flags: flags.to_ascii_lowercase(),
+        })
+    }
+
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// The header value (version 00).
+    pub fn header(&self) -> String {
+        format!("00-{}-{}-{}", self.trace_id, self.parent_id, self.flags)
+    }
+
+    /// The trace an event carries in its `traceparent` attribute, if well-formed.
+    pub fn of_event(event: &CloudEvent) -> Option<TraceParent> {
+        event
+            .attributes()
+            .get(TRACEPARENT)
+            .and_then(Value::as_str)
+            .and_then(TraceParent::parse)
+    }
+}
+
+/// The ids of one invocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Correlation {
+    pub invocation_id: String,
+    pub trace: Option<TraceParent>,
+}
+
+impl Correlation {
+    /// From the invocation's headers (or none): the host's invocation id when it is a GUID (a
+    /// new one otherwise), and the trace of a valid `traceparent`.
+    pub fn new(invocation_id: Option<&str>, traceparent: Option<&str>) -> Correlation {
+        let invocation_id = invocation_id
+            .and_then(|id| Uuid::parse_str(id.trim()).ok())
+            .unwrap_or_else(Uuid::new_v4)
+            .to_string();
+        Correlation {
+            invocation_id,
+            trace: traceparent.and_then(TraceParent::parse),
+        }
+    }
+
+    /// A fresh invocation id and no trace (a queue message in `aos run`, a CLI run).
+    pub fn fresh() -> Correlation {
+        Correlation::new(None, None)
+    }
+
+    /// The trace of the event this invocation handles wins over the invocation's own: it is
+    /// the trace the event came in with at the webhook.
+    pub fn for_event(mut self, event: &CloudEvent) -> Correlation {
+        if let Some(trace) = TraceParent::of_event(event) {
+            self.trace = Some(trace);
+        }
+        self
+    }
+
+    pub fn trace_id(&self) -> Option<&str> {
+        self.trace.as_ref().map(TraceParent::trace_id)
+    }
+
+    /// The `invocation` span. Its level is ERROR so it is enabled whenever any line is logged
+    /// (an INFO span would vanish under `AOS_LOG=warn` and take the ids off the WARN lines).
+    pub fn span(&self, function: &str) -> tracing::Span {
+        let span = tracing::error_span!(
+            "invocation",
+            function,
+            invocation_id = %self.invocation_id,
+            trace_id = Empty,
+            event_id = Empty,
+            org = Empty,
+            app = Empty,
+            party_id = Empty,
+            instance_guid = Empty,
+        );
+        if let Some(trace_id) = self.trace_id() {
+            span.record("trace_id", trace_id);
+        }
+        span
+    }
+
+    /// `event` with this invocation's `traceparent` attribute added, so the queue steps log
+    /// the same trace id. Unchanged when there is no trace, when the event already carries a
+    /// valid trace of its own, or when the attribute would make it too large for one queue
+    /// message (the size the webhook has already accepted is what counts).
+    pub fn stamp(&self, event: CloudEvent) -> CloudEvent {
+        let Some(trace) = &self.trace else {
+            return event;
+        };
+        if TraceParent::of_event(&event).is_some() {
+            return event;
+        }
+        let mut attributes = event.attributes().clone();
+        attributes.insert(TRACEPARENT.to_string(), Value::String(trace.header()));
+        if queued_text_size(&attributes) > MAX_MESSAGE_TEXT_BYTES {
+            return event;
+        }
+        CloudEvent::from_value(Value::Object(attributes)).unwrap_or(event)
+    }
+}
+
+/// Records the event's id and, when its source names an instance on the app host, the
+/// instance on `span`. Event text is untrusted: the id is escaped.
+pub fn record_event(span: &tracing::Span, event: &CloudEvent, apps_base_url: &BaseUrl) {
+    span.record("event_id", tracing::field::display(Printable(event.id())));
+    if let Some(trace) = TraceParent::of_event(event) {
+        span.record("trace_id", trace.trace_id());
+    }
+    if let Ok(instance) = event.instance(apps_base_url) {
+        span.record("org", instance.org.as_str());
+        span.record("app", instance.app.as_str());
+        span.record("party_id", instance.party_id.get());
+        span.record(
+            "instance_guid",
+            tracing::field::display(instance.instance_guid),
+        );
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: Correlation;
+}
+
+/// Runs `work` inside `span` with `correlation` as the task's [`current`] ids.
+pub async fn scope<F: Future>(correlation: Correlation, span: tracing::Span, work: F) -> F::Output {
+    CURRENT.scope(correlation, work.instrument(span)).await
+}
+
+/// The ids of the invocation this task runs, if it runs inside [`scope`].
+pub fn current() -> Option<Correlation> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_a_valid_traceparent_and_refuses_malformed_ones() {
+        let trace = TraceParent::parse(VALID).unwrap();
+        assert_eq!(trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(trace.header(), VALID);
+        assert_eq!(
+            TraceParent::parse(&VALID.to_uppercase()).unwrap().header(),
+            VALID
+        );
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736\n-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad:?}");
+        }
+        // A later version may carry more parts.
+        assert!(TraceParent::parse(&format!("01{}-x", &VALID[2..])).is_some());
+    }
+
+    #[test]
+    fn keeps_the_hosts_invocation_id_and_makes_one_otherwise() {
+        let id = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+        assert_eq!(Correlation::new(Some(id), None).invocation_id, id);
+        let made = Correlation::new(Some("not a guid\n"), None).invocation_id;
+        assert!(Uuid::parse_str(&made).is_ok());
+    }
+
+    fn event(extra: &[(&str, &str)]) -> CloudEvent {
+        let mut value = serde_json::json!({
+            "id": "1", "type": "app.instance.process.completed",
+            "source": "https://ttd.apps.example/ttd/app/instances/1/2", "specversion": "1.0",
+        });
+        for (k, v) in extra {
+            value[*k] = Value::String((*v).to_string());
+        }
+        CloudEvent::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn stamps_the_trace_on_an_event_without_one_and_the_events_own_trace_wins() {
+        let correlation = Correlation::new(None, Some(VALID));
+        let stamped = correlation.stamp(event(&[]));
+        assert_eq!(stamped.attributes()[TRACEPARENT], VALID);
+        let own = "00-11111111111111111111111111111111-2222222222222222-00";
+        let kept = correlation.stamp(event(&[(TRACEPARENT, own)]));
+        assert_eq!(kept.attributes()[TRACEPARENT], own);
+        let handled = Correlation::fresh().for_event(&kept);
+        assert_eq!(handled.trace_id(), Some("11111111111111111111111111111111"));
+        // No trace: the event stays as received.
+        assert_eq!(Correlation::fresh().stamp(event(&[])), event(&[]));
+    }
+
+    #[test]
+    fn an_event_that_would_no_longer_fit_is_not_stamped() {
+        let correlation = Correlation::new(None, Some(VALID));
+        let base = queued_text_size(event(&[]).attributes());
+        let filler = "x".repeat(MAX_MESSAGE_TEXT_BYTES - base - 20);
+        let large = event(&[("data", &filler)]);
+        assert!(queued_text_size(large.attributes()) <= MAX_MESSAGE_TEXT_BYTES);
+        assert_eq!(correlation.stamp(large.clone()), large);
+    }
+}
