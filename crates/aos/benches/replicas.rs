@@ -10,7 +10,8 @@
 //! delivered again (at-least-once: a lease that ran out mid-step).
 //!
 //! Each replica count runs twice, in the order 1, 2, 3, 3, 2, 1 (drift on the shared machine
-//! falls on every count alike), with fresh instances each time; the figures are the sums.
+//! falls on every count alike), each run on a fresh Azurite (listings in its in-memory store
+//! scan every blob, so it slows down as it fills); the figures are the sums.
 //! Events are posted round-robin to the replicas' webhooks, 16 at a time.
 //!
 //! `cargo bench --bench replicas` (`-- --quick` for a smoke run, `-- --no-write` to only print).
@@ -198,15 +199,16 @@ async fn empty_queues(backends: &Backends) -> anyhow::Result<()> {
 
 async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let count = if args.quick { 60 } else { 300 };
-    let backends = Backends::start_unguarded()
-        .await
-        .context("Azurite (run `npm ci`) and the simulator")?;
-    backends.azurite.create_container(ARCHIVE_CONTAINER).await?;
-    // Warm-up (not measured): queues and container created, Azurite's JIT warm.
-    measure(&backends, 1, 20, 9_000_000).await?;
-
     let mut totals = [Run::default(); 3];
     for (i, replicas) in REPLICAS.into_iter().enumerate() {
+        // A fresh Azurite for every run: its in-memory store scans every blob for a listing,
+        // so a run on a fuller emulator is slower whatever the replicas do.
+        let backends = Backends::start_unguarded()
+            .await
+            .context("Azurite (run `npm ci`) and the simulator")?;
+        backends.azurite.create_container(ARCHIVE_CONTAINER).await?;
+        // Warm-up (not measured): queues created, Azurite's JIT warm.
+        measure(&backends, 1, 20, 9_000_000).await?;
         eprintln!("{replicas} replica(s): {count} × {ELEMENTS} × 10 KiB");
         let run = measure(&backends, replicas, count, 1_000_000 * (i as u64 + 1)).await?;
         eprintln!(
@@ -229,8 +231,10 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
          kit starts it) on the same Azurite queues and archive container and the same in-process \
          simulator. Workload per run: {count} fresh instances × {ELEMENTS} × 10 KiB, events \
          posted round-robin to the replicas' webhooks, {POST_CONCURRENCY} at a time; a run ends \
-         when the simulator saw every instance confirmed. Each count ran twice (order 1, 2, 3, \
-         3, 2, 1); figures are the sums of both. CPU is user + system time; \"busy\" is CPU \
+         when the simulator saw every instance confirmed, each run on a fresh Azurite (its \
+         in-memory store scans every blob for a listing, so a fuller emulator is slower) after \
+         20 warm-up instances. Each count ran twice (order 1, 2, 3, 3, 2, 1); figures are the \
+         sums of both. CPU is user + system time; \"busy\" is CPU \
          seconds per wall second (Azurite is one Node.js process: near 1.0 it is saturated). \
          Extra requests are Altinn requests beyond what the pipeline makes once per instance \
          (one data GET per element, two instance GETs, one complete), from the simulator's \
