@@ -822,8 +822,8 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     report.paragraph(&format!(
         "Per small instance the product spends {:.2} ms of aos CPU and {:.2} ms of Azurite CPU \
-         (queue messages, instance JSON, manifest and a size check per element on top of the \
-         element writes); the baseline {:.2} ms of Azurite CPU. \"CPUs busy\" near the machine's \
+         (queue messages, instance JSON, manifest and two listings of the instance's folder on \
+         top of the element writes); the baseline {:.2} ms of Azurite CPU. \"CPUs busy\" near the machine's \
          {} CPUs means the run is CPU-bound, and the largest share says who binds it.",
         1000.0 * product_small.aos_cpu.as_secs_f64() / product_small.instances.max(1) as f64,
         1000.0 * product_small.azurite_cpu.as_secs_f64() / product_small.instances.max(1) as f64,
