@@ -22,28 +22,28 @@
 //! build).
 
 mod common;
+#[path = "archive/minimal.rs"]
+mod minimal;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use altinn_aos::archive::BLOCK_SIZE;
 use altinn_aos::storage::StorageEndpoint;
 use altinn_sim::{CreatedInstance, InstanceSpec};
 use anyhow::{Context, bail};
-use azure_core::http::RequestContent;
-use azure_storage_blob::models::BlockLookupList;
-use bytes::BytesMut;
 use futures::StreamExt;
 
 use aos_testkit::request_budget::{Requests, table_rows};
 use aos_testkit::standalone::Standalone;
 use aos_testkit::storage_proxy::Operation;
-use aos_testkit::world::{ARCHIVE_CONTAINER, Backends, QUEUES, TOKEN, TestApp, element, instance};
+use aos_testkit::world::{ARCHIVE_CONTAINER, Backends, QUEUES, TestApp, element, instance};
 use common::plot::{Chart, Series, XScale};
 use common::proc::{cpu_time, tree_cpu_time};
 use common::report::Report;
 use common::{BenchArgs, mib, mib_per_s};
+use minimal::Minimal;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -90,6 +90,7 @@ struct Bench {
     app: TestApp,
     http: reqwest::Client,
     blobs: StorageEndpoint,
+    minimal: Arc<Minimal>,
 }
 
 /// CPU readings of the three processes involved.
@@ -108,7 +109,17 @@ impl Bench {
         let blobs = backends.blobs.clone();
         let app = TestApp::spawn_with(backends, Duration::from_secs(1), Vec::new()).await;
         let http = reqwest::Client::builder().no_proxy().build()?;
-        Ok(Bench { app, http, blobs })
+        let minimal = Minimal::new(
+            &app.azurite.connection_string(),
+            app.sim.base_url().as_str(),
+        )?;
+        minimal.prepare().await?;
+        Ok(Bench {
+            app,
+            http,
+            blobs,
+            minimal,
+        })
     }
 
     fn cpu(&self) -> Cpu {
@@ -179,6 +190,32 @@ impl Bench {
         Ok(run)
     }
 
+    /// The minimal pipeline ([`minimal`]): the same events through the same architecture with
+    /// the fewest requests, issued by this process; done, like the product, when the simulator
+    /// saw every instance confirmed. The pumps stop once both queues are empty (not timed).
+    async fn minimal(&self, specs: Vec<InstanceSpec>) -> anyhow::Result<Run> {
+        let created: Vec<CreatedInstance> = specs
+            .into_iter()
+            .map(|s| self.app.sim.add_instance(s))
+            .collect();
+        let events: Vec<_> = created
+            .iter()
+            .map(|c| self.app.sim.completed_event(c))
+            .collect();
+        let wanted: HashSet<String> = created.iter().map(CreatedInstance::instance_id).collect();
+        let cpu = self.cpu();
+        let started = Instant::now();
+        let pumps = self.minimal.start();
+        self.minimal.receive(&events).await?;
+        self.app
+            .wait_all_confirmed(&wanted, Duration::from_secs(900))
+            .await?;
+        let run = self.finish(started, cpu, &created);
+        self.minimal.settle(Duration::from_secs(60)).await?;
+        drop(pumps);
+        Ok(run)
+    }
+
     /// The baseline: the same bytes copied with the same SDK, `concurrency` elements at once.
     async fn baseline(&self, specs: Vec<InstanceSpec>, concurrency: usize) -> anyhow::Result<Run> {
         let created: Vec<CreatedInstance> = specs
@@ -205,7 +242,7 @@ impl Bench {
         let cpu = self.cpu();
         let started = Instant::now();
         let results: Vec<anyhow::Result<()>> = futures::stream::iter(copies)
-            .map(|(url, name, size)| self.copy(url, name, size))
+            .map(|(url, name, size)| minimal::copy(&self.http, &self.blobs, url, name, size))
             .buffer_unordered(concurrency)
             .collect()
             .await;
@@ -213,63 +250,6 @@ impl Bench {
             result?;
         }
         Ok(self.finish(started, cpu, &created))
-    }
-
-    /// Streams one element from the simulator into a block blob.
-    async fn copy(&self, url: String, name: String, size: u64) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .get(&url)
-            .bearer_auth(TOKEN)
-            .send()
-            .await?
-            .error_for_status()?;
-        let mut body = response.bytes_stream();
-        let blob = self.blobs.blob(ARCHIVE_CONTAINER, &name)?;
-        let block_blob = blob.block_blob_client();
-        let mut buffer = BytesMut::with_capacity(BLOCK_SIZE.min(size as usize).max(1));
-        let mut ids: Vec<Vec<u8>> = Vec::new();
-        let mut received = 0u64;
-        while let Some(chunk) = body.next().await {
-            let mut chunk = chunk?;
-            received += chunk.len() as u64;
-            while !chunk.is_empty() {
-                let take = (BLOCK_SIZE - buffer.len()).min(chunk.len());
-                buffer.extend_from_slice(&chunk.split_to(take));
-                if buffer.len() == BLOCK_SIZE {
-                    let block = buffer.split().freeze();
-                    let id = format!("block-{:08}", ids.len()).into_bytes();
-                    block_blob
-                        .stage_block(&id, block.len() as u64, block.into(), None)
-                        .await?;
-                    ids.push(id);
-                    buffer.reserve(BLOCK_SIZE);
-                }
-            }
-        }
-        if received != size {
-            bail!("{url}: {received} bytes, expected {size}");
-        }
-        if ids.is_empty() {
-            blob.upload(buffer.freeze().into(), None).await?;
-        } else {
-            if !buffer.is_empty() {
-                let block = buffer.freeze();
-                let id = format!("block-{:08}", ids.len()).into_bytes();
-                block_blob
-                    .stage_block(&id, block.len() as u64, block.into(), None)
-                    .await?;
-                ids.push(id);
-            }
-            let list = BlockLookupList {
-                latest: Some(ids),
-                ..Default::default()
-            };
-            block_blob
-                .commit_block_list(RequestContent::try_from(list)?, None)
-                .await?;
-        }
-        Ok(())
     }
 }
 
@@ -331,6 +311,39 @@ async fn budget_under_functions() -> anyhow::Result<(Requests, Requests)> {
     .await?;
     app.assert_no_poison().await;
     Ok((first, duplicate))
+}
+
+/// The minimal pipeline's first pass of the budget workload through the same proxy: its own
+/// queue traffic is counted (under the host harness the product's is not).
+async fn budget_minimal() -> anyhow::Result<Requests> {
+    let backends = Backends::start_unguarded_behind_proxy(0).await?;
+    backends.azurite.create_container(ARCHIVE_CONTAINER).await?;
+    let minimal = Minimal::new(
+        &backends.proxy().connection_string(),
+        backends.sim.base_url().as_str(),
+    )?;
+    minimal.prepare().await?;
+    let created: Vec<CreatedInstance> =
+        specs(BUDGET_INSTANCES, BUDGET_ELEMENTS, BUDGET_SIZE, 700_000)
+            .into_iter()
+            .map(|s| backends.sim.add_instance(s))
+            .collect();
+    let events: Vec<_> = created
+        .iter()
+        .map(|c| backends.sim.completed_event(c))
+        .collect();
+    let wanted: HashSet<String> = created.iter().map(CreatedInstance::instance_id).collect();
+    count_requests(&backends, created.len(), async {
+        let pumps = minimal.start();
+        minimal.receive(&events).await?;
+        backends
+            .wait_all_confirmed(&wanted, Duration::from_secs(300))
+            .await?;
+        minimal.settle(Duration::from_secs(60)).await?;
+        drop(pumps);
+        Ok(())
+    })
+    .await
 }
 
 /// The same with `aos run`, whose queue traffic is its own (and counted). A pass ends when the
@@ -419,6 +432,8 @@ async fn request_budget(report: &mut Report) -> anyhow::Result<()> {
     let (functions_first, functions_duplicate) = budget_under_functions().await?;
     eprintln!("request budget: the same as aos run");
     let (run_first, run_duplicate) = budget_as_aos_run().await?;
+    eprintln!("request budget: the minimal pipeline");
+    let minimal_first = budget_minimal().await?;
     report.section("Requests per instance");
     report.paragraph(&format!(
         "{BUDGET_INSTANCES} instances × {BUDGET_ELEMENTS} × {} through the `aos` binary `{}`. \
@@ -427,7 +442,10 @@ async fn request_budget(report: &mut Report) -> anyhow::Result<()> {
          fresh instances, until every one is confirmed and the runtime is idle. Duplicate: the \
          same events posted again afterwards. Under the Functions host the trigger and output \
          queues are the host's (not counted); `aos run` does its own queue work, and its \
-         \"queue get messages\" include the polls of the idle 2 s that end each pass.",
+         \"queue get messages\" include the polls of the idle 2 s that end each pass. The \
+         minimal pipeline (the bench's own requests, no product; see below) counts its queue \
+         work like `aos run`, its gets in batches like the host's, with the polls of its idle \
+         pumps until both queues are empty.",
         size_label(BUDGET_SIZE),
         aos_testkit::aos_binary().display(),
     ));
@@ -439,12 +457,14 @@ async fn request_budget(report: &mut Report) -> anyhow::Result<()> {
             "Functions: duplicate",
             "aos run: first pass",
             "aos run: duplicate",
+            "minimal pipeline: first pass",
         ],
         &table_rows(&[
             &functions_first,
             &functions_duplicate,
             &run_first,
             &run_duplicate,
+            &minimal_first,
         ]),
     );
     let target = 2 * BUDGET_ELEMENTS as u64 + 7;
@@ -466,6 +486,146 @@ async fn request_budget(report: &mut Report) -> anyhow::Result<()> {
         met(steady(&functions_first), target as f64),
         steady(&functions_duplicate),
         met(steady(&functions_duplicate), 2.0),
+    ));
+    Ok(())
+}
+
+/// The workloads issue 18 measures against the minimal pipeline: (instances, elements, size).
+const MINIMAL_WORKLOADS: [(usize, usize, u64); 3] =
+    [(100, 3, 10 * KIB), (50, 1, 256 * KIB), (8, 1, 4 * MIB)];
+
+/// The sum of two runs of one workload.
+fn sum(a: Run, b: Run) -> Run {
+    Run {
+        instances: a.instances + b.instances,
+        bytes: a.bytes + b.bytes,
+        elapsed: a.elapsed + b.elapsed,
+        aos_cpu: a.aos_cpu + b.aos_cpu,
+        azurite_cpu: a.azurite_cpu + b.azurite_cpu,
+        bench_cpu: a.bench_cpu + b.bench_cpu,
+    }
+}
+
+/// Product / minimal pipeline for [`MINIMAL_WORKLOADS`], each measured product, minimal,
+/// minimal, product (drift on the shared machine falls on both equally), fresh instances
+/// every time.
+async fn against_minimal(bench: &Bench, report: &mut Report, rounds: usize) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    let mut cpu_rows = Vec::new();
+    let mut ratios = Vec::new();
+    for (i, &(count, elements, size)) in MINIMAL_WORKLOADS.iter().enumerate() {
+        let name = format!("{count} × {elements} × {}", size_label(size));
+        eprintln!("product / minimal pipeline: {name}");
+        let party = 1_000_000 + 100_000 * i as u64;
+        let workload = |n: u64| specs(count, elements, size, party + n * 1_000);
+        let (mut product, mut minimal) = (Run::default(), Run::default());
+        let mut pairs = Vec::new();
+        for round in 0..rounds {
+            let n = 4 * round as u64;
+            let product_a = bench.product(workload(n)).await?;
+            let minimal_a = bench.minimal(workload(n + 1)).await?;
+            let minimal_b = bench.minimal(workload(n + 2)).await?;
+            let product_b = bench.product(workload(n + 3)).await?;
+            for (p, m) in [(product_a, minimal_a), (product_b, minimal_b)] {
+                pairs.push(format!(
+                    "{:.2}",
+                    p.instances_per_s() / m.instances_per_s().max(f64::EPSILON)
+                ));
+            }
+            product = sum(sum(product, product_a), product_b);
+            minimal = sum(sum(minimal, minimal_a), minimal_b);
+        }
+        let r = product.instances_per_s() / minimal.instances_per_s().max(f64::EPSILON);
+        eprintln!(
+            "  product {:.1}/s, minimal {:.1}/s: {r:.2} (pairs {})",
+            product.instances_per_s(),
+            minimal.instances_per_s(),
+            pairs.join(", ")
+        );
+        ratios.push((name.clone(), r, pairs.join(", ")));
+        for (path, run) in [("product", &product), ("minimal pipeline", &minimal)] {
+            let per = |d: Duration| {
+                format!(
+                    "{:.2}",
+                    1000.0 * d.as_secs_f64() / run.instances.max(1) as f64
+                )
+            };
+            rows.push(vec![
+                name.clone(),
+                path.to_string(),
+                run.instances.to_string(),
+                secs(run.elapsed),
+                format!("{:.1}", run.instances_per_s()),
+                format!("{:.1}", run.mib_per_s()),
+                if path == "product" {
+                    format!("**{r:.2}**")
+                } else {
+                    "—".into()
+                },
+            ]);
+            cpu_rows.push(vec![
+                name.clone(),
+                path.to_string(),
+                per(run.aos_cpu),
+                per(run.azurite_cpu),
+                per(run.bench_cpu),
+            ]);
+        }
+    }
+    report.section("Product vs the minimal pipeline");
+    report.paragraph(
+        "The minimal pipeline is the product's architecture with the fewest requests, issued by \
+         the bench with the same SDK and no product (`benches/archive/minimal.rs`): the event \
+         put on an inbound queue; a step that reads the instance, copies each element (one Put \
+         Blob below the block size, blocks and a commit above), writes the instance JSON and a \
+         manifest, puts the event on a confirmation queue and deletes its message; a step that \
+         reads the instance again, lists the instance's folder once, checks every element's size \
+         and the manifest, calls complete and deletes its message. Both queue hops are included \
+         with the same message (the event, base64), because the product pays them too: under \
+         the host harness the host puts, gets and deletes on Azurite for both queues. Its pumps \
+         work as the harness's (batches of 16, 24 messages at once, 50 ms idle polls), elements \
+         4 at a time per instance. It leaves out the webhook's HTTP hop and the product's own \
+         work: the listing before archiving (resumability), metadata and SHA-256, the \
+         manifest's fingerprints. Each workload ran product, minimal, minimal, product with \
+         fresh instances (three such rounds in the full run, one with `--quick`); the figures \
+         are the sums of all runs, each done when the simulator saw every instance confirmed.",
+    );
+    report.table(
+        &[
+            "Workload (instances × elements × size)",
+            "Path",
+            "Instances",
+            "Time (s)",
+            "Instances/s",
+            "MiB/s",
+            "Product / minimal",
+        ],
+        &rows,
+    );
+    report.paragraph(
+        "CPU per instance (ms, user + system) in the same runs; \"bench\" is this process: \
+         simulator and host harness, and for the minimal pipeline its own requests.",
+    );
+    report.table(
+        &[
+            "Workload",
+            "Path",
+            "aos CPU (ms)",
+            "Azurite CPU (ms)",
+            "bench CPU (ms)",
+        ],
+        &cpu_rows,
+    );
+    report.paragraph(&format!(
+        "Target (issue 18): product / minimal pipeline ≥ 0.8 for each — {}.",
+        ratios
+            .iter()
+            .map(|(name, r, pairs)| format!(
+                "{name}: {r:.2} ({}; the pairs run after one another: {pairs})",
+                if *r >= 0.8 { "met" } else { "not met" }
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
     ));
     Ok(())
 }
@@ -506,8 +666,17 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "Archive throughput: simulator → Azurite, product vs SDK baseline",
         &args,
     );
-    request_budget(&mut report).await?;
+    if !args.minimal_only {
+        request_budget(&mut report).await?;
+    }
     if args.requests_only {
+        return report.finish();
+    }
+    let bench = Bench::start().await?;
+    // Rounds of product, minimal, minimal, product per workload: the figures are small and the
+    // machine shared, so the full run repeats them.
+    against_minimal(&bench, &mut report, if args.quick { 1 } else { 3 }).await?;
+    if args.minimal_only {
         return report.finish();
     }
     report.section("Throughput: product and baseline");
@@ -524,8 +693,6 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
          baseline, the copies themselves. On a shared 2-core machine the absolute figures are \
          noisy: read the ratios.",
     );
-
-    let bench = Bench::start().await?;
 
     // (a) Many small instances.
     let (small_count, small_size) = if args.quick {
@@ -655,8 +822,8 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     report.paragraph(&format!(
         "Per small instance the product spends {:.2} ms of aos CPU and {:.2} ms of Azurite CPU \
-         (queue messages, instance JSON, manifest and a size check per element on top of the \
-         element writes); the baseline {:.2} ms of Azurite CPU. \"CPUs busy\" near the machine's \
+         (queue messages, instance JSON, manifest and two listings of the instance's folder on \
+         top of the element writes); the baseline {:.2} ms of Azurite CPU. \"CPUs busy\" near the machine's \
          {} CPUs means the run is CPU-bound, and the largest share says who binds it.",
         1000.0 * product_small.aos_cpu.as_secs_f64() / product_small.instances.max(1) as f64,
         1000.0 * product_small.azurite_cpu.as_secs_f64() / product_small.instances.max(1) as f64,

@@ -16,8 +16,25 @@ pub async fn start_handler(
     binary: &Path,
     env: &[(String, String)],
 ) -> anyhow::Result<(GroupChild, u16)> {
+    start_handler_on(binary, env, None).await
+}
+
+/// [`start_handler`], pinned to CPU `cpu` when given (`taskset -c`, which execs the handler:
+/// the process id is the handler's, and its runtime sees one CPU from its first instruction).
+pub async fn start_handler_on(
+    binary: &Path,
+    env: &[(String, String)],
+    cpu: Option<usize>,
+) -> anyhow::Result<(GroupChild, u16)> {
     let port = aos_testkit::free_port()?;
-    let mut command = Command::new(binary);
+    let mut command = match cpu {
+        Some(cpu) => {
+            let mut taskset = Command::new("taskset");
+            taskset.arg("-c").arg(cpu.to_string()).arg(binary);
+            taskset
+        }
+        None => Command::new(binary),
+    };
     command
         .current_dir(aos_testkit::app_root())
         .envs(env.iter().map(|(k, v)| (k, v)))

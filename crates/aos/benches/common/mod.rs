@@ -28,6 +28,11 @@ pub struct BenchArgs {
     /// Only the request budget per instance (`archive`): counts, no throughput; printed, not
     /// written (the record is the whole bench's).
     pub requests_only: bool,
+    /// Only the product / minimal-pipeline ratios (`archive`): printed, not written.
+    pub minimal_only: bool,
+    /// `ingest`: the handler pinned to CPU 0, the load generator to CPU 1 (`taskset`), so the
+    /// figures are one handler core's.
+    pub pin: bool,
 }
 
 impl BenchArgs {
@@ -42,6 +47,11 @@ impl BenchArgs {
                     args.requests_only = true;
                     args.no_write = true;
                 }
+                "--minimal-only" => {
+                    args.minimal_only = true;
+                    args.no_write = true;
+                }
+                "--pin" => args.pin = true,
                 "--bench" => {}
                 other => eprintln!("ignoring unknown bench argument {other:?}"),
             }

@@ -19,8 +19,16 @@ impl Report {
     pub fn new(name: &str, title: &str, args: &BenchArgs) -> Report {
         let mut body = String::new();
         let _ = writeln!(body, "# {title}\n");
-        let quick = if args.quick { " -- --quick" } else { "" };
-        let _ = writeln!(body, "- Command: `cargo bench --bench {name}{quick}`");
+        let flags: Vec<&str> = [(args.quick, "--quick"), (args.pin, "--pin")]
+            .into_iter()
+            .filter_map(|(on, flag)| on.then_some(flag))
+            .collect();
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" -- {}", flags.join(" "))
+        };
+        let _ = writeln!(body, "- Command: `cargo bench --bench {name}{flags}`");
         let _ = writeln!(body, "- Date: {}", now_utc());
         let _ = writeln!(body, "- Commit: {}", git_commit());
         let _ = writeln!(body, "- Machine: {}", machine());
