@@ -210,8 +210,11 @@ impl Archive {
     }
 }
 
-/// Cuts a stream of arbitrary chunks into blocks of exactly `size` bytes (the last one
-/// shorter), holding at most one block in memory.
+/// Cuts a stream of arbitrary chunks into blocks of exactly `size` bytes, holding at most one
+/// block in memory. The last block — shorter, or full when the element is a whole number of
+/// blocks — is never emitted but kept for [`BlockSplitter::finish`]: the caller writes it with
+/// the final request, so an element of exactly one block (4 MiB) is one Put Blob rather than a
+/// staged block plus a commit (half the requests, and the commit is the dearer one).
 ///
 /// Each block's buffer is allocated once at its final size (never grown by doubling and
 /// copying), and reclaimed for the next block when the previous one has been dropped.
@@ -241,7 +244,11 @@ impl BlockSplitter {
             }
             let take = (self.size - self.buffer.len()).min(chunk.len());
             self.buffer.extend_from_slice(&chunk.split_to(take));
-            if self.buffer.len() == self.size {
+            // A full block is emitted only when more bytes are expected after it (or arrive
+            // anyway: more than expected is the caller's error to report, never a loop here).
+            if self.buffer.len() == self.size
+                && (self.remaining > self.size as u64 || !chunk.is_empty())
+            {
                 self.remaining = self.remaining.saturating_sub(self.size as u64);
                 full.push(self.buffer.split().freeze());
             }
@@ -249,7 +256,8 @@ impl BlockSplitter {
         full
     }
 
-    /// The bytes after the last full block.
+    /// The last block: the bytes after the blocks emitted (a whole block when the element is a
+    /// whole number of blocks).
     fn finish(self) -> Bytes {
         self.buffer.freeze()
     }
@@ -288,7 +296,15 @@ mod tests {
                 "full blocks only: total {total} chunk {chunk}"
             );
             let rest = splitter.finish();
-            assert!(rest.len() < 16);
+            // The last block is always the rest, full or not: one request can write it, and
+            // an element of exactly one block is a single Put Blob.
+            let last = if total == 0 { 0 } else { (total - 1) % 16 + 1 };
+            assert_eq!(rest.len(), last, "total {total} chunk {chunk}");
+            assert_eq!(
+                out.len(),
+                total.saturating_sub(1) / 16,
+                "total {total} chunk {chunk}"
+            );
             let joined: Vec<u8> = out
                 .iter()
                 .flat_map(|b| b.to_vec())
@@ -296,6 +312,14 @@ mod tests {
                 .collect();
             assert_eq!(joined, data, "total {total} chunk {chunk}");
         }
+    }
+
+    #[test]
+    fn more_bytes_than_expected_never_stall_the_splitter() {
+        let mut splitter = BlockSplitter::new(16, 16);
+        let out = splitter.push(Bytes::from(vec![1u8; 40]));
+        assert_eq!(out.len(), 2, "full blocks handed on");
+        assert_eq!(splitter.finish().len(), 8);
     }
 
     #[test]
