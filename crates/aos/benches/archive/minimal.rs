@@ -325,8 +325,9 @@ fn elements(instance: &Value) -> anyhow::Result<Vec<(String, u64)>> {
 }
 
 /// Streams one element from the simulator into a block blob: one Put Blob from a buffer of the
-/// element's size when it fits in a block; otherwise blocks of [`BLOCK_SIZE`] staged, then the
-/// block list committed. Also the raw-copy baseline's whole work per element.
+/// element's size when it fits in a block (a block of exactly [`BLOCK_SIZE`] included);
+/// otherwise blocks of [`BLOCK_SIZE`] staged, then the block list committed. Also the raw-copy
+/// baseline's whole work per element.
 pub async fn copy(
     http: &reqwest::Client,
     blobs: &StorageEndpoint,
@@ -352,7 +353,10 @@ pub async fn copy(
         while !chunk.is_empty() {
             let take = (BLOCK_SIZE - buffer.len()).min(chunk.len());
             buffer.extend_from_slice(&chunk.split_to(take));
-            if buffer.len() == BLOCK_SIZE {
+            // The last block waits for the final request, full or not.
+            let staged_bytes = (ids.len() * BLOCK_SIZE) as u64;
+            let more = staged_bytes + (BLOCK_SIZE as u64) < size || !chunk.is_empty();
+            if buffer.len() == BLOCK_SIZE && more {
                 let block = buffer.split().freeze();
                 let id = format!("block-{:08}", ids.len()).into_bytes();
                 block_blob
