@@ -157,17 +157,31 @@ impl Bench {
         }
     }
 
-    /// The product: post every instance's event, wait until the simulator saw each confirmed.
-    async fn product(&self, specs: Vec<InstanceSpec>) -> anyhow::Result<Run> {
+    /// The instances added to the simulator, their completed events, and their ids (what a
+    /// run waits for), for the product and the minimal pipeline alike.
+    fn arrange(
+        &self,
+        specs: Vec<InstanceSpec>,
+    ) -> (
+        Vec<CreatedInstance>,
+        Vec<serde_json::Value>,
+        HashSet<String>,
+    ) {
         let created: Vec<CreatedInstance> = specs
             .into_iter()
             .map(|s| self.app.sim.add_instance(s))
             .collect();
-        let events: Vec<_> = created
+        let events = created
             .iter()
             .map(|c| self.app.sim.completed_event(c))
             .collect();
-        let wanted: HashSet<String> = created.iter().map(CreatedInstance::instance_id).collect();
+        let wanted = created.iter().map(CreatedInstance::instance_id).collect();
+        (created, events, wanted)
+    }
+
+    /// The product: post every instance's event, wait until the simulator saw each confirmed.
+    async fn product(&self, specs: Vec<InstanceSpec>) -> anyhow::Result<Run> {
+        let (created, events, wanted) = self.arrange(specs);
         let cpu = self.cpu();
         let started = Instant::now();
         let statuses: Vec<u16> = futures::stream::iter(events)
@@ -194,15 +208,7 @@ impl Bench {
     /// the fewest requests, issued by this process; done, like the product, when the simulator
     /// saw every instance confirmed. The pumps stop once both queues are empty (not timed).
     async fn minimal(&self, specs: Vec<InstanceSpec>) -> anyhow::Result<Run> {
-        let created: Vec<CreatedInstance> = specs
-            .into_iter()
-            .map(|s| self.app.sim.add_instance(s))
-            .collect();
-        let events: Vec<_> = created
-            .iter()
-            .map(|c| self.app.sim.completed_event(c))
-            .collect();
-        let wanted: HashSet<String> = created.iter().map(CreatedInstance::instance_id).collect();
+        let (created, events, wanted) = self.arrange(specs);
         let cpu = self.cpu();
         let started = Instant::now();
         let pumps = self.minimal.start();
