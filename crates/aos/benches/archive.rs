@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use altinn_aos::storage::StorageEndpoint;
-use altinn_sim::{CreatedInstance, InstanceSpec};
+use altinn_sim::{CreatedInstance, InstanceSpec, SimulatorHandle};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 
@@ -157,31 +157,9 @@ impl Bench {
         }
     }
 
-    /// The instances added to the simulator, their completed events, and their ids (what a
-    /// run waits for), for the product and the minimal pipeline alike.
-    fn arrange(
-        &self,
-        specs: Vec<InstanceSpec>,
-    ) -> (
-        Vec<CreatedInstance>,
-        Vec<serde_json::Value>,
-        HashSet<String>,
-    ) {
-        let created: Vec<CreatedInstance> = specs
-            .into_iter()
-            .map(|s| self.app.sim.add_instance(s))
-            .collect();
-        let events = created
-            .iter()
-            .map(|c| self.app.sim.completed_event(c))
-            .collect();
-        let wanted = created.iter().map(CreatedInstance::instance_id).collect();
-        (created, events, wanted)
-    }
-
     /// The product: post every instance's event, wait until the simulator saw each confirmed.
     async fn product(&self, specs: Vec<InstanceSpec>) -> anyhow::Result<Run> {
-        let (created, events, wanted) = self.arrange(specs);
+        let (created, events, wanted) = arrange(&self.app.sim, specs);
         let cpu = self.cpu();
         let started = Instant::now();
         let statuses: Vec<u16> = futures::stream::iter(events)
@@ -208,7 +186,7 @@ impl Bench {
     /// the fewest requests, issued by this process; done, like the product, when the simulator
     /// saw every instance confirmed. The pumps stop once both queues are empty (not timed).
     async fn minimal(&self, specs: Vec<InstanceSpec>) -> anyhow::Result<Run> {
-        let (created, events, wanted) = self.arrange(specs);
+        let (created, events, wanted) = arrange(&self.app.sim, specs);
         let cpu = self.cpu();
         let started = Instant::now();
         let pumps = self.minimal.start();
@@ -285,13 +263,10 @@ async fn budget_under_functions() -> anyhow::Result<(Requests, Requests)> {
     let backends = Backends::start_unguarded_behind_proxy(0).await?;
     backends.azurite.create_container(ARCHIVE_CONTAINER).await?;
     let app = TestApp::spawn_with(backends, Duration::from_secs(1), Vec::new()).await;
-    let created: Vec<CreatedInstance> =
-        specs(BUDGET_INSTANCES, BUDGET_ELEMENTS, BUDGET_SIZE, 500_000)
-            .into_iter()
-            .map(|s| app.sim.add_instance(s))
-            .collect();
-    let events: Vec<_> = created.iter().map(|c| app.sim.completed_event(c)).collect();
-    let wanted: HashSet<String> = created.iter().map(CreatedInstance::instance_id).collect();
+    let (created, events, wanted) = arrange(
+        &app.sim,
+        specs(BUDGET_INSTANCES, BUDGET_ELEMENTS, BUDGET_SIZE, 500_000),
+    );
     let post_all = || async {
         let statuses: Vec<u16> = futures::stream::iter(events.iter())
             .map(|event| async { app.post_event(event).await.status })
@@ -329,16 +304,10 @@ async fn budget_minimal() -> anyhow::Result<Requests> {
         backends.sim.base_url().as_str(),
     )?;
     minimal.prepare().await?;
-    let created: Vec<CreatedInstance> =
-        specs(BUDGET_INSTANCES, BUDGET_ELEMENTS, BUDGET_SIZE, 700_000)
-            .into_iter()
-            .map(|s| backends.sim.add_instance(s))
-            .collect();
-    let events: Vec<_> = created
-        .iter()
-        .map(|c| backends.sim.completed_event(c))
-        .collect();
-    let wanted: HashSet<String> = created.iter().map(CreatedInstance::instance_id).collect();
+    let (created, events, wanted) = arrange(
+        &backends.sim,
+        specs(BUDGET_INSTANCES, BUDGET_ELEMENTS, BUDGET_SIZE, 700_000),
+    );
     count_requests(&backends, created.len(), async {
         let pumps = minimal.start();
         minimal.receive(&events).await?;
@@ -359,16 +328,10 @@ async fn budget_as_aos_run() -> anyhow::Result<(Requests, Requests)> {
     let backends = Backends::start_unguarded_behind_proxy(0).await?;
     backends.azurite.create_container(ARCHIVE_CONTAINER).await?;
     let runtime = Standalone::start(&backends).await;
-    let created: Vec<CreatedInstance> =
-        specs(BUDGET_INSTANCES, BUDGET_ELEMENTS, BUDGET_SIZE, 600_000)
-            .into_iter()
-            .map(|s| backends.sim.add_instance(s))
-            .collect();
-    let events: Vec<_> = created
-        .iter()
-        .map(|c| backends.sim.completed_event(c))
-        .collect();
-    let wanted: HashSet<String> = created.iter().map(CreatedInstance::instance_id).collect();
+    let (created, events, wanted) = arrange(
+        &backends.sim,
+        specs(BUDGET_INSTANCES, BUDGET_ELEMENTS, BUDGET_SIZE, 600_000),
+    );
     let post_all = || async {
         let statuses: Vec<u16> = futures::stream::iter(events.iter())
             .map(|event| async { runtime.post_event(event).await.0 })
@@ -634,6 +597,22 @@ async fn against_minimal(bench: &Bench, report: &mut Report, rounds: usize) -> a
             .join("; ")
     ));
     Ok(())
+}
+
+/// The instances added to the simulator, their completed events, and their ids (what a run
+/// waits for): the same start for every measured pass.
+fn arrange(
+    sim: &SimulatorHandle,
+    specs: Vec<InstanceSpec>,
+) -> (
+    Vec<CreatedInstance>,
+    Vec<serde_json::Value>,
+    HashSet<String>,
+) {
+    let created: Vec<CreatedInstance> = specs.into_iter().map(|s| sim.add_instance(s)).collect();
+    let events = created.iter().map(|c| sim.completed_event(c)).collect();
+    let wanted = created.iter().map(CreatedInstance::instance_id).collect();
+    (created, events, wanted)
 }
 
 /// `count` instances, each with `per_instance` elements of `size` bytes.

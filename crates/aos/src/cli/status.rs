@@ -208,19 +208,14 @@ fn altinn_text(part: &AltinnPart, out: &mut String) {
         subs.items.len()
     );
     for s in &subs.items {
-        let _ = writeln!(
-            out,
-            "  {}  {}  {}  {}  {}",
+        let line = super::subscriptions::subscription_line(
             s.id,
-            if s.validated {
-                "validated"
-            } else {
-                "NOT-VALIDATED"
-            },
-            Printable(s.source.as_deref().unwrap_or("-")),
-            Printable(s.type_filter.as_deref().unwrap_or("(any type)")),
-            Printable(s.endpoint.as_deref().unwrap_or("-")),
+            s.validated,
+            s.source.as_deref(),
+            s.type_filter.as_deref(),
+            s.endpoint.as_deref(),
         );
+        let _ = writeln!(out, "  {line}");
     }
     for app in &subs.missing {
         let _ = writeln!(out, "  missing: {}", Printable(app));

@@ -208,22 +208,36 @@ impl Context {
 
 /// One subscription per line; Altinn's text escaped (it comes from outside).
 fn line(sub: &Subscription) -> String {
+    let endpoint = sub.end_point.as_deref().map(redact_endpoint);
+    subscription_line(
+        sub.id,
+        sub.validated,
+        sub.source_filter.as_deref(),
+        sub.type_filter.as_deref(),
+        endpoint.as_deref(),
+    )
+}
+
+/// The line `aos subscriptions list` and `aos status` show for a subscription, tab-separated:
+/// id, validated or not, source filter, type filter, endpoint (its query already redacted).
+pub(super) fn subscription_line(
+    id: u64,
+    validated: bool,
+    source: Option<&str>,
+    type_filter: Option<&str>,
+    endpoint: Option<&str>,
+) -> String {
     format!(
         "{}\t{}\t{}\t{}\t{}",
-        sub.id,
-        if sub.validated {
+        id,
+        if validated {
             "validated"
         } else {
             "NOT-VALIDATED"
         },
-        Printable(sub.source_filter.as_deref().unwrap_or("-")),
-        Printable(sub.type_filter.as_deref().unwrap_or("(any type)")),
-        Printable(
-            &sub.end_point
-                .as_deref()
-                .map(redact_endpoint)
-                .unwrap_or_else(|| "-".into())
-        ),
+        Printable(source.unwrap_or("-")),
+        Printable(type_filter.unwrap_or("(any type)")),
+        Printable(endpoint.unwrap_or("-")),
     )
 }
 
