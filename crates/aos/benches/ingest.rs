@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use aos_testkit::GroupChild;
 use aos_testkit::app::FunctionApp;
-use aos_testkit::invocation::{HttpCall, SysInfo, http_request};
+use aos_testkit::invocation::{HOST_VERSION, HttpCall, SysInfo, http_request};
 use aos_testkit::standalone::{Standalone, WEBHOOK_SECRET};
 use aos_testkit::world::{Backends, instance};
 use common::http::{self, LoadResult};
@@ -281,10 +281,26 @@ fn invocation_requests(apps_base: &str) -> anyhow::Result<Vec<Vec<u8>>> {
                 &SysInfo::now("EventsReceiver"),
             )
             .map_err(anyhow::Error::msg)?;
-            Ok(http::request(
+            // The headers the host sends with every invocation (the harness's `post`): its
+            // invocation id, its version, and the `traceparent` of the invocation's activity
+            // (Application Insights on, as in Azure), which the handler stamps on the event.
+            let invocation_id = uuid::Uuid::new_v4().to_string();
+            let traceparent = format!(
+                "00-{}-{}-01",
+                uuid::Uuid::new_v4().simple(),
+                &uuid::Uuid::new_v4().simple().to_string()[..16]
+            );
+            let user_agent = format!("Azure-Functions-Host/{HOST_VERSION}");
+            Ok(http::request_with(
                 "POST",
                 "/EventsReceiver",
-                "application/json",
+                "application/json; charset=utf-8",
+                &[
+                    ("X-Azure-Functions-InvocationId", &invocation_id),
+                    ("X-Azure-Functions-HostVersion", HOST_VERSION),
+                    ("User-Agent", &user_agent),
+                    ("traceparent", &traceparent),
+                ],
                 payload.to_string().as_bytes(),
             ))
         })
@@ -292,7 +308,7 @@ fn invocation_requests(apps_base: &str) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// A correct answer: the `res` output is 200 and says queued, and there is one `inbound`
-/// queue message (a JSON object with the event's id).
+/// queue message (a JSON object with the event's id and the invocation's `traceparent`).
 fn check_invocation(body: &[u8]) -> anyhow::Result<()> {
     let v: Value = serde_json::from_slice(body).context("response is JSON")?;
     let outputs = &v["Outputs"];
@@ -310,6 +326,14 @@ fn check_invocation(body: &[u8]) -> anyhow::Result<()> {
     if inbound.get("id") != answer.get("id") {
         bail!("the queued message is not the event: {v}");
     }
+    // The host's `traceparent` travels on with the event (`crate::correlation`).
+    if !inbound
+        .get("traceparent")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("00-"))
+    {
+        bail!("the queued event does not carry the invocation's trace: {v}");
+    }
     Ok(())
 }
 
@@ -321,17 +345,25 @@ fn check_webhook(body: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Pins every thread of this process to `cpus` (a `taskset` list).
+/// Pins every thread of this process to `cpus` (a `taskset` list). `taskset -a` lists the
+/// threads, then sets each: a thread that exits in between (the runtime's blocking pool lets
+/// idle ones go) makes it fail with "No such process", so it is tried again a few times.
 fn pin_self(cpus: &str) -> anyhow::Result<()> {
-    let status = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("taskset (util-linux)")?;
-    if !status.success() {
-        bail!("taskset -a -p -c {cpus} failed: {status}");
+    let mut status = None;
+    for _ in 0..5 {
+        let outcome = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .context("taskset (util-linux)")?;
+        if outcome.success() {
+            return Ok(());
+        }
+        status = Some(outcome);
+        std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(())
+    bail!("taskset -a -p -c {cpus} failed 5 times: {status:?}")
 }
 
 fn available_cpus() -> usize {

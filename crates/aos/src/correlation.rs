@@ -25,7 +25,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use uuid::Uuid;
 
-use crate::domain::{BaseUrl, CloudEvent, Printable};
+use crate::domain::{BaseUrl, CloudEvent, InstanceRef, Printable};
 use crate::queue::{MAX_MESSAGE_TEXT_BYTES, queued_text_size};
 
 /// The header carrying the host's invocation id (spec §2).
@@ -93,7 +93,7 @@ impl TraceParent {
 /// The ids of one invocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Correlation {
-    pub invocation_id: String,
+    pub invocation_id: Uuid,
     pub trace: Option<TraceParent>,
 }
 
@@ -103,8 +103,7 @@ impl Correlation {
     pub fn new(invocation_id: Option<&str>, traceparent: Option<&str>) -> Correlation {
         let invocation_id = invocation_id
             .and_then(|id| Uuid::parse_str(id.trim()).ok())
-            .unwrap_or_else(Uuid::new_v4)
-            .to_string();
+            .unwrap_or_else(Uuid::new_v4);
         Correlation {
             invocation_id,
             trace: traceparent.and_then(TraceParent::parse),
@@ -153,38 +152,60 @@ impl Correlation {
     /// the same trace id. Unchanged when there is no trace, when the event already carries a
     /// valid trace of its own, or when the attribute would make it too large for one queue
     /// message (the size the webhook has already accepted is what counts).
-    pub fn stamp(&self, event: CloudEvent) -> CloudEvent {
+    pub fn stamp(&self, mut event: CloudEvent) -> CloudEvent {
         let Some(trace) = &self.trace else {
             return event;
         };
         if TraceParent::of_event(&event).is_some() {
             return event;
         }
-        let mut attributes = event.attributes().clone();
-        attributes.insert(TRACEPARENT.to_string(), Value::String(trace.header()));
-        if queued_text_size(&attributes) > MAX_MESSAGE_TEXT_BYTES {
-            return event;
+        let previous = event.set_extension(TRACEPARENT, Value::String(trace.header()));
+        if queued_text_size(event.attributes()) > MAX_MESSAGE_TEXT_BYTES {
+            match previous {
+                Some(previous) => event.set_extension(TRACEPARENT, previous),
+                None => event.remove_extension(TRACEPARENT),
+            };
         }
-        CloudEvent::from_value(Value::Object(attributes)).unwrap_or(event)
+        event
+    }
+
+    /// The webhook's event to queue, as both adapters queue and log it: stamped with this
+    /// invocation's trace ([`Correlation::stamp`]), and its id, trace and `instance` recorded
+    /// on the current (`invocation`) span.
+    pub fn queued(&self, event: CloudEvent, instance: &InstanceRef) -> CloudEvent {
+        let event = self.stamp(event);
+        let span = tracing::Span::current();
+        record_event_ids(&span, &event);
+        record_instance(&span, instance);
+        event
     }
 }
 
 /// Records the event's id and, when its source names an instance on the app host, the
 /// instance on `span`. Event text is untrusted: the id is escaped.
 pub fn record_event(span: &tracing::Span, event: &CloudEvent, apps_base_url: &BaseUrl) {
+    record_event_ids(span, event);
+    if let Ok(instance) = event.instance(apps_base_url) {
+        record_instance(span, &instance);
+    }
+}
+
+/// The event's id (escaped) and the trace it carries.
+fn record_event_ids(span: &tracing::Span, event: &CloudEvent) {
     span.record("event_id", tracing::field::display(Printable(event.id())));
     if let Some(trace) = TraceParent::of_event(event) {
         span.record("trace_id", trace.trace_id());
     }
-    if let Ok(instance) = event.instance(apps_base_url) {
-        span.record("org", instance.org.as_str());
-        span.record("app", instance.app.as_str());
-        span.record("party_id", instance.party_id.get());
-        span.record(
-            "instance_guid",
-            tracing::field::display(instance.instance_guid),
-        );
-    }
+}
+
+fn record_instance(span: &tracing::Span, instance: &InstanceRef) {
+    span.record("org", instance.org.as_str());
+    span.record("app", instance.app.as_str());
+    span.record("party_id", instance.party_id.get());
+    span.record(
+        "instance_guid",
+        tracing::field::display(instance.instance_guid),
+    );
 }
 
 tokio::task_local! {
@@ -235,9 +256,12 @@ mod tests {
     #[test]
     fn keeps_the_hosts_invocation_id_and_makes_one_otherwise() {
         let id = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
-        assert_eq!(Correlation::new(Some(id), None).invocation_id, id);
+        assert_eq!(
+            Correlation::new(Some(id), None).invocation_id.to_string(),
+            id
+        );
         let made = Correlation::new(Some("not a guid\n"), None).invocation_id;
-        assert!(Uuid::parse_str(&made).is_ok());
+        assert_ne!(made.to_string(), "not a guid");
     }
 
     fn event(extra: &[(&str, &str)]) -> CloudEvent {
@@ -271,6 +295,22 @@ mod tests {
         let base = queued_text_size(event(&[]).attributes());
         let filler = "x".repeat(MAX_MESSAGE_TEXT_BYTES - base - 20);
         let large = event(&[("data", &filler)]);
+        assert!(queued_text_size(large.attributes()) <= MAX_MESSAGE_TEXT_BYTES);
+        assert_eq!(correlation.stamp(large.clone()), large);
+    }
+
+    #[test]
+    fn a_malformed_trace_of_the_events_own_is_replaced_unless_the_stamp_would_not_fit() {
+        let correlation = Correlation::new(None, Some(VALID));
+        let malformed = event(&[(TRACEPARENT, "not a trace")]);
+        assert_eq!(
+            correlation.stamp(malformed).attributes()[TRACEPARENT],
+            VALID
+        );
+        // Too large with the stamp: the event stays exactly as received.
+        let base = queued_text_size(event(&[(TRACEPARENT, "x")]).attributes());
+        let filler = "x".repeat(MAX_MESSAGE_TEXT_BYTES - base - 20);
+        let large = event(&[(TRACEPARENT, "x"), ("data", &filler)]);
         assert!(queued_text_size(large.attributes()) <= MAX_MESSAGE_TEXT_BYTES);
         assert_eq!(correlation.stamp(large.clone()), large);
     }

@@ -78,7 +78,7 @@ impl Failures {
             at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
-            invocation_id: correlation.as_ref().map(|c| c.invocation_id.clone()),
+            invocation_id: correlation.as_ref().map(|c| c.invocation_id.to_string()),
             trace_id: correlation.and_then(|c| c.trace_id().map(str::to_string)),
         };
         let json = serde_json::to_vec(&record).expect("a failure record serialises");

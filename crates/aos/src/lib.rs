@@ -47,7 +47,8 @@
 //! - [`failures`] — last-failure records in the `aos-state` container; [`holds`] — instances
 //!   held out of reconciliation and catch-up after a permanent failure; [`poison`] — reading
 //!   and replaying the poison queues (`aos poison list|replay`).
-//! - [`functions`] — the custom-handler adapter: payload codec and one route per function.
+//! - [`functions`] — the custom-handler adapter: payload codec (the webhook's HTTP request
+//!   decoded in one borrowing pass) and one route per function.
 //! - [`request_body`] — reading a webhook or invocation body with a cap, reading a larger one
 //!   to its end and dropping it (both adapters).
 //! - [`standalone`] — `aos run`: the same steps without the Functions host (webhook with its
@@ -102,6 +103,7 @@ pub use altinn::AltinnClient;
 pub use altinn::client::ATTEMPTS as ALTINN_ATTEMPTS;
 pub use auth::token::AltinnTokenProvider;
 pub use auth::{AccessToken, KeyError, TokenError, TokenProvider, altinn_provider, keys};
+pub use functions::http_trigger::HttpTriggerRequest;
 pub use functions::invocation::InvocationRequest;
 pub use functions::{FUNCTIONS, bindings};
 pub use pipeline::Pipeline;

@@ -11,12 +11,24 @@ use tokio::net::TcpStream;
 
 /// The bytes of one HTTP/1.1 request (keep-alive) with a body.
 pub fn request(method: &str, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    request_with(method, path, content_type, &[], body)
+}
+
+/// [`request`] with further `headers` (name, value).
+pub fn request_with(
+    method: &str,
+    path: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut out = out.into_bytes();
     out.extend_from_slice(body);
     out
 }

@@ -10,6 +10,8 @@
 //! - **Shape.** JSON lines under the Functions host or with `AOS_LOG_FORMAT=json`
 //!   ([`CorrelatedJson`]: the event's fields and every enclosing span's fields, so the
 //!   `invocation` span's ids — `crate::correlation` — are on each line); human lines otherwise.
+//!   A span's fields are kept as JSON members appended as they are recorded ([`SpanFields`]) and
+//!   parsed only when a line is written: most invocations write none.
 //! - **Colour** only when every stream the logs go to is a terminal, and never with a
 //!   non-empty `NO_COLOR` (<https://no-color.org>).
 //! - **Redaction.** Every formatted line passes [`crate::redact`] on its way out: whatever a
@@ -21,7 +23,8 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -59,13 +62,13 @@ pub fn init(level: &str, streams: Streams) {
         .with_ansi(ansi);
     match (streams, json) {
         (Streams::BySeverity, true) => builder
-            .fmt_fields(JsonFields::new())
+            .fmt_fields(SpanFields)
             .event_format(CorrelatedJson)
             .with_writer(by_severity())
             .init(),
         (Streams::BySeverity, false) => builder.with_writer(by_severity()).init(),
         (Streams::Stderr, true) => builder
-            .fmt_fields(JsonFields::new())
+            .fmt_fields(SpanFields)
             .event_format(CorrelatedJson)
             .with_writer(RedactingWriter(std::io::stderr))
             .init(),
@@ -92,14 +95,13 @@ fn no_color_unset(value: Option<std::ffi::OsString>) -> bool {
 /// `parse_json` in KQL).
 pub struct CorrelatedJson;
 
-impl<S, N> FormatEvent<S, N> for CorrelatedJson
+impl<S> FormatEvent<S, SpanFields> for CorrelatedJson
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        ctx: &FmtContext<'_, S, SpanFields>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
@@ -115,17 +117,90 @@ where
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 let extensions = span.extensions();
-                let Some(fields) = extensions.get::<FormattedFields<N>>() else {
+                let Some(fields) = extensions.get::<FormattedFields<SpanFields>>() else {
                     continue;
                 };
-                if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields.as_str()) {
-                    for (name, value) in fields {
-                        line.entry(name).or_insert(value);
-                    }
+                for (name, value) in SpanFields::parse(fields) {
+                    line.entry(name).or_insert(value);
                 }
             }
         }
         writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+/// A span's fields as JSON object members, each written as `,"name":value` and appended as it
+/// is recorded (tracing-subscriber's `add_fields` appends). A field recorded twice appears twice;
+/// [`SpanFields::parse`] keeps the later value, as a re-recorded field should read.
+///
+/// Why not tracing-subscriber's `JsonFields`: it re-parses and re-serialises the span's whole
+/// object on every `Span::record`, and a webhook invocation records up to seven fields after
+/// the span is made — a tenth of the handler's CPU per invocation in the ingest profile
+/// (`docs/benchmarks/ingest.md`), spent on lines that are mostly never written.
+pub struct SpanFields;
+
+impl SpanFields {
+    /// The members as a map, in the order recorded (a later value of a name wins).
+    fn parse(fields: &str) -> Map<String, Value> {
+        let members = fields.trim_start().strip_prefix(',').unwrap_or(fields);
+        match serde_json::from_str::<Value>(&format!("{{{members}}}")) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+}
+
+impl<'writer> FormatFields<'writer> for SpanFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        writer: Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut members = MemberWriter {
+            writer,
+            result: Ok(()),
+        };
+        fields.record(&mut members);
+        members.result
+    }
+}
+
+/// Writes each field it visits as `,"name":value`.
+struct MemberWriter<'writer> {
+    writer: Writer<'writer>,
+    result: std::fmt::Result,
+}
+
+impl MemberWriter<'_> {
+    fn member(&mut self, field: &Field, value: Value) {
+        if self.result.is_ok() {
+            let name = Value::from(field.name());
+            self.result = write!(self.writer, ",{name}:{value}");
+        }
+    }
+}
+
+impl Visit for MemberWriter<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.member(field, Value::from(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.member(field, Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.member(field, Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.member(field, Value::from(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.member(field, Value::from(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.member(field, Value::String(value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.member(field, Value::String(format!("{value:?}")));
     }
 }
 
@@ -186,7 +261,7 @@ mod tests {
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
-            .fmt_fields(JsonFields::new())
+            .fmt_fields(SpanFields)
             .event_format(CorrelatedJson)
             .with_writer(move || writer.clone())
             .finish();
@@ -194,10 +269,18 @@ mod tests {
             let span = tracing::error_span!(
                 "invocation",
                 invocation_id = "abc",
-                event_id = tracing::field::Empty
+                event_id = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                party_id = tracing::field::Empty,
             );
             let _entered = span.enter();
             span.record("event_id", "e-1");
+            span.record("trace_id", "first");
+            span.record("party_id", 50_019_855_u64);
+            // Recorded again: the later value is the one on the line.
+            span.record("trace_id", "second \"quoted\"\n");
+            let inner = tracing::info_span!("step", step = "outer", attempt = 2);
+            let _inner = inner.enter();
             tracing::info!(step = "process", "instance archived");
         });
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
@@ -206,6 +289,10 @@ mod tests {
         assert_eq!(line["level"], "INFO");
         assert_eq!(line["invocation_id"], "abc");
         assert_eq!(line["event_id"], "e-1");
+        assert_eq!(line["trace_id"], "second \"quoted\"\n");
+        assert_eq!(line["party_id"], 50_019_855);
+        assert_eq!(line["attempt"], 2);
+        // An event field wins over a span field of the same name.
         assert_eq!(line["step"], "process");
     }
 }

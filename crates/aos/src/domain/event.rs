@@ -142,6 +142,29 @@ impl CloudEvent {
         Value::Object(self.attributes.clone())
     }
 
+    /// [`CloudEvent::to_json`] without the copy.
+    pub fn into_json(self) -> Value {
+        Value::Object(self.attributes)
+    }
+
+    /// Sets extension attribute `name` (e.g. `traceparent`), returning its previous value. The
+    /// required attributes are validated at parse and cannot be set this way.
+    pub fn set_extension(&mut self, name: &str, value: Value) -> Option<Value> {
+        if REQUIRED.contains(&name) {
+            debug_assert!(false, "`{name}` is not an extension attribute");
+            return None;
+        }
+        self.attributes.insert(name.to_string(), value)
+    }
+
+    /// Removes extension attribute `name`; the required attributes stay.
+    pub fn remove_extension(&mut self, name: &str) -> Option<Value> {
+        if REQUIRED.contains(&name) {
+            return None;
+        }
+        self.attributes.remove(name)
+    }
+
     /// The attributes as received (what [`CloudEvent::to_json`] wraps), for measuring or
     /// writing the message without a copy.
     pub fn attributes(&self) -> &Map<String, Value> {

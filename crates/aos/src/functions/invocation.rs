@@ -86,52 +86,6 @@ impl InvocationRequest {
             .and_then(host_text)
             .and_then(|t| t.trim().parse().ok())
     }
-
-    /// The HTTP request bound to `binding` (JSON payload mode).
-    pub fn http_request(&self, binding: &str) -> Result<HttpTriggerRequest, InvocationError> {
-        let req = self
-            .data
-            .get(binding)
-            .and_then(Value::as_object)
-            .ok_or_else(|| {
-                InvocationError(format!("Data.{binding} is not an HTTP request object"))
-            })?;
-        let method = req
-            .get("Method")
-            .and_then(Value::as_str)
-            .unwrap_or("POST")
-            .to_ascii_uppercase();
-        let headers = req
-            .get("Headers")
-            .and_then(Value::as_object)
-            .map(|h| {
-                h.iter()
-                    .filter_map(|(name, v)| {
-                        let value = match v {
-                            Value::Array(items) => items
-                                .iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(","),
-                            Value::String(s) => s.clone(),
-                            _ => return None,
-                        };
-                        Some((name.to_ascii_lowercase(), value))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let body = match req.get("Body") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::String(s)) => s.clone().into_bytes(),
-            Some(other) => other.to_string().into_bytes(),
-        };
-        Ok(HttpTriggerRequest {
-            method,
-            headers,
-            body,
-        })
-    }
 }
 
 /// Removes the host's JSON-string encoding from a `Data`/`Metadata` value: a string holding a
@@ -146,25 +100,6 @@ fn host_text(value: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Object(_) | Value::Array(_) => Some(value.to_string()),
         _ => None,
-    }
-}
-
-/// The webhook request as the handler sees it.
-#[derive(Debug, Default)]
-pub struct HttpTriggerRequest {
-    pub method: String,
-    /// Lower-cased names; repeated values joined with `,`.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl HttpTriggerRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -271,17 +206,6 @@ mod tests {
         assert_eq!(req.blob_content("blob").unwrap(), content);
         assert!(req.blob_content("other").is_err());
         assert_eq!(req.metadata_text("name"), None);
-    }
-
-    #[test]
-    fn reads_the_http_trigger_request() {
-        let req =
-            InvocationRequest::parse(&fixture("http-trigger-request.order.derived.json")).unwrap();
-        let http = req.http_request("req").unwrap();
-        assert_eq!(http.method, "POST");
-        assert_eq!(http.header("content-type"), Some("application/json"));
-        let body: Value = serde_json::from_slice(&http.body).unwrap();
-        assert_eq!(body["id"], 1005);
     }
 
     #[test]

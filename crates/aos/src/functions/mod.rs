@@ -2,13 +2,15 @@
 //!
 //! The host POSTs each invocation to `/<FunctionName>` on `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT`
 //! (see `docs/specs/functions-custom-handler.md`). Each route decodes the payload
-//! ([`invocation`]), runs one pipeline step, and maps the outcome to the host's language:
+//! ([`invocation`]; the webhook's HTTP request by [`http_trigger`], in one borrowing pass),
+//! runs one pipeline step, and maps the outcome to the host's language:
 //! a 2xx JSON response with outputs, or — for anything worth retrying, and for permanent
 //! failures that must reach the poison queue — a non-2xx, so the host requeues the message and
 //! poisons it after `maxDequeueCount` attempts.
 
 pub mod bindings;
 mod deadline;
+pub mod http_trigger;
 pub mod invocation;
 mod names;
 mod routes;
@@ -17,6 +19,7 @@ mod subscription_routes;
 pub use names::*;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -30,7 +33,7 @@ use crate::pipeline::Pipeline;
 const MAX_INVOCATION_BYTES: usize = 8 * 1024 * 1024;
 
 /// One route per function, named by the function (the host's invocation path).
-fn function_routes() -> [(&'static str, MethodRouter<Pipeline>); 8] {
+fn function_routes() -> [(&'static str, MethodRouter<Arc<Pipeline>>); 8] {
     [
         (EVENTS_RECEIVER, post(routes::events_receiver)),
         (EVENTS_PROCESSOR, post(routes::events_processor)),
@@ -68,7 +71,7 @@ pub fn router(pipeline: Pipeline, deadline: Option<Duration>) -> Router {
     // Outermost, so every line of the invocation (the deadline's too) carries its ids.
     router
         .layer(axum::middleware::from_fn(correlate))
-        .with_state(pipeline)
+        .with_state(Arc::new(pipeline))
 }
 
 /// Runs the invocation inside its `invocation` span ([`crate::correlation`]): the host's

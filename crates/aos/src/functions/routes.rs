@@ -1,5 +1,7 @@
 //! One route per function. Each turns a step outcome into an [`InvocationResponse`].
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -8,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::bindings::*;
+use super::http_trigger::HttpTriggerRequest;
 use super::invocation::{InvocationRequest, InvocationResponse};
 use crate::correlation::{Correlation, TRACEPARENT, TraceParent, record_event};
 use crate::domain::{CloudEvent, Printable, printable};
@@ -28,7 +31,7 @@ pub async fn ready() -> Json<serde_json::Value> {
 
 /// `Health` (`GET /api/health`, anonymous): readiness in the `res` output — 200 or 503 with
 /// each check's word ([`crate::pipeline::health`]); the invocation itself succeeds either way.
-pub async fn health(State(pipeline): State<Pipeline>) -> Response {
+pub async fn health(State(pipeline): State<Arc<Pipeline>>) -> Response {
     let health = pipeline.health().await;
     let body = serde_json::to_value(&health).unwrap_or_default();
     ok(InvocationResponse::default().http(RESPONSE, health.http_status(), &body))
@@ -61,11 +64,11 @@ const MAX_RECEIVER_INVOCATION_BYTES: usize = 8 * MAX_BODY_BYTES;
 /// host writes it before answering Altinn, and fails the request (500) if it cannot — so an
 /// event no queue message can hold is answered 413 here (`receive`), in the `res` output of a
 /// successful invocation, as is a webhook body too large to be read at all.
-pub async fn events_receiver(State(pipeline): State<Pipeline>, body: Body) -> Response {
+pub async fn events_receiver(State(pipeline): State<Arc<Pipeline>>, body: Body) -> Response {
     crate::metrics::timed("receive", receive_invocation(pipeline, body)).await
 }
 
-async fn receive_invocation(pipeline: Pipeline, body: Body) -> Response {
+async fn receive_invocation(pipeline: Arc<Pipeline>, body: Body) -> Response {
     let function = super::names::EVENTS_RECEIVER;
     // The host holds the whole request already: read a body too large to its end (usize::MAX),
     // since leaving it unread would close the connection under the host and fail the invocation.
@@ -86,12 +89,12 @@ async fn receive_invocation(pipeline: Pipeline, body: Body) -> Response {
         }
         Err(e) => return failed(function, "read", &e, ErrorKind::Retry),
     };
-    let request = match InvocationRequest::parse(&body).and_then(|r| r.http_request(REQUEST)) {
+    let request = match HttpTriggerRequest::parse(&body, REQUEST) {
         Ok(request) => request,
         Err(e) => return failed(function, "decode", &e, ErrorKind::Permanent),
     };
     let outcome = receive(
-        &request.body,
+        request.body.as_bytes(),
         request.header("content-type"),
         &pipeline.settings,
     );
@@ -102,14 +105,8 @@ async fn receive_invocation(pipeline: Pipeline, body: Body) -> Response {
         correlation.trace = request.header(TRACEPARENT).and_then(TraceParent::parse);
     }
     let outcome = match outcome {
-        ReceiveOutcome::Queue(event) => {
-            let event = correlation.stamp(event);
-            record_event(
-                &tracing::Span::current(),
-                &event,
-                &pipeline.settings.apps_base_url,
-            );
-            ReceiveOutcome::Queue(event)
+        ReceiveOutcome::Queue(event, instance) => {
+            ReceiveOutcome::Queue(correlation.queued(event, &instance), instance)
         }
         other => other,
     };
@@ -117,7 +114,7 @@ async fn receive_invocation(pipeline: Pipeline, body: Body) -> Response {
         // The success line goes to the host with the invocation (`Logs` below); repeating it on
         // stdout, which the host also records, cost a quarter of the handler's CPU per event
         // (docs/benchmarks/ingest.md), so stdout gets it only at debug level.
-        ReceiveOutcome::Queue(event) => tracing::debug!(
+        ReceiveOutcome::Queue(event, _) => tracing::debug!(
             function,
             event_id = event.id(),
             source = event.source(),
@@ -132,8 +129,8 @@ async fn receive_invocation(pipeline: Pipeline, body: Body) -> Response {
     let mut response = InvocationResponse::default()
         .http(RESPONSE, status, &body)
         .log(outcome.log_line());
-    if let ReceiveOutcome::Queue(event) = outcome {
-        response = response.queue(INBOUND_OUTPUT, event.to_json());
+    if let ReceiveOutcome::Queue(event, _) = outcome {
+        response = response.queue(INBOUND_OUTPUT, event.into_json());
     }
     ok(response)
 }
@@ -193,7 +190,7 @@ async fn queue_step(function: &str, pipeline: &Pipeline, step: QueueStep, body: 
 
 /// `EventsProcessor`: archive the instance, then pass the event on to `events-confirmation`
 /// (or to `events-feedback` when feedback is configured).
-pub async fn events_processor(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
+pub async fn events_processor(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
     queue_step(
         super::names::EVENTS_PROCESSOR,
         &pipeline,
@@ -205,7 +202,7 @@ pub async fn events_processor(State(pipeline): State<Pipeline>, body: Bytes) -> 
 
 /// `EventsFeedback`: upload the feedback element when configured, then pass the event on to
 /// `events-confirmation`.
-pub async fn events_feedback(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
+pub async fn events_feedback(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
     queue_step(
         super::names::EVENTS_FEEDBACK,
         &pipeline,
@@ -216,7 +213,7 @@ pub async fn events_feedback(State(pipeline): State<Pipeline>, body: Bytes) -> R
 }
 
 /// `EventsConfirmation`: confirm the instance once its archive is complete and verified.
-pub async fn events_confirmation(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
+pub async fn events_confirmation(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
     queue_step(
         super::names::EVENTS_CONFIRMATION,
         &pipeline,
@@ -233,7 +230,7 @@ pub async fn events_confirmation(State(pipeline): State<Pipeline>, body: Bytes) 
 /// are [`ReconcileOptions::default`]. The invocation fails (non-2xx) only when reconciliation
 /// cannot start or every query failed, so the host records a failed run; otherwise partial
 /// failures are in the logs and the summary.
-pub async fn events_reconciler(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
+pub async fn events_reconciler(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
     let function = super::names::EVENTS_RECONCILER;
     let past_due = InvocationRequest::parse(&body)
         .ok()

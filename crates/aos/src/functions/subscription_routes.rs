@@ -8,6 +8,8 @@
 //! `webjobs-blobtrigger-poison`). An invocation without a usable `name` is the host's
 //! problem, not the file's, and fails too.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -62,7 +64,7 @@ async fn run(function: &str, action: Action, pipeline: &Pipeline, body: &[u8]) -
 }
 
 /// `EventsSubscriber`: `add-subscriptions/{name}.json` → Altinn → `active-subscriptions`.
-pub async fn events_subscriber(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
+pub async fn events_subscriber(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
     run(
         super::names::EVENTS_SUBSCRIBER,
         Action::Add,
@@ -73,7 +75,7 @@ pub async fn events_subscriber(State(pipeline): State<Pipeline>, body: Bytes) ->
 }
 
 /// `EventsDeSubscriber`: `remove-subscriptions/{name}.json` → Altinn `DELETE` → clean-up.
-pub async fn events_desubscriber(State(pipeline): State<Pipeline>, body: Bytes) -> Response {
+pub async fn events_desubscriber(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
     run(
         super::names::EVENTS_DESUBSCRIBER,
         Action::Remove,

@@ -6,7 +6,7 @@
 //! (413), which would otherwise fail at the queue write, after the answer was decided.
 
 use crate::config::Settings;
-use crate::domain::{CloudEvent, printable};
+use crate::domain::{CloudEvent, InstanceRef, printable};
 use crate::queue::{MAX_MESSAGE_TEXT_BYTES, queued_text_size};
 
 /// Larger bodies are refused before they are parsed: a body larger than a whole (encoded) queue
@@ -16,8 +16,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, PartialEq)]
 pub enum ReceiveOutcome {
-    /// A valid event to archive: queue it, then answer 200.
-    Queue(CloudEvent),
+    /// A valid event to archive, and the instance it names: queue it, then answer 200.
+    Queue(CloudEvent, InstanceRef),
     /// Altinn's subscription-validation ping: answer 200, queue nothing.
     ValidationPing,
     /// A valid event of a type not configured for processing: answer 200, queue nothing.
@@ -32,7 +32,9 @@ impl ReceiveOutcome {
     pub fn answer(&self) -> (u16, serde_json::Value) {
         use serde_json::json;
         match self {
-            ReceiveOutcome::Queue(event) => (200, json!({ "status": "queued", "id": event.id() })),
+            ReceiveOutcome::Queue(event, _) => {
+                (200, json!({ "status": "queued", "id": event.id() }))
+            }
             ReceiveOutcome::ValidationPing => (200, json!({ "status": "validated" })),
             ReceiveOutcome::Ignored { event_type } => {
                 (200, json!({ "status": "ignored", "type": event_type }))
@@ -45,7 +47,7 @@ impl ReceiveOutcome {
     /// ([`crate::domain::Printable`]), so it stays one line.
     pub fn log_line(&self) -> String {
         let line = match self {
-            ReceiveOutcome::Queue(event) => {
+            ReceiveOutcome::Queue(event, _) => {
                 format!("queued event {} for {}", event.id(), event.source())
             }
             ReceiveOutcome::ValidationPing => "answered subscription validation".into(),
@@ -110,7 +112,7 @@ pub fn receive(body: &[u8], content_type: Option<&str>, settings: &Settings) -> 
             ),
         );
     }
-    ReceiveOutcome::Queue(event)
+    ReceiveOutcome::Queue(event, instance)
 }
 
 fn is_json_content_type(content_type: Option<&str>) -> bool {
@@ -159,12 +161,12 @@ mod tests {
         let body = fixture("event-app-instance-process-completed.at22.json");
         assert!(matches!(
             receive(&body, JSON, &settings()),
-            ReceiveOutcome::Queue(_)
+            ReceiveOutcome::Queue(..)
         ));
         let ce = Some("application/cloudevents+json");
         assert!(matches!(
             receive(&body, ce, &settings()),
-            ReceiveOutcome::Queue(_)
+            ReceiveOutcome::Queue(..)
         ));
     }
 
@@ -203,7 +205,10 @@ mod tests {
     fn an_event_no_queue_message_can_hold_is_413() {
         let s = settings();
         let fits = event_of_queued_size(MAX_MESSAGE_TEXT_BYTES);
-        assert!(matches!(receive(&fits, JSON, &s), ReceiveOutcome::Queue(_)));
+        assert!(matches!(
+            receive(&fits, JSON, &s),
+            ReceiveOutcome::Queue(..)
+        ));
         let over = event_of_queued_size(MAX_MESSAGE_TEXT_BYTES + 1);
         assert!(over.len() < MAX_BODY_BYTES);
         match receive(&over, JSON, &s) {
@@ -224,7 +229,7 @@ mod tests {
                 .unwrap();
         event["aosreconciled"] = "true".into();
         event["aoscaughtup"] = "true".into();
-        let ReceiveOutcome::Queue(queued) =
+        let ReceiveOutcome::Queue(queued, _) =
             receive(event.to_string().as_bytes(), JSON, &settings())
         else {
             panic!("queued");
@@ -244,7 +249,7 @@ mod tests {
             .replace("6b3323c8-7baf", "6B3323C8-7BAF")
             .into();
         match receive(event.to_string().as_bytes(), JSON, &settings()) {
-            ReceiveOutcome::Queue(queued) => assert_eq!(queued.source(), source),
+            ReceiveOutcome::Queue(queued, _) => assert_eq!(queued.source(), source),
             other => panic!("not queued: {other:?}"),
         }
     }

@@ -34,7 +34,7 @@ use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::config::Settings;
-use crate::correlation::{Correlation, record_event};
+use crate::correlation::Correlation;
 use crate::domain::{Printable, Secret};
 use crate::pipeline::Pipeline;
 use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive};
@@ -104,7 +104,7 @@ impl EdgeLimits {
     }
 }
 
-#[derive(Clone)]
+/// Shared by every request behind one `Arc` (axum's `State` clones it per request).
 pub struct WebhookState {
     /// For `GET /health` (the steps themselves run in the workers).
     pipeline: Pipeline,
@@ -127,6 +127,7 @@ impl WebhookState {
 }
 
 pub fn router(state: WebhookState, limits: &EdgeLimits) -> Router {
+    let state = Arc::new(state);
     let receiver = post(events_receiver).layer(
         ServiceBuilder::new()
             .layer(middleware::from_fn_with_state(state.clone(), require_code))
@@ -144,7 +145,7 @@ pub fn router(state: WebhookState, limits: &EdgeLimits) -> Router {
 
 /// `GET /health`: readiness ([`crate::pipeline::health`]), 200 or 503, no key needed and no
 /// detail beyond each check's word.
-async fn health(State(state): State<WebhookState>) -> Response {
+async fn health(State(state): State<Arc<WebhookState>>) -> Response {
     let health = state.pipeline.health().await;
     let status = StatusCode::from_u16(health.http_status()).unwrap_or(StatusCode::OK);
     (status, Json(health)).into_response()
@@ -156,7 +157,7 @@ fn answer(status: StatusCode, error: &str) -> Response {
 
 /// 401 unless `?code=` is the webhook secret; runs before the body is touched.
 async fn require_code(
-    State(state): State<WebhookState>,
+    State(state): State<Arc<WebhookState>>,
     Query(query): Query<HashMap<String, String>>,
     request: Request,
     next: Next,
@@ -184,7 +185,7 @@ async fn overloaded(error: BoxError) -> Response {
 /// One webhook request is one invocation ([`crate::correlation`]): a new invocation id, and the
 /// trace of the request's `traceparent`, which the queued event carries on to the queue steps.
 async fn events_receiver(
-    State(state): State<WebhookState>,
+    State(state): State<Arc<WebhookState>>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
@@ -202,7 +203,7 @@ async fn events_receiver(
 }
 
 async fn receive_request(
-    state: WebhookState,
+    state: Arc<WebhookState>,
     headers: HeaderMap,
     body: axum::body::Body,
     correlation: Correlation,
@@ -238,18 +239,12 @@ async fn receive_request(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let outcome = match receive(&body, content_type, &state.settings) {
-        ReceiveOutcome::Queue(event) => {
-            let event = correlation.stamp(event);
-            record_event(
-                &tracing::Span::current(),
-                &event,
-                &state.settings.apps_base_url,
-            );
-            ReceiveOutcome::Queue(event)
+        ReceiveOutcome::Queue(event, instance) => {
+            ReceiveOutcome::Queue(correlation.queued(event, &instance), instance)
         }
         other => other,
     };
-    if let ReceiveOutcome::Queue(event) = &outcome
+    if let ReceiveOutcome::Queue(event, _) = &outcome
         && let Err(e) = state.inbound.send(&event.to_json().to_string()).await
     {
         tracing::error!(event_id = %Printable(event.id()), error = %e, "could not queue event; answering 503 so Altinn retries");

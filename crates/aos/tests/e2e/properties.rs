@@ -3,9 +3,9 @@
 //! Properties: never panic; whatever is accepted is safe to use as URL and blob path segments
 //! and round-trips. `PROPTEST_CASES=N` runs more cases (see docs/robustness.md).
 
-use altinn_aos::InvocationRequest;
 use altinn_aos::config::{SettingSource, Settings};
 use altinn_aos::domain::{BaseUrl, CloudEvent, InstanceRef};
+use altinn_aos::{HttpTriggerRequest, InvocationRequest};
 use altinn_aos::{ReceiveOutcome, receive};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -118,7 +118,7 @@ proptest! {
             map.insert("type".into(), json!(t));
         }
         let body = serde_json::to_vec(&event).unwrap();
-        if let ReceiveOutcome::Queue(queued) = receive(&body, Some("application/json"), &settings()) {
+        if let ReceiveOutcome::Queue(queued, _) = receive(&body, Some("application/json"), &settings()) {
             prop_assert!(InstanceRef::from_source(queued.source(), &apps()).is_ok());
         }
     }
@@ -129,7 +129,11 @@ proptest! {
         if let Ok(request) = InvocationRequest::parse(&body) {
             let _ = request.queue_message("event");
             let _ = request.dequeue_count();
-            let _ = request.http_request("req");
+        }
+        let _ = HttpTriggerRequest::parse(&body, "req");
+        let as_request = serde_json::to_vec(&json!({"Data": {"req": data}, "Metadata": metadata})).unwrap();
+        if let Ok(request) = HttpTriggerRequest::parse(&as_request, "req") {
+            let _ = request.header("content-type");
         }
     }
 
