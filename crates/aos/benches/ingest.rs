@@ -447,9 +447,11 @@ fn write_report(
          bench process posts the HTTP-trigger invocation payload the host sends (built by \
          `aos_testkit::invocation` from the fixture event \
          `event-app-instance-process-completed.at22.json`, its source on the configured apps \
-         host, 64 distinct event ids) over keep-alive loopback connections, one request in \
-         flight per connection. Every response must be 200; every 97th is parsed and checked \
-         (`res` 200 `queued`, one `inbound` message carrying the event). The load generator \
+         host, 64 distinct event ids) with the headers the host sends (its invocation id and \
+         version, and the `traceparent` of the invocation's activity, which the handler stamps \
+         on the queued event) over keep-alive loopback connections, one request in flight per \
+         connection. Every response must be 200; every 97th is parsed and checked (`res` 200 \
+         `queued`, one `inbound` message carrying the event and the trace). The load generator \
          shares the cores with the handler, so *invocations per handler CPU-second* is the \
          handler's own cost, independent of the client. Target (issue 18): ≥ 20,000 \
          invocations/s on one handler core (≤ 50 µs of handler CPU each) with p99 < 2 ms at \

@@ -69,15 +69,44 @@ pub const MAX_MESSAGE_TEXT_BYTES: usize = 48 * 1024;
 /// (`JObject.ToString()`: two-space indentation, `\r\n` line ends on Windows, and U+0085,
 /// U+2028 and U+2029 written as `\uXXXX`). Measured the same way in both runtimes, so whether
 /// an event fits does not depend on where it arrives.
+///
+/// Counted as the text is serialised, without building it: the webhook measures every event
+/// it queues.
 pub fn queued_text_size(message: &impl serde::Serialize) -> usize {
-    let Ok(indented) = serde_json::to_string_pretty(message) else {
-        return usize::MAX;
-    };
-    let line_breaks = indented.matches('\n').count();
-    let nel = indented.matches('\u{85}').count();
-    let separators = indented.matches(['\u{2028}', '\u{2029}']).count();
-    // `\u0085` is 6 bytes for NEL's 2 in UTF-8; `\u2028` is 6 for a separator's 3.
-    indented.len() + line_breaks + 4 * nel + 3 * separators
+    let mut size = HostTextSize::default();
+    match serde_json::to_writer_pretty(&mut size, message) {
+        Ok(()) => size.bytes,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Counts the bytes of two-space indented JSON as the host writes it: one more per line break
+/// (`\r\n`), four more per U+0085 (`\u0085` is 6 bytes for its 2 in UTF-8) and three more per
+/// U+2028 or U+2029 (6 bytes for 3). The last two bytes seen are kept, so a character split
+/// across two writes is still recognised.
+#[derive(Default)]
+struct HostTextSize {
+    bytes: usize,
+    last: [u8; 2],
+}
+
+impl std::io::Write for HostTextSize {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &byte in buf {
+            self.bytes += 1 + match (self.last, byte) {
+                (_, b'\n') => 1,
+                ([_, 0xC2], 0x85) => 4,
+                ([0xE2, 0x80], 0xA8 | 0xA9) => 3,
+                _ => 0,
+            };
+            self.last = [self.last[1], byte];
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The queue a failed message ends in after its last attempt (the host's naming rule).
@@ -288,6 +317,19 @@ mod tests {
             .replace('\u{85}', "\\u0085");
         assert_eq!(queued_text_size(&message), host.len());
         assert!(host.len() > compact.len());
+    }
+
+    #[test]
+    fn characters_split_across_writes_are_still_counted() {
+        use std::io::Write;
+        let text = "a\u{85}b\u{2028}c\u{2029}\nÅ\u{c5}\u{2027}";
+        let expected = text.len() + 4 + 3 + 3 + 1;
+        for split in 0..=text.len() {
+            let mut size = HostTextSize::default();
+            size.write_all(&text.as_bytes()[..split]).unwrap();
+            size.write_all(&text.as_bytes()[split..]).unwrap();
+            assert_eq!(size.bytes, expected, "split at {split}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::invocation::InvocationError;
@@ -32,11 +33,47 @@ pub struct HttpTriggerRequest<'a> {
     pub body: Cow<'a, str>,
 }
 
-/// `{"Data": {...}}`: the bindings' values left as raw JSON; `Metadata` is skipped.
-#[derive(Deserialize)]
-struct Invocation<'a> {
-    #[serde(rename = "Data", borrow, default)]
-    data: HashMap<Cow<'a, str>, &'a RawValue>,
+/// Reads `{"Data": {<binding>: <request>, …}, …}` for the request alone, in one pass: every
+/// other member (`Metadata`, other bindings) is skipped as it is read.
+struct RequestIn<'b> {
+    binding: &'b str,
+    /// Inside `Data`, not yet at the top.
+    in_data: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for RequestIn<'_> {
+    type Value = Option<Request<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RequestIn<'_> {
+    type Value = Option<Request<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut request = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match (self.in_data, key.as_ref()) {
+                (false, "Data") => {
+                    request = map.next_value_seed(RequestIn {
+                        binding: self.binding,
+                        in_data: true,
+                    })?;
+                }
+                (true, name) if name == self.binding => request = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(request)
+    }
 }
 
 /// The request object of an HTTP binding: the three members the handler reads.
@@ -53,12 +90,15 @@ struct Request<'a> {
 impl<'a> HttpTriggerRequest<'a> {
     /// The HTTP request bound to `binding` in the invocation `body`.
     pub fn parse(body: &'a [u8], binding: &str) -> Result<Self, InvocationError> {
-        let invocation: Invocation<'a> = serde_json::from_slice(body)
-            .map_err(|e| InvocationError(format!("not the host's JSON shape: {e}")))?;
-        let not_a_request =
-            || InvocationError(format!("Data.{binding} is not an HTTP request object"));
-        let raw = invocation.data.get(binding).ok_or_else(not_a_request)?;
-        let request: Request<'a> = serde_json::from_str(raw.get()).map_err(|_| not_a_request())?;
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let request = RequestIn {
+            binding,
+            in_data: false,
+        }
+        .deserialize(&mut deserializer)
+        .and_then(|request| deserializer.end().map(|()| request))
+        .map_err(|e| InvocationError(format!("not the host's JSON shape: {e}")))?
+        .ok_or_else(|| InvocationError(format!("Data has no `{binding}`")))?;
         let method = match request.method {
             Some(method) if method.bytes().any(|b| b.is_ascii_lowercase()) => {
                 Cow::Owned(method.to_ascii_uppercase())
@@ -188,6 +228,15 @@ mod tests {
     }
 
     #[test]
+    fn only_data_and_its_binding_are_read_in_any_member_order() {
+        let invocation = br#"{"Metadata": {"req": {"Body": "wrong"}, "Data": 1},
+            "Data": {"other": {"Body": "wrong"}, "req": {"Body": "right", "Url": "http://x"},
+            "$return": null}}"#;
+        let request = HttpTriggerRequest::parse(invocation, "req").unwrap();
+        assert_eq!(request.body, "right");
+    }
+
+    #[test]
     fn anything_but_the_hosts_shape_is_an_error() {
         for bad in [
             "",
@@ -199,7 +248,7 @@ mod tests {
         ] {
             let error = HttpTriggerRequest::parse(bad.as_bytes(), "req").unwrap_err();
             assert!(
-                error.0.contains("host's JSON shape") || error.0.contains("Data.req"),
+                error.0.contains("host's JSON shape") || error.0.contains("Data has no `req`"),
                 "{bad}: {error}"
             );
         }
