@@ -15,7 +15,6 @@
 //! JSON value stands for its JSON text.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -58,7 +57,7 @@ impl<'de> Visitor<'de> for RequestIn<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut request = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key()? {
             match (self.in_data, key.as_ref()) {
                 (false, "Data") => {
                     request = map.next_value_seed(RequestIn {
@@ -76,19 +75,48 @@ impl<'de> Visitor<'de> for RequestIn<'_> {
     }
 }
 
-/// The request object of an HTTP binding: the three members the handler reads.
-#[derive(Deserialize)]
+/// The members of the request object the handler reads, as raw JSON. As leniently as the host's
+/// own model reads them: a repeated member's last value wins, and a member of another type than
+/// expected (checked where it is used) counts as absent rather than failing the invocation.
+#[derive(Default)]
 struct Request<'a> {
-    #[serde(rename = "Method", borrow, default)]
-    method: Option<Cow<'a, str>>,
-    #[serde(rename = "Headers", borrow, default)]
-    headers: Option<HashMap<Cow<'a, str>, &'a RawValue>>,
-    #[serde(rename = "Body", borrow, default)]
+    method: Option<&'a RawValue>,
+    headers: Option<&'a RawValue>,
     body: Option<&'a RawValue>,
 }
 
+impl<'de> Deserialize<'de> for Request<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Request<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the HTTP request object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut request = Request::default();
+                while let Some(Text(key)) = map.next_key()? {
+                    let member = match key.as_ref() {
+                        "Method" => &mut request.method,
+                        "Headers" => &mut request.headers,
+                        "Body" => &mut request.body,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *member = Some(map.next_value()?);
+                }
+                Ok(request)
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
 impl<'a> HttpTriggerRequest<'a> {
-    /// The HTTP request bound to `binding` in the invocation `body`.
+    /// The HTTP request bound to `binding` in the invocation `body`. The error names where the
+    /// JSON went wrong, never what it held (the request's headers and body are the caller's).
     pub fn parse(body: &'a [u8], binding: &str) -> Result<Self, InvocationError> {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
         let request = RequestIn {
@@ -97,25 +125,27 @@ impl<'a> HttpTriggerRequest<'a> {
         }
         .deserialize(&mut deserializer)
         .and_then(|request| deserializer.end().map(|()| request))
-        .map_err(|e| InvocationError(format!("not the host's JSON shape: {e}")))?
+        .map_err(|e| {
+            InvocationError(format!(
+                "not the host's JSON shape ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?
         .ok_or_else(|| InvocationError(format!("Data has no `{binding}`")))?;
-        let method = match request.method {
+        let method = match request.method.and_then(|raw| string(raw.get())) {
             Some(method) if method.bytes().any(|b| b.is_ascii_lowercase()) => {
                 Cow::Owned(method.to_ascii_uppercase())
             }
             Some(method) => method,
             None => Cow::Borrowed("POST"),
         };
-        let headers = request
-            .headers
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(name, value)| Some((name, header_value(value)?)))
-            .collect();
+        let headers = request.headers.map(header_list).unwrap_or_default();
         let body = match request.body.map(RawValue::get) {
             None | Some("null") => Cow::Borrowed(""),
             Some(text) if text.starts_with('"') => string(text).ok_or_else(|| {
-                InvocationError(format!("Data.{binding}.Body is not a JSON string"))
+                InvocationError(format!("Data.{binding}.Body is not valid Unicode text"))
             })?,
             Some(json) => Cow::Borrowed(json),
         };
@@ -126,13 +156,42 @@ impl<'a> HttpTriggerRequest<'a> {
         })
     }
 
-    /// The value of header `name` (any case).
+    /// The value of header `name` (any case); of two spellings of one name, the first sent.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_ref())
     }
+}
+
+/// The `Headers` object's members in the order sent, each with its [`header_value`]; members
+/// without one, or `Headers` not being an object, leave nothing.
+fn header_list(raw: &RawValue) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+    struct Members;
+    impl<'de> Visitor<'de> for Members {
+        type Value = Vec<(Cow<'de, str>, Cow<'de, str>)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("the Headers object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut headers = Vec::with_capacity(map.size_hint().unwrap_or(8));
+            while let Some(Text(name)) = map.next_key()? {
+                let value: &RawValue = map.next_value()?;
+                if let Some(value) = header_value(value) {
+                    headers.push((name, value));
+                }
+            }
+            Ok(headers)
+        }
+    }
+    let text = raw.get();
+    if !text.starts_with('{') {
+        return Vec::new();
+    }
+    serde_json::Deserializer::from_str(text)
+        .deserialize_map(Members)
+        .unwrap_or_default()
 }
 
 /// A header's value: a string, or a list whose string items are joined with `,`.
@@ -142,10 +201,7 @@ fn header_value(raw: &RawValue) -> Option<Cow<'_, str>> {
         return string(text);
     }
     let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
-    let mut strings = items
-        .into_iter()
-        .filter(|item| item.get().starts_with('"'))
-        .filter_map(|item| string(item.get()));
+    let mut strings = items.into_iter().filter_map(|item| string(item.get()));
     let first = strings.next()?;
     match strings.next() {
         None => Some(first),
@@ -160,12 +216,18 @@ fn header_value(raw: &RawValue) -> Option<Cow<'_, str>> {
     }
 }
 
-/// A JSON string literal's content, borrowed unless it holds escapes.
+/// A JSON string literal's content, borrowed unless it holds escapes; `None` for anything else.
 fn string(literal: &str) -> Option<Cow<'_, str>> {
-    #[derive(Deserialize)]
-    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    if !literal.starts_with('"') {
+        return None;
+    }
     serde_json::from_str::<Text>(literal).ok().map(|t| t.0)
 }
+
+/// A JSON string, borrowed from the input unless it holds escapes (serde's own `Cow<str>`
+/// always copies; `#[serde(borrow)]` on a `Cow` field is what borrows).
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 #[cfg(test)]
 mod tests {
@@ -234,6 +296,46 @@ mod tests {
             "$return": null}}"#;
         let request = HttpTriggerRequest::parse(invocation, "req").unwrap();
         assert_eq!(request.body, "right");
+    }
+
+    #[test]
+    fn members_are_read_as_leniently_as_the_host_writes_them() {
+        // Two spellings of one header: the first sent, whatever the map order would be.
+        let invocation = br#"{"Data": {"req": {"Headers": {"Content-Type": ["application/json"],
+            "content-type": ["text/plain"]}, "Method": 5, "Body": "first", "Body": "last"}}}"#;
+        let request = HttpTriggerRequest::parse(invocation, "req").unwrap();
+        assert_eq!(request.header("content-type"), Some("application/json"));
+        assert_eq!(
+            request.method, "POST",
+            "a Method that is not text is the default"
+        );
+        assert_eq!(request.body, "last", "a repeated member's last value wins");
+        let invocation = br#"{"Data": {"req": {"Headers": "X-A: b", "Body": "x"}}}"#;
+        let request = HttpTriggerRequest::parse(invocation, "req").unwrap();
+        assert!(request.headers.is_empty());
+        // Names, values and the body are borrowed when they hold no escapes.
+        let invocation = br#"{"Data": {"req": {"Method": "POST", "Headers": {"X-A": ["b"]},
+            "Body": "plain"}}}"#;
+        let request = HttpTriggerRequest::parse(invocation, "req").unwrap();
+        assert!(matches!(request.method, Cow::Borrowed(_)));
+        assert!(matches!(
+            request.headers[0],
+            (Cow::Borrowed(_), Cow::Borrowed(_))
+        ));
+    }
+
+    #[test]
+    fn a_decoding_error_never_quotes_the_request() {
+        for bad in [
+            r#"{"Data": {"req": "Authorization: s3cr3t"}}"#,
+            r#""Authorization: s3cr3t""#,
+            r#"{"Data": {"req": ["s3cr3t", {}, "{}"]}}"#,
+            r#"{"Data": {"req": {"Body": "s3cr3t"}}} trailing s3cr3t"#,
+        ] {
+            let error = HttpTriggerRequest::parse(bad.as_bytes(), "req").unwrap_err();
+            assert!(!error.0.contains("s3cr3t"), "{bad}: {error}");
+            assert!(error.0.contains("line 1 column"), "{bad}: {error}");
+        }
     }
 
     #[test]
