@@ -51,6 +51,18 @@ impl GroupChild {
         self.child.stderr.take()
     }
 
+    /// Its piped stdout and stderr not yet taken, as readers to drain (a child whose pipes
+    /// fill up blocks).
+    pub fn take_output(&mut self) -> Vec<Box<dyn std::io::Read + Send>> {
+        let stdout = self
+            .take_stdout()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let stderr = self
+            .take_stderr()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        stdout.into_iter().chain(stderr).collect()
+    }
+
     /// The exit status once the child has exited; never blocks.
     pub fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
         if self.reaped.is_none() {

@@ -59,11 +59,7 @@ const BUDGET_ELEMENTS: usize = 3;
 const BUDGET_SIZE: u64 = 10 * KIB;
 
 fn main() -> anyhow::Result<()> {
-    let args = BenchArgs::parse();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(args))
+    common::run_on_runtime(run)
 }
 
 /// One measured run: wall time, bytes of element content, and CPU used meanwhile.

@@ -30,11 +30,7 @@ const GIB: u64 = 1024 * MIB;
 const TARGET: u64 = 64 * MIB;
 
 fn main() -> anyhow::Result<()> {
-    let args = BenchArgs::parse();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(args))
+    common::run_on_runtime(run)
 }
 
 struct Measured {

@@ -40,11 +40,7 @@ const POST_CONCURRENCY: usize = 16;
 const REPLICAS: [usize; 6] = [1, 2, 3, 3, 2, 1];
 
 fn main() -> anyhow::Result<()> {
-    let args = BenchArgs::parse();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(args))
+    common::run_on_runtime(run)
 }
 
 /// One run (or the sum of runs) with `replicas` processes.

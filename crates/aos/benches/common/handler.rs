@@ -48,17 +48,7 @@ pub async fn start_handler_on(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = GroupChild::spawn(command)?;
-    for stream in [
-        child
-            .take_stdout()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .take_stderr()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for stream in child.take_output() {
         std::thread::spawn(move || {
             let mut stream = stream;
             let _ = std::io::copy(&mut stream, &mut std::io::sink());

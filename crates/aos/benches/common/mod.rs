@@ -18,6 +18,19 @@ pub mod report;
 
 use std::time::Duration;
 
+/// The `main` of a bench that runs on a multi-thread runtime: its arguments parsed, then `run`.
+pub fn run_on_runtime<F, Fut>(run: F) -> anyhow::Result<()>
+where
+    F: FnOnce(BenchArgs) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let args = BenchArgs::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
 /// Options every bench understands after `--`: `cargo bench --bench archive -- --quick`.
 #[derive(Clone, Debug, Default)]
 pub struct BenchArgs {

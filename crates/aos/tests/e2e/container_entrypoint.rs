@@ -192,17 +192,7 @@ async fn container_entrypoint_starts_aos_run_and_answers_health() {
         .stderr(Stdio::piped());
     let mut child = GroupChild::spawn(command).expect("the entrypoint starts");
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    for stream in [
-        child
-            .take_stdout()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .take_stderr()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for stream in child.take_output() {
         let lines = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
