@@ -125,7 +125,7 @@ async fn reconcile(
                 .await
                 .map_err(CliError::dependency)?;
             for (n, event) in run.events.iter().enumerate() {
-                match queue.send(&event.to_json().to_string()).await {
+                match queue.send(&event.message_text()).await {
                     Ok(()) => summary.queued += 1,
                     Err(e) => {
                         summary.failed += 1;

@@ -142,6 +142,13 @@ impl CloudEvent {
         Value::Object(self.attributes.clone())
     }
 
+    /// The queue message text: the event as compact JSON, written without copying it into a
+    /// `Value` first. (A map of JSON values always serialises; the empty default is never
+    /// reached.)
+    pub fn message_text(&self) -> String {
+        serde_json::to_string(&self.attributes).unwrap_or_default()
+    }
+
     /// [`CloudEvent::to_json`] without the copy.
     pub fn into_json(self) -> Value {
         Value::Object(self.attributes)
@@ -347,6 +354,13 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(legacy.event_type(), "app.instance.created");
+    }
+
+    #[test]
+    fn the_message_text_is_the_events_json() {
+        let event =
+            CloudEvent::parse(&fixture("event-app-instance-process-completed.at22.json")).unwrap();
+        assert_eq!(event.message_text(), event.to_json().to_string());
     }
 
     #[test]

@@ -197,8 +197,8 @@ fn header_list(raw: &RawValue) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
 /// A header's value: a string, or a list whose string items are joined with `,`.
 fn header_value(raw: &RawValue) -> Option<Cow<'_, str>> {
     let text = raw.get();
-    if text.starts_with('"') {
-        return string(text);
+    if let Some(one) = string(text) {
+        return Some(one);
     }
     let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
     let mut strings = items.into_iter().filter_map(|item| string(item.get()));

@@ -112,7 +112,7 @@ pub trait EventSink: Send + Sync {
 impl EventSink for crate::queue::Queue {
     async fn send(&self, event: &CloudEvent) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        crate::queue::Queue::send(self, &event.to_json().to_string())
+        crate::queue::Queue::send(self, &event.message_text())
             .await
             .with_context(|| format!("queue {}", self.name()))
     }

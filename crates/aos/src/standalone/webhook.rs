@@ -245,7 +245,7 @@ async fn receive_request(
         other => other,
     };
     if let ReceiveOutcome::Queue(event, _) = &outcome
-        && let Err(e) = state.inbound.send(&event.to_json().to_string()).await
+        && let Err(e) = state.inbound.send(&event.message_text()).await
     {
         tracing::error!(event_id = %Printable(event.id()), error = %e, "could not queue event; answering 503 so Altinn retries");
         return answer(

@@ -199,7 +199,7 @@ async fn handle(
                 report.line
             );
             if let (Some(next), Some(forward)) = (&settle.next, &report.forward)
-                && let Err(e) = next.send(&forward.to_json().to_string()).await
+                && let Err(e) = next.send(&forward.message_text()).await
             {
                 tracing::error!(queue = queue.name(), error = %e, "{}: could not forward; will retry", describe(&event));
                 retry_later(settle, &mut message, config).await;
