@@ -42,6 +42,11 @@ impl BaseUrl {
         &self.0
     }
 
+    /// The URL's text, ending with `/`.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
     /// `self` joined with a relative path made of already-validated segments.
     pub fn join(&self, relative: &str) -> Url {
         let mut url = self.0.clone();

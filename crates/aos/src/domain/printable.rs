@@ -9,11 +9,17 @@
 //! `tracing-subscriber` escapes ESC and C1 in log fields itself, but not line breaks.
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// Whether `c` is escaped when printed (see the module documentation).
 pub fn needs_escape(c: char) -> bool {
-    c.is_control() || (c.is_whitespace() && c != ' ') || is_invisible_format(c)
+    if c.is_ascii() {
+        // In ASCII the three classes below reduce to the controls (`\t`, `\n`, `\r` and the
+        // other C0 whitespace are controls; no format character is ASCII): the common case, on
+        // every webhook, decided without the Unicode tables.
+        return c.is_ascii_control();
+    }
+    c.is_control() || c.is_whitespace() || is_invisible_format(c)
 }
 
 /// Bidirectional controls and zero-width characters (Unicode category Cf as used for spoofing).
@@ -26,7 +32,7 @@ fn is_invisible_format(c: char) -> bool {
 /// `text` with every character of [`needs_escape`] escaped (`\n`, `\r`, `\t`, else `\u{…}`);
 /// borrowed back when there is none, which is the common case.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
+    if text.bytes().all(|b| (b' '..b'\x7f').contains(&b)) || !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }
     Cow::Owned(Printable(text).to_string())
@@ -39,16 +45,23 @@ pub struct Printable<'a>(pub &'a str);
 
 impl fmt::Display for Printable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
+        // Runs of plain characters are written as one slice each (a character at a time cost a
+        // formatter call per character of every logged event id).
+        let mut plain_from = 0;
+        for (at, c) in self.0.char_indices() {
+            if !needs_escape(c) {
+                continue;
+            }
+            f.write_str(&self.0[plain_from..at])?;
+            plain_from = at + c.len_utf8();
             match c {
                 '\n' => f.write_str("\\n")?,
                 '\r' => f.write_str("\\r")?,
                 '\t' => f.write_str("\\t")?,
-                c if needs_escape(c) => write!(f, "{}", c.escape_unicode())?,
-                c => f.write_char(c)?,
+                c => write!(f, "{}", c.escape_unicode())?,
             }
         }
-        Ok(())
+        f.write_str(&self.0[plain_from..])
     }
 }
 
@@ -72,6 +85,14 @@ mod tests {
             "a b",
         ] {
             assert!(matches!(printable(text), Cow::Borrowed(t) if t == text));
+        }
+    }
+
+    #[test]
+    fn the_ascii_shortcut_agrees_with_the_unicode_definition() {
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let full = c.is_control() || (c.is_whitespace() && c != ' ') || is_invisible_format(c);
+            assert_eq!(needs_escape(c), full, "{c:?}");
         }
     }
 

@@ -95,7 +95,7 @@ fn parse_timespan(text: &str) -> Option<Duration> {
 
 /// Middleware: runs the invocation under `deadline`; past it, the invocation fails retryably.
 pub async fn enforce(State(deadline): State<Duration>, request: Request, next: Next) -> Response {
-    let function = request.uri().path().trim_start_matches('/').to_string();
+    let function = super::names::function_of_path(request.uri().path());
     match tokio::time::timeout(deadline, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
@@ -103,7 +103,7 @@ pub async fn enforce(State(deadline): State<Duration>, request: Request, next: N
                 "stopped after {deadline:?}, before the host's functionTimeout; \
                  what was stored is kept and the next attempt resumes"
             ));
-            failed(&function, "deadline", &error, ErrorKind::Retry)
+            failed(function, "deadline", &error, ErrorKind::Retry)
         }
     }
 }

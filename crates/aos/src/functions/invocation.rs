@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::redact::redact;
 
@@ -106,12 +106,44 @@ fn host_text(value: &Value) -> Option<String> {
 /// `{"Outputs": {...}, "Logs": [...], "ReturnValue": null}`: always a non-empty JSON object.
 #[derive(Debug, Default, Serialize)]
 pub struct InvocationResponse {
-    #[serde(rename = "Outputs")]
-    pub outputs: Map<String, Value>,
+    #[serde(rename = "Outputs", serialize_with = "outputs_as_map")]
+    outputs: Vec<(String, Output)>,
     #[serde(rename = "Logs")]
     pub logs: Vec<String>,
     #[serde(rename = "ReturnValue")]
     pub return_value: Option<Value>,
+}
+
+/// One output binding's value. Typed rather than a `Value` tree: every webhook answers with an
+/// HTTP output, and building its object as a map was a measurable part of the handler's CPU.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Output {
+    Http(HttpOutput),
+    /// A queue message (a JSON object), or several (an array of them).
+    Messages(Value),
+}
+
+/// The HTTP output (`res`): a JSON body written verbatim, with its content type.
+#[derive(Debug, Serialize)]
+struct HttpOutput {
+    #[serde(rename = "statusCode")]
+    status_code: u16,
+    body: String,
+    headers: JsonContentType,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonContentType {
+    #[serde(rename = "Content-Type")]
+    content_type: &'static str,
+}
+
+fn outputs_as_map<S: serde::Serializer>(
+    outputs: &[(String, Output)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(outputs.iter().map(|(binding, output)| (binding, output)))
 }
 
 impl InvocationResponse {
@@ -128,34 +160,42 @@ impl InvocationResponse {
 
     /// Sets a queue output. The message is a JSON object, never a bare string (the host would
     /// base64-decode a string that looks like base64).
-    pub fn queue(mut self, binding: &str, message: Value) -> Self {
+    pub fn queue(self, binding: &str, message: Value) -> Self {
         debug_assert!(message.is_object(), "queue outputs must be JSON objects");
-        self.outputs.insert(binding.to_string(), message);
-        self
+        self.set(binding, Output::Messages(message))
     }
 
     /// Sets a queue output to several messages: the host writes one message per array element
     /// (each a JSON object, for the same reason as in [`InvocationResponse::queue`]). An empty
     /// list sets nothing.
-    pub fn queue_all(mut self, binding: &str, messages: Vec<Value>) -> Self {
+    pub fn queue_all(self, binding: &str, messages: Vec<Value>) -> Self {
         debug_assert!(messages.iter().all(Value::is_object));
-        if !messages.is_empty() {
-            self.outputs
-                .insert(binding.to_string(), Value::Array(messages));
+        if messages.is_empty() {
+            return self;
         }
-        self
+        self.set(binding, Output::Messages(Value::Array(messages)))
     }
 
     /// Sets the HTTP response (`res`): a JSON body written verbatim with its content type.
-    pub fn http(mut self, binding: &str, status: u16, body: &Value) -> Self {
-        self.outputs.insert(
-            binding.to_string(),
-            json!({
-                "statusCode": status,
-                "body": body.to_string(),
-                "headers": { "Content-Type": "application/json" },
+    pub fn http(self, binding: &str, status: u16, body: &Value) -> Self {
+        self.set(
+            binding,
+            Output::Http(HttpOutput {
+                status_code: status,
+                body: body.to_string(),
+                headers: JsonContentType {
+                    content_type: "application/json",
+                },
             }),
-        );
+        )
+    }
+
+    /// Sets `binding`'s output, replacing an earlier one.
+    fn set(mut self, binding: &str, output: Output) -> Self {
+        match self.outputs.iter_mut().find(|(name, _)| name == binding) {
+            Some((_, earlier)) => *earlier = output,
+            None => self.outputs.push((binding.to_string(), output)),
+        }
         self
     }
 }
@@ -163,6 +203,7 @@ impl InvocationResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     use crate::test_fixtures::functions_host as fixture;
 
@@ -219,5 +260,31 @@ mod tests {
         assert_eq!(v["Outputs"]["res"]["body"], r#"{"status":"queued"}"#);
         assert!(v["Outputs"]["inbound"].is_object());
         assert_eq!(v["Logs"][0], "line");
+    }
+
+    #[test]
+    fn the_response_is_the_hosts_shape_and_a_binding_set_twice_holds_the_later_value() {
+        let response = InvocationResponse::default()
+            .http("res", 500, &json!({"error": "first"}))
+            .queue("inbound", json!({"id": "1"}))
+            .queue_all("many", vec![json!({"id": "2"}), json!({"id": "3"})])
+            .queue_all("none", Vec::new())
+            .http("res", 202, &json!({"status": "queued"}));
+        assert_eq!(
+            serde_json::to_value(&response).unwrap(),
+            json!({
+                "Outputs": {
+                    "res": {
+                        "statusCode": 202,
+                        "body": r#"{"status":"queued"}"#,
+                        "headers": {"Content-Type": "application/json"},
+                    },
+                    "inbound": {"id": "1"},
+                    "many": [{"id": "2"}, {"id": "3"}],
+                },
+                "Logs": [],
+                "ReturnValue": null,
+            })
+        );
     }
 }

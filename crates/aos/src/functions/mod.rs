@@ -85,13 +85,7 @@ async fn correlate(
     let (correlation, function) = {
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
         let correlation = Correlation::new(header(INVOCATION_ID_HEADER), header(TRACEPARENT));
-        let path = request.uri().path().trim_start_matches('/');
-        let function = FUNCTIONS
-            .iter()
-            .find(|f| **f == path)
-            .copied()
-            .unwrap_or("handler");
-        (correlation, function)
+        (correlation, function_of_path(request.uri().path()))
     };
     let span = correlation.span(function);
     crate::correlation::scope(correlation, span, next.run(request)).await

@@ -591,7 +591,7 @@ pub fn synthetic_event(instance: &InstanceRef, apps: &crate::domain::BaseUrl) ->
         "id": Uuid::new_v4().to_string(),
         "specversion": "1.0",
         "type": DEFAULT_EVENT_TYPE,
-        "source": instance.source_url(apps).as_str(),
+        "source": instance.source_url(apps),
         "time": now,
         RECONCILED_ATTRIBUTE: "true",
     });
