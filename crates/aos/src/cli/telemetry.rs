@@ -233,8 +233,11 @@ fn write_json_string(
     text: std::fmt::Arguments<'_>,
 ) -> std::fmt::Result {
     writer.write_char('"')?;
-    std::fmt::Write::write_fmt(&mut JsonEscaping(writer), text)?;
-    writer.write_char('"')
+    // Closed even when the value's own formatting fails midway, so the span's members stay
+    // valid JSON (tracing-subscriber ignores the error and keeps the buffer).
+    let written = std::fmt::Write::write_fmt(&mut JsonEscaping(writer), text);
+    writer.write_char('"')?;
+    written
 }
 
 /// A `fmt::Write` that JSON-escapes what is written through it.
@@ -338,6 +341,32 @@ mod tests {
         assert_eq!(parsed["c"], format!("{text:?}").as_str());
         assert_eq!(parsed["d"], Value::Null);
         assert_eq!(parsed["e"], -7);
+    }
+
+    /// A field whose own formatting fails midway leaves a closed string, so the span's other
+    /// fields still reach its lines.
+    #[test]
+    fn a_field_that_fails_to_format_keeps_the_other_fields_readable() {
+        struct Failing;
+        impl std::fmt::Debug for Failing {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("par")?;
+                Err(std::fmt::Error)
+            }
+        }
+        let mut buffer = String::new();
+        let mut members = MemberWriter {
+            writer: Writer::new(&mut buffer),
+            result: Ok(()),
+        };
+        let span = tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+            tracing::info_span!("t", a = 1, b = 1)
+        });
+        members.record_str(&span.field("a").unwrap(), "kept");
+        members.record_debug(&span.field("b").unwrap(), &Failing);
+        let parsed = SpanFields::parse(&buffer);
+        assert_eq!(parsed["a"], "kept", "{buffer}");
+        assert_eq!(parsed["b"], "par", "{buffer}");
     }
 
     #[test]

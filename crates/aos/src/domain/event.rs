@@ -183,9 +183,6 @@ impl CloudEvent {
         InstanceRef::from_source(self.source(), apps_base_url)
     }
 
-    /// The event with `source` in its normalised spelling, the one rebuilt from the instance it
-    /// names (lower-case scheme, host and GUID): what is queued, so every reader sees the same
-    /// text for the same instance.
     /// The event without this product's own marks ([`RECONCILED_ATTRIBUTE`],
     /// [`CAUGHT_UP_ATTRIBUTE`]): only reconciliation and catch-up set them, never a sender.
     pub fn without_product_marks(mut self) -> Self {
@@ -194,6 +191,9 @@ impl CloudEvent {
         self
     }
 
+    /// The event with `source` in its normalised spelling, the one rebuilt from the instance it
+    /// names (lower-case scheme, host and GUID): what is queued, so every reader sees the same
+    /// text for the same instance.
     pub fn with_normalised_source(
         mut self,
         instance: &InstanceRef,
@@ -268,9 +268,12 @@ impl InstanceRef {
         let parsed;
         let rest = match source.strip_prefix(apps_base_url.as_str()) {
             // The source spelled as the configured base URL serialises (every event Altinn
-            // sends): same origin, and what follows is the path below the base. The segments
-            // are checked below as strictly as on the parsed path, and text they accept is a
-            // path the URL parser returns unchanged, so skipping the parser changes no answer.
+            // sends): same origin (`BaseUrl` text has no query or fragment and ends with `/`),
+            // and what follows is the path below the base. The segments are checked below as
+            // strictly as on the parsed path, and text they accept is a path the URL parser
+            // returns unchanged. So for every source `CloudEvent` accepts (no spaces or control
+            // characters), skipping the parser changes no answer; a raw tab or line break, which
+            // the parser would drop, is refused on this path only.
             Some(rest) => rest,
             None => {
                 parsed = Url::parse(source).map_err(|e| bad(&e.to_string()))?;
