@@ -29,6 +29,8 @@ pub const KEY: &str =
 
 /// How long Azurite may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Starts on fresh ports when a port was taken before Azurite bound it ([`Azurite::start`]).
+const START_ATTEMPTS: usize = 3;
 /// How long Azurite gets to flush its database on SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -65,20 +67,41 @@ impl Azurite {
                 project_root.display()
             );
         }
-        let dir = tempfile::Builder::new()
-            .prefix("azurite-")
-            .tempdir()
-            .context("creating Azurite's data folder")?;
-        let mut azurite = Azurite {
-            child: None,
-            script,
-            blob_port: free_port()?,
-            queue_port: free_port()?,
-            table_port: free_port()?,
-            dir,
-        };
-        azurite.launch().await?;
-        Ok(azurite)
+        Self::start_on(script, free_ports).await
+    }
+
+    /// Starts Azurite (`script`) on the ports `choose` gives; after a port was taken, on the
+    /// next ones it gives.
+    async fn start_on(
+        script: PathBuf,
+        mut choose: impl FnMut() -> anyhow::Result<[u16; 3]>,
+    ) -> anyhow::Result<Azurite> {
+        let mut attempt = 1;
+        loop {
+            let [blob_port, queue_port, table_port] = choose()?;
+            let dir = tempfile::Builder::new()
+                .prefix("azurite-")
+                .tempdir()
+                .context("creating Azurite's data folder")?;
+            let mut azurite = Azurite {
+                child: None,
+                script: script.clone(),
+                blob_port,
+                queue_port,
+                table_port,
+                dir,
+            };
+            match azurite.launch().await {
+                Ok(()) => return Ok(azurite),
+                // A port found free was taken before node bound it (an outgoing connection of
+                // a test running beside this one gets its port from the same range): again,
+                // on fresh ports.
+                Err(e) if attempt < START_ATTEMPTS && format!("{e:#}").contains("EADDRINUSE") => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=…;BlobEndpoint=…;QueueEndpoint=…;`
@@ -209,6 +232,20 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// `N` distinct loopback ports that were free a moment ago: the listeners are held until all
+/// are chosen, so the kernel cannot hand out one port twice.
+pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("binding 127.0.0.1:0 to find free ports")?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
 /// Whether something accepts TCP connections on the loopback port.
 fn accepts(port: u16) -> bool {
     TcpStream::connect_timeout(
@@ -231,4 +268,41 @@ pub fn project_root() -> PathBuf {
         })
         .map(Path::to_path_buf)
         .unwrap_or(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seen red before the retry: Azurite exited with `EADDRINUSE` and the start failed.
+    #[tokio::test]
+    async fn a_port_taken_before_azurite_binds_it_is_replaced_by_a_fresh_one() {
+        let script = project_root().join("node_modules/azurite/dist/src/azurite.js");
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken_port = taken.local_addr().unwrap().port();
+        let mut choices = 0;
+        let mut azurite = Azurite::start_on(script, || {
+            choices += 1;
+            let [blob, queue, table] = free_ports()?;
+            Ok(if choices == 1 {
+                [taken_port, queue, table]
+            } else {
+                [blob, queue, table]
+            })
+        })
+        .await
+        .expect("Azurite starts on fresh ports (run `npm ci` first)");
+        assert_eq!(choices, 2);
+        assert_ne!(azurite.blob_port, taken_port);
+        assert!(accepts(azurite.blob_port) && accepts(azurite.queue_port));
+        azurite.stop().await.unwrap();
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        for _ in 0..50 {
+            let [a, b, c] = free_ports().unwrap();
+            assert!(a != b && b != c && a != c);
+        }
+    }
 }
