@@ -224,12 +224,10 @@ impl Azurite {
 /// A loopback port that was free a moment ago.
 ///
 /// Binding port 0 lets the kernel choose; the listener is dropped so the child can bind it.
-/// Another process could grab it in between — acceptable here, and far better than fixed ports
-/// that collide when tests run in parallel.
+/// Another process could grab it in between (Azurite's start retries on fresh ports for that
+/// reason) — far better than fixed ports that collide when tests run in parallel.
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0 to find a free port")?;
-    Ok(listener.local_addr()?.port())
+    free_ports().map(|[port]| port)
 }
 
 /// `N` distinct loopback ports that were free a moment ago: the listeners are held until all
