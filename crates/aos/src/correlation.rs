@@ -147,38 +147,41 @@ impl Correlation {
         }
         span
     }
+}
 
-    /// `event` with this invocation's `traceparent` attribute added, so the queue steps log
-    /// the same trace id. Unchanged when there is no trace, when the event already carries a
-    /// valid trace of its own, or when the attribute would make it too large for one queue
-    /// message (the size the webhook has already accepted is what counts).
-    pub fn stamp(&self, mut event: CloudEvent) -> CloudEvent {
-        let Some(trace) = &self.trace else {
-            return event;
-        };
-        if TraceParent::of_event(&event).is_some() {
-            return event;
-        }
-        let previous = event.set_extension(TRACEPARENT, Value::String(trace.header()));
-        if queued_text_size(event.attributes()) > MAX_MESSAGE_TEXT_BYTES {
-            match previous {
-                Some(previous) => event.set_extension(TRACEPARENT, previous),
-                None => event.remove_extension(TRACEPARENT),
-            };
-        }
-        event
+/// `event` as the webhook queues it, and the size of its queued text
+/// ([`queued_text_size`]): with `trace` added as its `traceparent` attribute, so the queue
+/// steps log the same trace id. Unchanged when there is no trace, when the event already
+/// carries a valid trace of its own, or when the attribute would make it too large for one
+/// queue message: the size without the stamp is what decides whether the event can be queued
+/// at all. The webhook measures every event, so the common case measures once.
+pub fn stamp(mut event: CloudEvent, trace: Option<&TraceParent>) -> (CloudEvent, usize) {
+    let Some(trace) = trace.filter(|_| TraceParent::of_event(&event).is_none()) else {
+        return measured(event);
+    };
+    let previous = event.set_extension(TRACEPARENT, Value::String(trace.header()));
+    let (mut event, size) = measured(event);
+    if size <= MAX_MESSAGE_TEXT_BYTES {
+        return (event, size);
     }
+    match previous {
+        Some(previous) => event.set_extension(TRACEPARENT, previous),
+        None => event.remove_extension(TRACEPARENT),
+    };
+    measured(event)
+}
 
-    /// The webhook's event to queue, as both adapters queue and log it: stamped with this
-    /// invocation's trace ([`Correlation::stamp`]), and its id, trace and `instance` recorded
-    /// on the current (`invocation`) span.
-    pub fn queued(&self, event: CloudEvent, instance: &InstanceRef) -> CloudEvent {
-        let event = self.stamp(event);
-        let span = tracing::Span::current();
-        record_event_ids(&span, &event);
-        record_instance(&span, instance);
-        event
-    }
+fn measured(event: CloudEvent) -> (CloudEvent, usize) {
+    let size = queued_text_size(event.attributes());
+    (event, size)
+}
+
+/// Records the queued event's id and trace and its `instance` on the current (`invocation`)
+/// span, as both webhook adapters log it.
+pub fn record_queued(event: &CloudEvent, instance: &InstanceRef) {
+    let span = tracing::Span::current();
+    record_event_ids(&span, event);
+    record_instance(&span, instance);
 }
 
 /// Records the event's id and, when its source names an instance on the app host, the
@@ -264,6 +267,13 @@ mod tests {
         assert_ne!(made.to_string(), "not a guid");
     }
 
+    /// The event [`stamp`] queues, checking the size it gives.
+    fn stamped(correlation: &Correlation, event: CloudEvent) -> CloudEvent {
+        let (event, size) = stamp(event, correlation.trace.as_ref());
+        assert_eq!(size, queued_text_size(event.attributes()));
+        event
+    }
+
     fn event(extra: &[(&str, &str)]) -> CloudEvent {
         let mut value = serde_json::json!({
             "id": "1", "type": "app.instance.process.completed",
@@ -278,15 +288,15 @@ mod tests {
     #[test]
     fn stamps_the_trace_on_an_event_without_one_and_the_events_own_trace_wins() {
         let correlation = Correlation::new(None, Some(VALID));
-        let stamped = correlation.stamp(event(&[]));
-        assert_eq!(stamped.attributes()[TRACEPARENT], VALID);
+        let with_trace = stamped(&correlation, event(&[]));
+        assert_eq!(with_trace.attributes()[TRACEPARENT], VALID);
         let own = "00-11111111111111111111111111111111-2222222222222222-00";
-        let kept = correlation.stamp(event(&[(TRACEPARENT, own)]));
+        let kept = stamped(&correlation, event(&[(TRACEPARENT, own)]));
         assert_eq!(kept.attributes()[TRACEPARENT], own);
         let handled = Correlation::fresh().for_event(&kept);
         assert_eq!(handled.trace_id(), Some("11111111111111111111111111111111"));
         // No trace: the event stays as received.
-        assert_eq!(Correlation::fresh().stamp(event(&[])), event(&[]));
+        assert_eq!(stamped(&Correlation::fresh(), event(&[])), event(&[]));
     }
 
     #[test]
@@ -296,7 +306,7 @@ mod tests {
         let filler = "x".repeat(MAX_MESSAGE_TEXT_BYTES - base - 20);
         let large = event(&[("data", &filler)]);
         assert!(queued_text_size(large.attributes()) <= MAX_MESSAGE_TEXT_BYTES);
-        assert_eq!(correlation.stamp(large.clone()), large);
+        assert_eq!(stamped(&correlation, large.clone()), large);
     }
 
     #[test]
@@ -304,7 +314,7 @@ mod tests {
         let correlation = Correlation::new(None, Some(VALID));
         let malformed = event(&[(TRACEPARENT, "not a trace")]);
         assert_eq!(
-            correlation.stamp(malformed).attributes()[TRACEPARENT],
+            stamped(&correlation, malformed).attributes()[TRACEPARENT],
             VALID
         );
         // Too large with the stamp: the event stays exactly as received.
@@ -312,6 +322,6 @@ mod tests {
         let filler = "x".repeat(MAX_MESSAGE_TEXT_BYTES - base - 20);
         let large = event(&[(TRACEPARENT, "x"), ("data", &filler)]);
         assert!(queued_text_size(large.attributes()) <= MAX_MESSAGE_TEXT_BYTES);
-        assert_eq!(correlation.stamp(large.clone()), large);
+        assert_eq!(stamped(&correlation, large.clone()), large);
     }
 }

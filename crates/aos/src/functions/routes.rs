@@ -5,20 +5,21 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::bindings::*;
 use super::http_trigger::HttpTriggerRequest;
 use super::invocation::{InvocationRequest, InvocationResponse};
-use crate::correlation::{Correlation, TRACEPARENT, TraceParent, record_event};
+use crate::correlation::{TRACEPARENT, TraceParent, record_event, record_queued};
 use crate::domain::{CloudEvent, Printable, printable};
 use crate::pipeline::Pipeline;
 use crate::pipeline::catchup::CatchUpOptions;
 use crate::pipeline::error::{ErrorKind, StepError};
 use crate::pipeline::messages::{Attempt, QueueStep, describe, parse_message};
-use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive};
+use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive_traced};
 use crate::pipeline::reconcile::ReconcileOptions;
 use crate::queue::QueueAccount;
 use crate::redact::Redacted;
@@ -52,9 +53,24 @@ pub(super) fn failed(
     (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
 }
 
+/// A succeeded invocation. Written into a buffer that holds a webhook's answer (its `res`, the
+/// queued event and the log line: about 800 bytes) from the start; axum's `Json` starts at 128
+/// bytes and copies the text each time it grows.
 pub(super) fn ok(response: InvocationResponse) -> Response {
-    (StatusCode::OK, Json(response)).into_response()
+    let mut text = Vec::with_capacity(RESPONSE_CAPACITY);
+    match serde_json::to_writer(&mut text, &response) {
+        Ok(()) => ([(CONTENT_TYPE, HeaderValue::from_static(JSON))], text).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write the invocation response: {e}"),
+        )
+            .into_response(),
+    }
 }
+
+/// See [`ok`].
+const RESPONSE_CAPACITY: usize = 1024;
+const JSON: &str = "application/json";
 
 /// The largest `EventsReceiver` invocation read: a webhook body of [`MAX_BODY_BYTES`] with room
 /// for the host's JSON escaping of it (up to six bytes per byte) and the request's metadata.
@@ -82,10 +98,7 @@ async fn receive_invocation(pipeline: Arc<Pipeline>, body: Body) -> Response {
                 ),
             };
             tracing::warn!(function, status = 413, length, "webhook request rejected");
-            let (status, body) = outcome.answer();
-            return ok(InvocationResponse::default()
-                .http(RESPONSE, status, &body)
-                .log(outcome.log_line()));
+            return ok(webhook_response(outcome));
         }
         Err(e) => return failed(function, "read", &e, ErrorKind::Retry),
     };
@@ -93,23 +106,20 @@ async fn receive_invocation(pipeline: Arc<Pipeline>, body: Body) -> Response {
         Ok(request) => request,
         Err(e) => return failed(function, "decode", &e, ErrorKind::Permanent),
     };
-    let outcome = receive(
+    // The trace the event came in with: the host's (its HTTP client continues the webhook
+    // caller's trace), else the webhook request's own `traceparent`.
+    let trace = crate::correlation::current()
+        .and_then(|correlation| correlation.trace)
+        .or_else(|| request.header(TRACEPARENT).and_then(TraceParent::parse));
+    let outcome = receive_traced(
         request.body.as_bytes(),
         request.header("content-type"),
         &pipeline.settings,
+        trace.as_ref(),
     );
-    // The trace the event came in with: the host's (its HTTP client continues the webhook
-    // caller's trace), else the webhook request's own `traceparent`.
-    let mut correlation = crate::correlation::current().unwrap_or_else(Correlation::fresh);
-    if correlation.trace.is_none() {
-        correlation.trace = request.header(TRACEPARENT).and_then(TraceParent::parse);
+    if let ReceiveOutcome::Queue(event, instance) = &outcome {
+        record_queued(event, instance);
     }
-    let outcome = match outcome {
-        ReceiveOutcome::Queue(event, instance) => {
-            ReceiveOutcome::Queue(correlation.queued(event, &instance), instance)
-        }
-        other => other,
-    };
     match &outcome {
         // The success line goes to the host with the invocation (`Logs` below); repeating it on
         // stdout, which the host also records, cost a quarter of the handler's CPU per event
@@ -125,14 +135,20 @@ async fn receive_invocation(pipeline: Arc<Pipeline>, body: Body) -> Response {
         }
         _ => {}
     }
+    ok(webhook_response(outcome))
+}
+
+/// The webhook's invocation response: the HTTP answer (`res`), the log line, and for an event
+/// to queue, the `inbound` queue output.
+fn webhook_response(outcome: ReceiveOutcome) -> InvocationResponse {
     let (status, body) = outcome.answer();
-    let mut response = InvocationResponse::default()
+    let response = InvocationResponse::default()
         .http(RESPONSE, status, &body)
         .log(outcome.log_line());
-    if let ReceiveOutcome::Queue(event, _) = outcome {
-        response = response.queue(INBOUND_OUTPUT, event.into_json());
+    match outcome {
+        ReceiveOutcome::Queue(event, _) => response.queue(INBOUND_OUTPUT, event.into_json()),
+        _ => response,
     }
-    ok(response)
 }
 
 /// Decodes the queue message of a queue-triggered invocation into the CloudEvent it carries.
@@ -348,5 +364,28 @@ async fn catch_up(pipeline: &Pipeline, logs: &mut Vec<String>) {
             logs.push(printable(&run.to_string()).into_owned());
         }
         Err(e) => fail(logs, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlation::stamp;
+    use crate::domain::BaseUrl;
+    use crate::test_fixtures::altinn as fixture;
+
+    #[test]
+    fn a_webhooks_answer_fits_the_buffer_it_is_written_into() {
+        let event =
+            CloudEvent::parse(&fixture("event-app-instance-process-completed.at22.json")).unwrap();
+        let apps = BaseUrl::parse("https://ttd.apps.at22.altinn.cloud/").unwrap();
+        let instance = event.instance(&apps).unwrap();
+        let trace = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let (event, _) = stamp(event, trace.as_ref());
+        let response = webhook_response(ReceiveOutcome::Queue(event, instance));
+        let text = serde_json::to_vec(&response).unwrap();
+        assert!(text.len() <= RESPONSE_CAPACITY, "{} bytes", text.len());
+        // Half the buffer or more: a much smaller answer would want a smaller buffer.
+        assert!(text.len() * 2 >= RESPONSE_CAPACITY, "{} bytes", text.len());
     }
 }

@@ -6,8 +6,9 @@
 //! (413), which would otherwise fail at the queue write, after the answer was decided.
 
 use crate::config::Settings;
+use crate::correlation::{TraceParent, stamp};
 use crate::domain::{CloudEvent, InstanceRef, printable};
-use crate::queue::{MAX_MESSAGE_TEXT_BYTES, queued_text_size};
+use crate::queue::MAX_MESSAGE_TEXT_BYTES;
 
 /// Larger bodies are refused before they are parsed: a body larger than a whole (encoded) queue
 /// message cannot become one. `aos run` stops reading at this size; an Altinn CloudEvent is
@@ -62,8 +63,19 @@ impl ReceiveOutcome {
     }
 }
 
-/// Classifies one webhook request body.
+/// Classifies one request body that carries no trace (catch-up's events).
 pub fn receive(body: &[u8], content_type: Option<&str>, settings: &Settings) -> ReceiveOutcome {
+    receive_traced(body, content_type, settings, None)
+}
+
+/// Classifies one webhook request body; an event to queue carries `trace` as its
+/// `traceparent` attribute where [`stamp`] allows.
+pub fn receive_traced(
+    body: &[u8],
+    content_type: Option<&str>,
+    settings: &Settings,
+    trace: Option<&TraceParent>,
+) -> ReceiveOutcome {
     let reject = |status: u16, reason: String| ReceiveOutcome::Rejected { status, reason };
     if body.len() > MAX_BODY_BYTES {
         return reject(
@@ -102,7 +114,7 @@ pub fn receive(body: &[u8], content_type: Option<&str>, settings: &Settings) -> 
     let event = event
         .with_normalised_source(&instance, &settings.apps_base_url)
         .without_product_marks();
-    let size = queued_text_size(event.attributes());
+    let (event, size) = stamp(event, trace);
     if size > MAX_MESSAGE_TEXT_BYTES {
         return reject(
             413,
@@ -132,6 +144,7 @@ fn is_json_content_type(content_type: Option<&str>) -> bool {
 mod tests {
     use super::*;
     use crate::config::SettingSource;
+    use crate::queue::queued_text_size;
 
     fn settings() -> Settings {
         Settings::from_source(&SettingSource::from_pairs([

@@ -34,10 +34,10 @@ use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::config::Settings;
-use crate::correlation::Correlation;
+use crate::correlation::{Correlation, record_queued};
 use crate::domain::{Printable, Secret};
 use crate::pipeline::Pipeline;
-use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive};
+use crate::pipeline::receive::{MAX_BODY_BYTES, ReceiveOutcome, receive_traced};
 use crate::queue::Queue;
 use crate::request_body::{Capped, read_capped};
 
@@ -238,12 +238,15 @@ async fn receive_request(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let outcome = match receive(&body, content_type, &state.settings) {
-        ReceiveOutcome::Queue(event, instance) => {
-            ReceiveOutcome::Queue(correlation.queued(event, &instance), instance)
-        }
-        other => other,
-    };
+    let outcome = receive_traced(
+        &body,
+        content_type,
+        &state.settings,
+        correlation.trace.as_ref(),
+    );
+    if let ReceiveOutcome::Queue(event, instance) = &outcome {
+        record_queued(event, instance);
+    }
     if let ReceiveOutcome::Queue(event, _) = &outcome
         && let Err(e) = state.inbound.send(&event.message_text()).await
     {

@@ -90,6 +90,7 @@ async fn every_line_of_one_events_journey_carries_its_invocation_trace_and_event
         assert_eq!(json["instance_guid"], guid.as_str(), "{}", line.text);
         assert_eq!(json["org"], inst.org.as_str(), "{}", line.text);
         assert_eq!(json["app"], inst.app.as_str(), "{}", line.text);
+        assert_eq!(json["party_id"], inst.party_id, "{}", line.text);
         seen.insert(invocation_id.to_string());
     }
     for invocation in &invocations {
