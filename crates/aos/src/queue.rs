@@ -92,6 +92,16 @@ struct HostTextSize {
 
 impl std::io::Write for HostTextSize {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_ascii() {
+            // The common case, and a quick one: no U+0085, U+2028 or U+2029 ends in ASCII bytes.
+            self.bytes += buf.len() + buf.iter().filter(|&&byte| byte == b'\n').count();
+            self.last = match *buf {
+                [] => self.last,
+                [only] => [self.last[1], only],
+                [.., second_last, last] => [second_last, last],
+            };
+            return Ok(buf.len());
+        }
         for &byte in buf {
             self.bytes += 1 + match (self.last, byte) {
                 (_, b'\n') => 1,
@@ -324,11 +334,15 @@ mod tests {
         use std::io::Write;
         let text = "a\u{85}b\u{2028}c\u{2029}\nÅ\u{c5}\u{2027}";
         let expected = text.len() + 4 + 3 + 3 + 1;
-        for split in 0..=text.len() {
-            let mut size = HostTextSize::default();
-            size.write_all(&text.as_bytes()[..split]).unwrap();
-            size.write_all(&text.as_bytes()[split..]).unwrap();
-            assert_eq!(size.bytes, expected, "split at {split}");
+        let bytes = text.as_bytes();
+        for first in 0..=bytes.len() {
+            for second in first..=bytes.len() {
+                let mut size = HostTextSize::default();
+                size.write_all(&bytes[..first]).unwrap();
+                size.write_all(&bytes[first..second]).unwrap();
+                size.write_all(&bytes[second..]).unwrap();
+                assert_eq!(size.bytes, expected, "split at {first} and {second}");
+            }
         }
     }
 
