@@ -153,22 +153,32 @@ impl Correlation {
 /// ([`queued_text_size`]): with `trace` added as its `traceparent` attribute, so the queue
 /// steps log the same trace id. Unchanged when there is no trace, when the event already
 /// carries a valid trace of its own, or when the attribute would make it too large for one
-/// queue message: the size without the stamp is what decides whether the event can be queued
-/// at all. The webhook measures every event, so the common case measures once.
+/// queue message. The event as received decides whether it can be queued at all: the size
+/// returned is over [`MAX_MESSAGE_TEXT_BYTES`] exactly when the unstamped event's is, so the
+/// webhook and catch-up (which stamps nothing) judge an event alike. The webhook measures every
+/// event, so the common case (no trace of the event's own) measures once.
 pub fn stamp(mut event: CloudEvent, trace: Option<&TraceParent>) -> (CloudEvent, usize) {
     let Some(trace) = trace.filter(|_| TraceParent::of_event(&event).is_none()) else {
         return measured(event);
     };
-    let previous = event.set_extension(TRACEPARENT, Value::String(trace.header()));
-    let (mut event, size) = measured(event);
-    if size <= MAX_MESSAGE_TEXT_BYTES {
-        return (event, size);
+    let header = Value::String(trace.header());
+    let previous = event.set_extension(TRACEPARENT, header.clone());
+    let (mut event, stamped_size) = measured(event);
+    // A member added lengthens the text, so the event as received fits if the stamped one does.
+    // A malformed trace replaced may have been longer than the stamp: measure without it too.
+    if previous.is_none() && stamped_size <= MAX_MESSAGE_TEXT_BYTES {
+        return (event, stamped_size);
     }
     match previous {
         Some(previous) => event.set_extension(TRACEPARENT, previous),
         None => event.remove_extension(TRACEPARENT),
     };
-    measured(event)
+    let (mut event, size) = measured(event);
+    if size <= MAX_MESSAGE_TEXT_BYTES && stamped_size <= MAX_MESSAGE_TEXT_BYTES {
+        event.set_extension(TRACEPARENT, header);
+        return (event, stamped_size);
+    }
+    (event, size)
 }
 
 fn measured(event: CloudEvent) -> (CloudEvent, usize) {
@@ -307,6 +317,21 @@ mod tests {
         let large = event(&[("data", &filler)]);
         assert!(queued_text_size(large.attributes()) <= MAX_MESSAGE_TEXT_BYTES);
         assert_eq!(stamped(&correlation, large.clone()), large);
+    }
+
+    #[test]
+    fn an_event_too_large_for_a_queue_message_stays_too_large_when_the_stamp_would_shorten_it() {
+        // A long malformed trace of the event's own: replaced by the 55-character stamp, the
+        // event would fit; as received it does not, and that is what decides (catch-up, which
+        // stamps nothing, judges it the same way).
+        let correlation = Correlation::new(None, Some(VALID));
+        let base = queued_text_size(event(&[(TRACEPARENT, "")]).attributes());
+        let long = "x".repeat(MAX_MESSAGE_TEXT_BYTES - base + 100);
+        let large = event(&[(TRACEPARENT, &long)]);
+        assert!(queued_text_size(large.attributes()) > MAX_MESSAGE_TEXT_BYTES);
+        let (queued, size) = stamp(large.clone(), correlation.trace.as_ref());
+        assert!(size > MAX_MESSAGE_TEXT_BYTES, "{size}");
+        assert_eq!(queued, large);
     }
 
     #[test]

@@ -78,8 +78,8 @@ const MAX_RECEIVER_INVOCATION_BYTES: usize = 8 * MAX_BODY_BYTES;
 
 /// `EventsReceiver`: the webhook. A valid event becomes one message on `events-inbound`; the
 /// host writes it before answering Altinn, and fails the request (500) if it cannot — so an
-/// event no queue message can hold is answered 413 here (`receive`), in the `res` output of a
-/// successful invocation, as is a webhook body too large to be read at all.
+/// event no queue message can hold is answered 413 here (`receive_traced`), in the `res` output
+/// of a successful invocation, as is a webhook body too large to be read at all.
 pub async fn events_receiver(State(pipeline): State<Arc<Pipeline>>, body: Body) -> Response {
     crate::metrics::timed("receive", receive_invocation(pipeline, body)).await
 }
