@@ -77,7 +77,15 @@ impl TraceParent {
 
     /// The header value (version 00).
     pub fn header(&self) -> String {
-        format!("00-{}-{}-{}", self.trace_id, self.parent_id, self.flags)
+        // Written piece by piece: the webhook stamps one on every event it queues.
+        let mut header = String::with_capacity(55);
+        for part in ["00", &self.trace_id, &self.parent_id, &self.flags] {
+            if !header.is_empty() {
+                header.push('-');
+            }
+            header.push_str(part);
+        }
+        header
     }
 
     /// The trace an event carries in its `traceparent` attribute, if well-formed.

@@ -189,6 +189,12 @@ impl MemberWriter<'_> {
     fn text(&mut self, field: &Field, text: std::fmt::Arguments<'_>) {
         self.member(field, |writer| write_json_string(writer, text));
     }
+
+    /// [`MemberWriter::text`] for a value that is text already, without `fmt`'s machinery (most
+    /// of a span's fields).
+    fn str(&mut self, field: &Field, text: &str) {
+        self.member(field, |writer| write_json_str(writer, text));
+    }
 }
 
 impl Visit for MemberWriter<'_> {
@@ -205,7 +211,7 @@ impl Visit for MemberWriter<'_> {
         self.scalar(field, Value::from(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.text(field, format_args!("{value}"));
+        self.str(field, value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.text(field, format_args!("{value}"));
@@ -221,7 +227,7 @@ fn write_member(
     value: impl FnOnce(&mut Writer<'_>) -> std::fmt::Result,
 ) -> std::fmt::Result {
     writer.write_char(',')?;
-    write_json_string(writer, format_args!("{name}"))?;
+    write_json_str(writer, name)?;
     writer.write_char(':')?;
     value(writer)
 }
@@ -236,6 +242,14 @@ fn write_json_string(
     // Closed even when the value's own formatting fails midway, so the span's members stay
     // valid JSON (tracing-subscriber ignores the error and keeps the buffer).
     let written = std::fmt::Write::write_fmt(&mut JsonEscaping(writer), text);
+    writer.write_char('"')?;
+    written
+}
+
+/// [`write_json_string`] for text at hand.
+fn write_json_str(writer: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
+    writer.write_char('"')?;
+    let written = std::fmt::Write::write_str(&mut JsonEscaping(writer), text);
     writer.write_char('"')?;
     written
 }
