@@ -11,7 +11,10 @@
 //!
 //! `-- --pin` (issue 18) pins part (a): the handler to CPU 0 (`taskset -c 0`, so its runtime
 //! sees one CPU) and the load generator to CPU 1, at 1–64 connections with 16 and 32 added:
-//! the figures are then one handler core's, not the machine's.
+//! the figures are then one handler core's, not the machine's. It adds paced levels: the
+//! invocations offered at a fixed rate (up to the target's 20,000/s), latency counted from when
+//! each was due, which is what a sender sees at that rate; closed loop, the latency at 32
+//! connections is mostly the queue of the other 31.
 //!
 //! `cargo bench --bench ingest [-- --quick] [-- --no-write]`. With `AOS_BENCH_BASELINE=<path to
 //! another aos binary>` part (a) also runs that binary, interleaved with this one, so a change
@@ -33,6 +36,7 @@ use common::http::{self, LoadResult};
 use common::plot::{Chart, Series, XScale};
 use common::report::Report;
 use common::{BenchArgs, percentile, proc};
+use futures::FutureExt;
 use serde_json::Value;
 
 const FIXTURE: &str = "event-app-instance-process-completed.at22.json";
@@ -43,6 +47,14 @@ const CHECK_EVERY: usize = 97;
 /// With `--pin`: the handler's CPU and the load generator's.
 const HANDLER_CPU: usize = 0;
 const LOAD_CPU: usize = 1;
+/// With `--pin`: the paced levels, (connections, offered invocations/s): issue 18's target rate
+/// at 16 and 32 connections, and lower rates at 32 to show how far p99 < 2 ms holds.
+const PACED_LEVELS: &[(usize, f64)] = &[
+    (16, 20_000.0),
+    (32, 10_000.0),
+    (32, 15_000.0),
+    (32, 20_000.0),
+];
 
 fn main() -> anyhow::Result<()> {
     let args = BenchArgs::parse();
@@ -57,6 +69,8 @@ fn main() -> anyhow::Result<()> {
 struct Level {
     binary: String,
     concurrency: usize,
+    /// Paced levels: the offered rate (invocations/s); closed-loop levels: `None`.
+    offered: Option<f64>,
     result: LoadResult,
     handler_cpu: Duration,
     bench_cpu: Duration,
@@ -95,46 +109,30 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (false, 1) => 20_000,
         (false, _) => 60_000,
     };
-    let mut measured = Vec::new();
-    for &concurrency in levels {
+    // Closed loop at each level, then (pinned) the target's own terms: invocations offered at a
+    // fixed rate. Paced levels need the load generator on a CPU of its own (it spins between
+    // requests).
+    let closed = levels.iter().map(|&concurrency| (concurrency, None));
+    let paced = PACED_LEVELS
+        .iter()
+        .filter(|_| args.pin)
+        .map(|&(concurrency, rate)| (concurrency, Some(rate)));
+    let (mut measured, mut paced_measured) = (Vec::new(), Vec::new());
+    for (concurrency, rate) in closed.chain(paced) {
         for (name, handler) in &handlers {
-            // Warm-up: connections, allocator, lazy statics.
-            http::load(
-                handler.port,
-                requests.clone(),
-                concurrency,
-                1_000,
-                1,
-                check_invocation,
-            )
-            .await?;
-            let (handler_before, bench_before) = (handler.cpu(), own_cpu());
-            let result = http::load(
-                handler.port,
-                requests.clone(),
+            let level = measure(
+                name,
+                handler,
+                &requests,
                 concurrency,
                 total(concurrency),
-                CHECK_EVERY,
-                check_invocation,
+                rate,
             )
             .await?;
-            let level = Level {
-                binary: name.clone(),
-                concurrency,
-                handler_cpu: handler.cpu().saturating_sub(handler_before),
-                bench_cpu: own_cpu().saturating_sub(bench_before),
-                result,
-            };
-            println!("{}", level.summary());
-            if level.result.failures > 0 {
-                bail!(
-                    "{} of {} responses failed their check, e.g. {}",
-                    level.result.failures,
-                    level.result.requests,
-                    level.result.first_failure.as_deref().unwrap_or("?")
-                );
+            match rate {
+                None => measured.push(level),
+                Some(_) => paced_measured.push(level),
             }
-            measured.push(level);
         }
     }
     let peaks: Vec<(String, Option<u64>)> = handlers
@@ -217,7 +215,69 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let standalone_peak = proc::peak_rss_bytes(standalone.pid());
     drop(standalone);
 
-    write_report(&args, &measured, &peaks, &webhook, standalone_peak)
+    write_report(
+        &args,
+        &measured,
+        &paced_measured,
+        &peaks,
+        &webhook,
+        standalone_peak,
+    )
+}
+
+/// One level of part (a) for one binary: a warm-up, then `total` invocations over
+/// `concurrency` connections, closed loop or at the `paced` rate (invocations/s).
+async fn measure(
+    name: &str,
+    handler: &Handler,
+    requests: &Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+    total: usize,
+    paced: Option<f64>,
+) -> anyhow::Result<Level> {
+    let run = |total: usize, check_every: usize| match paced {
+        None => http::load(
+            handler.port,
+            requests.clone(),
+            concurrency,
+            total,
+            check_every,
+            check_invocation,
+        )
+        .boxed_local(),
+        Some(rate) => http::load_paced(
+            handler.port,
+            requests.clone(),
+            concurrency,
+            total,
+            rate,
+            check_every,
+            check_invocation,
+        )
+        .boxed_local(),
+    };
+    // Warm-up: connections, allocator, lazy statics.
+    run(1_000, 1).await?;
+    let (handler_before, bench_before) = (handler.cpu(), own_cpu());
+    let result = run(total, CHECK_EVERY).await?;
+    let level = Level {
+        binary: name.to_string(),
+        concurrency,
+        offered: paced,
+        handler_cpu: handler.cpu().saturating_sub(handler_before),
+        bench_cpu: own_cpu().saturating_sub(bench_before),
+        result,
+    };
+    println!("{}", level.summary());
+    if level.result.failures > 0 {
+        bail!(
+            "{} of {} responses failed their check, e.g. {}",
+            level.result.failures,
+            level.result.requests,
+            level.result.first_failure.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(level)
 }
 
 /// `aos serve` started as the Functions host starts it, with its stdout drained as the host
@@ -382,6 +442,16 @@ fn micros(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
+/// Microseconds below 10 ms, else milliseconds (a paced level the handler cannot keep up with
+/// queues for seconds).
+fn latency(d: Duration) -> String {
+    if d < Duration::from_millis(10) {
+        micros(d)
+    } else {
+        millis(d)
+    }
+}
+
 fn millis(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
@@ -390,12 +460,14 @@ impl Level {
     fn summary(&self) -> String {
         let mut latencies = self.result.latencies.clone();
         format!(
-            "{} c={}: {:.0} inv/s, p50 {} p99 {}, handler CPU {:.0} ms/1000",
+            "{} c={}{}: {:.0} inv/s, p50 {} p99 {}, handler CPU {:.0} ms/1000",
             self.binary,
             self.concurrency,
+            self.offered
+                .map_or(String::new(), |rate| format!(" paced at {rate:.0}/s")),
             per_second(self.result.requests, self.result.elapsed),
-            micros(percentile(&mut latencies, 50.0)),
-            micros(percentile(&mut latencies, 99.0)),
+            latency(percentile(&mut latencies, 50.0)),
+            latency(percentile(&mut latencies, 99.0)),
             self.cpu_per_1000().as_secs_f64() * 1e3,
         )
     }
@@ -432,9 +504,48 @@ impl Level {
     }
 }
 
+impl Level {
+    /// A paced level the handler kept up with: it answered at ≥ 98 % of the offered rate.
+    /// Otherwise the requests queued for the whole run, and its latencies measure how long the
+    /// run was, not the handler.
+    fn kept_up(&self) -> bool {
+        let achieved = per_second(self.result.requests, self.result.elapsed);
+        self.offered
+            .is_some_and(|offered| achieved >= 0.98 * offered)
+    }
+
+    /// A row of the paced table.
+    fn paced_row(&self) -> Vec<String> {
+        let mut latencies = self.result.latencies.clone();
+        vec![
+            format!("`{}`", self.binary),
+            self.concurrency.to_string(),
+            self.result.requests.to_string(),
+            format!("{:.0}", self.offered.unwrap_or_default()),
+            format!(
+                "{:.0}",
+                per_second(self.result.requests, self.result.elapsed)
+            ),
+            if self.kept_up() {
+                "yes".into()
+            } else {
+                "**no**".into()
+            },
+            latency(percentile(&mut latencies, 50.0)),
+            latency(percentile(&mut latencies, 90.0)),
+            latency(percentile(&mut latencies, 99.0)),
+            latency(percentile(&mut latencies, 99.9)),
+            millis(percentile(&mut latencies, 100.0)),
+            format!("{:.0} ms", self.cpu_per_1000().as_secs_f64() * 1e3),
+            format!("{}/{}", self.result.checked, self.result.failures),
+        ]
+    }
+}
+
 fn write_report(
     args: &BenchArgs,
     measured: &[Level],
+    paced: &[Level],
     peaks: &[(String, Option<u64>)],
     webhook: &[(usize, LoadResult, (Duration, Duration, Duration))],
     standalone_peak: Option<u64>,
@@ -481,6 +592,40 @@ fn write_report(
         ],
         &measured.iter().map(Level::row).collect::<Vec<_>>(),
     );
+    if !paced.is_empty() {
+        report.paragraph(
+            "**Paced** (`--pin` only): the same invocations offered at a fixed rate, request `i` \
+             due `i` ÷ *offered/s* after the start and sent by connection `i` mod \
+             *connections* (one request in flight per connection; a request whose connection is \
+             still waiting for an answer goes as soon as it is free). Latency runs from when the \
+             request was due, as wrk2 measures it, so a request held back by a slow answer \
+             counts its wait. Above, closed loop, every connection sends again the moment it is \
+             answered: the handler runs saturated and each latency includes the queue of all \
+             the others (at 32 connections the mean is 32 ÷ throughput). Here the latency is \
+             the one a sender sees at a given rate; 20,000/s is the target's. Where the handler \
+             did not keep up (*kept up* no: under 98 % of the offered rate achieved), requests \
+             queued for the whole run, so those latencies grow with the run's length and say \
+             only that the rate is beyond the handler on this machine.",
+        );
+        report.table(
+            &[
+                "binary",
+                "connections",
+                "invocations",
+                "offered/s",
+                "achieved/s",
+                "kept up",
+                "p50",
+                "p90",
+                "p99",
+                "p99.9",
+                "max",
+                "handler CPU / 1,000",
+                "checked/failed",
+            ],
+            &paced.iter().map(Level::paced_row).collect::<Vec<_>>(),
+        );
+    }
     let peak_rows: Vec<Vec<String>> = peaks
         .iter()
         .map(|(name, peak)| {

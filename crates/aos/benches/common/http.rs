@@ -97,10 +97,13 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Result of [`load`].
+/// Result of [`load`] and [`load_paced`].
 pub struct LoadResult {
     pub requests: usize,
     pub elapsed: Duration,
+    /// Closed loop ([`load`]): each request's round trip. Paced ([`load_paced`]): from the
+    /// time the request was due to be sent to its response, so a request held back by a slow
+    /// answer before it counts its wait (no coordinated omission).
     pub latencies: Vec<Duration>,
     /// Responses that were not 200 or failed their check.
     pub failures: usize,
@@ -108,14 +111,76 @@ pub struct LoadResult {
     pub checked: usize,
 }
 
+/// How the connections of a load take their requests.
+#[derive(Clone, Copy)]
+enum Schedule {
+    /// Each connection sends its next request as soon as the previous is answered: the server
+    /// runs saturated, with `concurrency` requests always in flight.
+    ClosedLoop,
+    /// Request `i` is due at `i / rate` seconds after the start (connection `i % concurrency`
+    /// sends it): the offered rate is fixed, whatever the server does with it.
+    Paced { rate: f64 },
+}
+
 /// Sends `total` requests over `concurrency` keep-alive connections (request `i` is
 /// `requests[i % len]`) and checks every `check_every`-th response body with `check`
-/// (every response's status must be 200).
+/// (every response's status must be 200). Closed loop: the throughput is the server's at
+/// that concurrency.
 pub async fn load(
     port: u16,
     requests: std::sync::Arc<Vec<Vec<u8>>>,
     concurrency: usize,
     total: usize,
+    check_every: usize,
+    check: fn(&[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<LoadResult> {
+    run_load(
+        port,
+        requests,
+        concurrency,
+        total,
+        Schedule::ClosedLoop,
+        check_every,
+        check,
+    )
+    .await
+}
+
+/// [`load`] at a fixed offered `rate` (requests/s) spread evenly over the connections: the
+/// latency a client sees at that rate, measured as wrk2 measures it (from when each request
+/// was due). The connections wait for their due time by yielding in a loop, so the load
+/// generator keeps its CPU busy: use it only with the load generator on a CPU of its own.
+pub async fn load_paced(
+    port: u16,
+    requests: std::sync::Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+    total: usize,
+    rate: f64,
+    check_every: usize,
+    check: fn(&[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<LoadResult> {
+    anyhow::ensure!(
+        rate.is_finite() && rate > 0.0,
+        "a paced load needs a rate above 0, not {rate}"
+    );
+    run_load(
+        port,
+        requests,
+        concurrency,
+        total,
+        Schedule::Paced { rate },
+        check_every,
+        check,
+    )
+    .await
+}
+
+async fn run_load(
+    port: u16,
+    requests: std::sync::Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+    total: usize,
+    schedule: Schedule,
     check_every: usize,
     check: fn(&[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<LoadResult> {
@@ -127,18 +192,32 @@ pub async fn load(
     }
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for mut connection in connections {
+    for (index, mut connection) in connections.into_iter().enumerate() {
         let (next, requests) = (next.clone(), requests.clone());
         tasks.spawn(async move {
             let mut latencies = Vec::with_capacity(total / concurrency + 1);
             let (mut failures, mut checked, mut first_failure) = (0, 0, None);
+            let mut own = (index..total).step_by(concurrency);
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    break;
+                let (i, due) = match schedule {
+                    Schedule::ClosedLoop => match next.fetch_add(1, Ordering::Relaxed) {
+                        i if i < total => (i, None),
+                        _ => break,
+                    },
+                    Schedule::Paced { rate } => match own.next() {
+                        Some(i) => (i, Some(started + Duration::from_secs_f64(i as f64 / rate))),
+                        None => break,
+                    },
+                };
+                if let Some(due) = due {
+                    // tokio's timer ticks in milliseconds, far coarser than the gaps between
+                    // requests: yield until due (each yield lets the runtime poll its sockets).
+                    while Instant::now() < due {
+                        tokio::task::yield_now().await;
+                    }
                 }
-                let (response, latency) = connection.send(&requests[i % requests.len()]).await?;
-                latencies.push(latency);
+                let (response, round_trip) = connection.send(&requests[i % requests.len()]).await?;
+                latencies.push(due.map_or(round_trip, |due| due.elapsed()));
                 let verdict = if response.status != 200 {
                     Err(anyhow::anyhow!(
                         "status {}: {}",

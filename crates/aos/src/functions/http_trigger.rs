@@ -12,7 +12,8 @@
 //! "Method": "POST", "Query": {…}, "Headers": {"Content-Type": ["…"], …}, "Body": "<raw text>"}},
 //! "Metadata": {…}}`. A header value is a list of strings (joined with `,`) or one string;
 //! anything else is skipped. `Body` is the raw text; `null` or missing is empty, and any other
-//! JSON value stands for its JSON text.
+//! JSON value (the host never sends one) stands for its JSON text, written compactly (members
+//! in name order).
 
 use std::borrow::Cow;
 
@@ -75,14 +76,81 @@ impl<'de> Visitor<'de> for RequestIn<'_> {
     }
 }
 
-/// The members of the request object the handler reads, as raw JSON. As leniently as the host's
-/// own model reads them: a repeated member's last value wins, and a member of another type than
-/// expected (checked where it is used) counts as absent rather than failing the invocation.
+/// The members of the request object the handler reads: `Method` and `Headers` as raw JSON,
+/// `Body` decoded ([`BodyText`]). As leniently as the host's own model reads them: a repeated
+/// member's last value wins, and a `Method` or `Headers` of another type than expected
+/// (checked where it is used) counts as absent rather than failing the invocation. A `Body`
+/// that is not valid JSON text (a lone surrogate escape, a number beyond `f64`) fails the
+/// invocation as undecodable, even when a later `Body` would replace it: the host writes one
+/// `Body`, a JSON string of valid text.
 #[derive(Default)]
 struct Request<'a> {
     method: Option<&'a RawValue>,
     headers: Option<&'a RawValue>,
-    body: Option<&'a RawValue>,
+    body: Option<BodyText<'a>>,
+}
+
+/// `Body`, decoded as it is read: the webhook's text is a JSON string of escaped JSON, and
+/// unescaping it in the same pass that finds its end saves scanning it twice (once as raw JSON,
+/// once to unescape): 2 % of the handler's instructions per webhook (docs/benchmarks.md,
+/// "Instructions per invocation").
+enum BodyText<'a> {
+    /// The host's form: the raw text, borrowed unless it holds escapes.
+    Text(Cow<'a, str>),
+    Null,
+    /// Any other JSON value (the host never sends one): its JSON text written again compactly,
+    /// members in name order, a repeated member once (the last), numbers as `f64`, `i64` or
+    /// `u64` write them.
+    Json(String),
+}
+
+impl<'de> Deserialize<'de> for BodyText<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+        use serde::de::{Error, SeqAccess};
+        use serde_json::Value;
+
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = BodyText<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the request body")
+            }
+            fn visit_borrowed_str<E: Error>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(BodyText::Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E: Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(BodyText::Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E: Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(BodyText::Text(Cow::Owned(text)))
+            }
+            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(BodyText::Null)
+            }
+            fn visit_bool<E: Error>(self, value: bool) -> Result<Self::Value, E> {
+                Ok(BodyText::Json(value.to_string()))
+            }
+            fn visit_i64<E: Error>(self, value: i64) -> Result<Self::Value, E> {
+                Ok(BodyText::Json(value.to_string()))
+            }
+            fn visit_u64<E: Error>(self, value: u64) -> Result<Self::Value, E> {
+                Ok(BodyText::Json(value.to_string()))
+            }
+            fn visit_f64<E: Error>(self, value: f64) -> Result<Self::Value, E> {
+                Ok(BodyText::Json(Value::from(value).to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let value = Value::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(BodyText::Json(value.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                let value = Value::deserialize(SeqAccessDeserializer::new(seq))?;
+                Ok(BodyText::Json(value.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
 }
 
 impl<'de> Deserialize<'de> for Request<'de> {
@@ -96,16 +164,14 @@ impl<'de> Deserialize<'de> for Request<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut request = Request::default();
                 while let Some(Text(key)) = map.next_key()? {
-                    let member = match key.as_ref() {
-                        "Method" => &mut request.method,
-                        "Headers" => &mut request.headers,
-                        "Body" => &mut request.body,
+                    match key.as_ref() {
+                        "Method" => request.method = Some(map.next_value()?),
+                        "Headers" => request.headers = Some(map.next_value()?),
+                        "Body" => request.body = Some(map.next_value()?),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
-                            continue;
                         }
-                    };
-                    *member = Some(map.next_value()?);
+                    }
                 }
                 Ok(request)
             }
@@ -142,12 +208,10 @@ impl<'a> HttpTriggerRequest<'a> {
             None => Cow::Borrowed("POST"),
         };
         let headers = request.headers.map(header_list).unwrap_or_default();
-        let body = match request.body.map(RawValue::get) {
-            None | Some("null") => Cow::Borrowed(""),
-            Some(text) if text.starts_with('"') => string(text).ok_or_else(|| {
-                InvocationError(format!("Data.{binding}.Body is not valid Unicode text"))
-            })?,
-            Some(json) => Cow::Borrowed(json),
+        let body = match request.body {
+            None | Some(BodyText::Null) => Cow::Borrowed(""),
+            Some(BodyText::Text(text)) => text,
+            Some(BodyText::Json(json)) => Cow::Owned(json),
         };
         Ok(HttpTriggerRequest {
             method,
@@ -290,6 +354,29 @@ mod tests {
     }
 
     #[test]
+    fn a_body_is_unescaped_as_it_is_read_and_any_other_value_is_its_json_text() {
+        let invocation = json!({"Data": {"req": {"Body": "{\"id\": \"a\\u00e6\"}\n"}}});
+        let invocation = invocation.to_string();
+        let request = HttpTriggerRequest::parse(invocation.as_bytes(), "req").unwrap();
+        assert_eq!(request.body, "{\"id\": \"a\\u00e6\"}\n");
+        // Written again compactly, members in name order: not the text as sent.
+        for (body, text) in [
+            (
+                r#"{ "b" : 1, "a": [1.50, true, null, "x"] }"#,
+                r#"{"a":[1.5,true,null,"x"],"b":1}"#,
+            ),
+            ("[ ]", "[]"),
+            ("-7", "-7"),
+            ("2.50", "2.5"),
+            ("false", "false"),
+        ] {
+            let invocation = format!(r#"{{"Data": {{"req": {{"Body": {body}}}}}}}"#);
+            let request = HttpTriggerRequest::parse(invocation.as_bytes(), "req").unwrap();
+            assert_eq!(request.body, text, "{invocation}");
+        }
+    }
+
+    #[test]
     fn only_data_and_its_binding_are_read_in_any_member_order() {
         let invocation = br#"{"Metadata": {"req": {"Body": "wrong"}, "Data": 1},
             "Data": {"other": {"Body": "wrong"}, "req": {"Body": "right", "Url": "http://x"},
@@ -331,6 +418,8 @@ mod tests {
             r#""Authorization: s3cr3t""#,
             r#"{"Data": {"req": ["s3cr3t", {}, "{}"]}}"#,
             r#"{"Data": {"req": {"Body": "s3cr3t"}}} trailing s3cr3t"#,
+            // Not Unicode: a lone surrogate.
+            r#"{"Data": {"req": {"Body": "s3cr3t \ud800 s3cr3t"}}}"#,
         ] {
             let error = HttpTriggerRequest::parse(bad.as_bytes(), "req").unwrap_err();
             assert!(!error.0.contains("s3cr3t"), "{bad}: {error}");
