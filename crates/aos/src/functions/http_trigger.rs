@@ -94,15 +94,12 @@ struct Request<'a> {
 /// unescaping it in the same pass that finds its end saves scanning it twice (once as raw JSON,
 /// once to unescape): 2 % of the handler's instructions per webhook (docs/benchmarks.md,
 /// "Instructions per invocation").
-enum BodyText<'a> {
-    /// The host's form: the raw text, borrowed unless it holds escapes.
-    Text(Cow<'a, str>),
-    Null,
-    /// Any other JSON value (the host never sends one): its JSON text written again compactly,
-    /// members in name order, a repeated member once (the last), numbers as `f64`, `i64` or
-    /// `u64` write them.
-    Json(String),
-}
+///
+/// The host's form, a string, is the raw text, borrowed unless it holds escapes; `null` is
+/// empty. Any other JSON value (the host never sends one) stands for its JSON text written
+/// again compactly: members in name order, a repeated member once (the last), numbers as
+/// `f64`, `i64` or `u64` write them.
+struct BodyText<'a>(Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for BodyText<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -117,36 +114,36 @@ impl<'de> Deserialize<'de> for BodyText<'de> {
                 f.write_str("the request body")
             }
             fn visit_borrowed_str<E: Error>(self, text: &'de str) -> Result<Self::Value, E> {
-                Ok(BodyText::Text(Cow::Borrowed(text)))
+                Ok(BodyText(Cow::Borrowed(text)))
             }
             fn visit_str<E: Error>(self, text: &str) -> Result<Self::Value, E> {
-                Ok(BodyText::Text(Cow::Owned(text.to_owned())))
+                Ok(BodyText(Cow::Owned(text.to_owned())))
             }
             fn visit_string<E: Error>(self, text: String) -> Result<Self::Value, E> {
-                Ok(BodyText::Text(Cow::Owned(text)))
+                Ok(BodyText(Cow::Owned(text)))
             }
             fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
-                Ok(BodyText::Null)
+                Ok(BodyText(Cow::Borrowed("")))
             }
             fn visit_bool<E: Error>(self, value: bool) -> Result<Self::Value, E> {
-                Ok(BodyText::Json(value.to_string()))
+                Ok(BodyText(Cow::Owned(value.to_string())))
             }
             fn visit_i64<E: Error>(self, value: i64) -> Result<Self::Value, E> {
-                Ok(BodyText::Json(value.to_string()))
+                Ok(BodyText(Cow::Owned(value.to_string())))
             }
             fn visit_u64<E: Error>(self, value: u64) -> Result<Self::Value, E> {
-                Ok(BodyText::Json(value.to_string()))
+                Ok(BodyText(Cow::Owned(value.to_string())))
             }
             fn visit_f64<E: Error>(self, value: f64) -> Result<Self::Value, E> {
-                Ok(BodyText::Json(Value::from(value).to_string()))
+                Ok(BodyText(Cow::Owned(Value::from(value).to_string())))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 let value = Value::deserialize(MapAccessDeserializer::new(map))?;
-                Ok(BodyText::Json(value.to_string()))
+                Ok(BodyText(Cow::Owned(value.to_string())))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 let value = Value::deserialize(SeqAccessDeserializer::new(seq))?;
-                Ok(BodyText::Json(value.to_string()))
+                Ok(BodyText(Cow::Owned(value.to_string())))
             }
         }
         deserializer.deserialize_any(Any)
@@ -208,11 +205,9 @@ impl<'a> HttpTriggerRequest<'a> {
             None => Cow::Borrowed("POST"),
         };
         let headers = request.headers.map(header_list).unwrap_or_default();
-        let body = match request.body {
-            None | Some(BodyText::Null) => Cow::Borrowed(""),
-            Some(BodyText::Text(text)) => text,
-            Some(BodyText::Json(json)) => Cow::Owned(json),
-        };
+        let body = request
+            .body
+            .map_or(Cow::Borrowed(""), |BodyText(text)| text);
         Ok(HttpTriggerRequest {
             method,
             headers,
