@@ -32,11 +32,10 @@ use aos_testkit::app::FunctionApp;
 use aos_testkit::invocation::{HOST_VERSION, HttpCall, SysInfo, http_request};
 use aos_testkit::standalone::{Standalone, WEBHOOK_SECRET};
 use aos_testkit::world::{Backends, instance};
-use common::http::{self, LoadResult};
+use common::http::{self, LoadResult, Schedule};
 use common::plot::{Chart, Series, XScale};
 use common::report::Report;
 use common::{BenchArgs, percentile, proc};
-use futures::FutureExt;
 use serde_json::Value;
 
 const FIXTURE: &str = "event-app-instance-process-completed.at22.json";
@@ -235,26 +234,18 @@ async fn measure(
     total: usize,
     paced: Option<f64>,
 ) -> anyhow::Result<Level> {
-    let run = |total: usize, check_every: usize| match paced {
-        None => http::load(
+    let schedule = paced.map_or(Schedule::ClosedLoop, |rate| Schedule::Paced { rate });
+    let run = |total: usize, check_every: usize| {
+        let requests = requests.clone();
+        http::load_with(
             handler.port,
-            requests.clone(),
+            requests,
             concurrency,
             total,
+            schedule,
             check_every,
             check_invocation,
         )
-        .boxed_local(),
-        Some(rate) => http::load_paced(
-            handler.port,
-            requests.clone(),
-            concurrency,
-            total,
-            rate,
-            check_every,
-            check_invocation,
-        )
-        .boxed_local(),
     };
     // Warm-up: connections, allocator, lazy statics.
     run(1_000, 1).await?;

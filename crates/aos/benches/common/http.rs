@@ -97,11 +97,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Result of [`load`] and [`load_paced`].
+/// Result of [`load`] and [`load_with`].
 pub struct LoadResult {
     pub requests: usize,
     pub elapsed: Duration,
-    /// Closed loop ([`load`]): each request's round trip. Paced ([`load_paced`]): from the
+    /// Closed loop ([`load`]): each request's round trip. Paced ([`Schedule::Paced`]): from the
     /// time the request was due to be sent to its response, so a request held back by a slow
     /// answer before it counts its wait (no coordinated omission).
     pub latencies: Vec<Duration>,
@@ -113,19 +113,23 @@ pub struct LoadResult {
 
 /// How the connections of a load take their requests.
 #[derive(Clone, Copy)]
-enum Schedule {
+pub enum Schedule {
     /// Each connection sends its next request as soon as the previous is answered: the server
-    /// runs saturated, with `concurrency` requests always in flight.
+    /// runs saturated, with `concurrency` requests always in flight, and the throughput is the
+    /// server's at that concurrency.
     ClosedLoop,
     /// Request `i` is due at `i / rate` seconds after the start (connection `i % concurrency`
-    /// sends it): the offered rate is fixed, whatever the server does with it.
+    /// sends it): the offered rate is fixed, whatever the server does with it, and the latency
+    /// is the one a client sees at that rate, measured as wrk2 measures it (from when each
+    /// request was due). The connections wait for their due time by yielding in a loop, so the
+    /// load generator keeps its CPU busy: use it only with the load generator on a CPU of its
+    /// own.
     Paced { rate: f64 },
 }
 
 /// Sends `total` requests over `concurrency` keep-alive connections (request `i` is
-/// `requests[i % len]`) and checks every `check_every`-th response body with `check`
-/// (every response's status must be 200). Closed loop: the throughput is the server's at
-/// that concurrency.
+/// `requests[i % len]`), closed loop, and checks every `check_every`-th response body with
+/// `check` (every response's status must be 200).
 pub async fn load(
     port: u16,
     requests: std::sync::Arc<Vec<Vec<u8>>>,
@@ -134,48 +138,21 @@ pub async fn load(
     check_every: usize,
     check: fn(&[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<LoadResult> {
-    run_load(
+    let closed = Schedule::ClosedLoop;
+    load_with(
         port,
         requests,
         concurrency,
         total,
-        Schedule::ClosedLoop,
+        closed,
         check_every,
         check,
     )
     .await
 }
 
-/// [`load`] at a fixed offered `rate` (requests/s) spread evenly over the connections: the
-/// latency a client sees at that rate, measured as wrk2 measures it (from when each request
-/// was due). The connections wait for their due time by yielding in a loop, so the load
-/// generator keeps its CPU busy: use it only with the load generator on a CPU of its own.
-pub async fn load_paced(
-    port: u16,
-    requests: std::sync::Arc<Vec<Vec<u8>>>,
-    concurrency: usize,
-    total: usize,
-    rate: f64,
-    check_every: usize,
-    check: fn(&[u8]) -> anyhow::Result<()>,
-) -> anyhow::Result<LoadResult> {
-    anyhow::ensure!(
-        rate.is_finite() && rate > 0.0,
-        "a paced load needs a rate above 0, not {rate}"
-    );
-    run_load(
-        port,
-        requests,
-        concurrency,
-        total,
-        Schedule::Paced { rate },
-        check_every,
-        check,
-    )
-    .await
-}
-
-async fn run_load(
+/// [`load`] on the given [`Schedule`].
+pub async fn load_with(
     port: u16,
     requests: std::sync::Arc<Vec<Vec<u8>>>,
     concurrency: usize,
@@ -184,6 +161,12 @@ async fn run_load(
     check_every: usize,
     check: fn(&[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<LoadResult> {
+    if let Schedule::Paced { rate } = schedule {
+        anyhow::ensure!(
+            rate.is_finite() && rate > 0.0,
+            "a paced load needs a rate above 0, not {rate}"
+        );
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = std::sync::Arc::new(AtomicUsize::new(0));
     let mut connections = Vec::with_capacity(concurrency);

@@ -196,8 +196,6 @@ async fn cli_commands_in_a_pipe_print_no_colour_and_no_log_line_on_stdout() {
     );
 }
 
-/// A world whose handler exports metrics to `ingestion` every 300 ms (or, with `disabled`,
-/// has the connection string and the standard off switch).
 /// The queues the points of gauge `name` name so far.
 fn queues_named(ingestion: &Ingestion, name: &str) -> HashSet<String> {
     ingestion
@@ -208,6 +206,8 @@ fn queues_named(ingestion: &Ingestion, name: &str) -> HashSet<String> {
         .collect()
 }
 
+/// A world whose handler exports metrics to `ingestion` every 300 ms (or, with `disabled`,
+/// has the connection string and the standard off switch).
 async fn metrics_world(ingestion: &Ingestion, disabled: bool) -> TestApp {
     let mut overrides = vec![
         (
