@@ -25,8 +25,8 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use uuid::Uuid;
 
-use crate::domain::{BaseUrl, CloudEvent, InstanceRef, Printable};
-use crate::queue::{MAX_MESSAGE_TEXT_BYTES, queued_text_size};
+use crate::domain::{BaseUrl, CloudEvent, InstanceRef};
+use crate::queue::{MAX_MESSAGE_TEXT_BYTES, MessageText};
 
 /// The header carrying the host's invocation id (spec §2).
 pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
@@ -157,41 +157,38 @@ impl Correlation {
     }
 }
 
-/// `event` as the webhook queues it, and the size of its queued text
-/// ([`queued_text_size`]): with `trace` added as its `traceparent` attribute, so the queue
-/// steps log the same trace id. Unchanged when there is no trace, when the event already
-/// carries a valid trace of its own, or when the attribute would make it too large for one
-/// queue message. The event as received decides whether it can be queued at all: the size
-/// returned is over [`MAX_MESSAGE_TEXT_BYTES`] exactly when the unstamped event's is, so the
-/// webhook and catch-up (which stamps nothing) judge an event alike. The webhook measures every
-/// event, so the common case (no trace of the event's own) measures once.
-pub fn stamp(mut event: CloudEvent, trace: Option<&TraceParent>) -> (CloudEvent, usize) {
+/// `event` as the webhook queues it, and its [`MessageText`]: with `trace` added as its
+/// `traceparent` attribute, so the queue steps log the same trace id. Unchanged when there is
+/// no trace, when the event already carries a valid trace of its own, or when the attribute
+/// would make it too large for one queue message. The event as received decides whether it can
+/// be queued at all: the text's [`MessageText::queued_size`] is over [`MAX_MESSAGE_TEXT_BYTES`]
+/// exactly when the unstamped event's is, so the webhook and catch-up (which stamps nothing)
+/// judge an event alike. The webhook writes every event it queues, so the common case (no trace
+/// of the event's own) writes it once.
+pub fn stamp(mut event: CloudEvent, trace: Option<&TraceParent>) -> (CloudEvent, MessageText) {
     let Some(trace) = trace.filter(|_| TraceParent::of_event(&event).is_none()) else {
-        return measured(event);
+        let text = MessageText::new(event.attributes());
+        return (event, text);
     };
     let header = Value::String(trace.header());
     let previous = event.set_extension(TRACEPARENT, header.clone());
-    let (mut event, stamped_size) = measured(event);
+    let stamped = MessageText::new(event.attributes());
+    let stamped_fits = stamped.queued_size() <= MAX_MESSAGE_TEXT_BYTES;
     // A member added lengthens the text, so the event as received fits if the stamped one does.
     // A malformed trace replaced may have been longer than the stamp: measure without it too.
-    if previous.is_none() && stamped_size <= MAX_MESSAGE_TEXT_BYTES {
-        return (event, stamped_size);
+    if previous.is_none() && stamped_fits {
+        return (event, stamped);
     }
     match previous {
         Some(previous) => event.set_extension(TRACEPARENT, previous),
         None => event.remove_extension(TRACEPARENT),
     };
-    let (mut event, size) = measured(event);
-    if size <= MAX_MESSAGE_TEXT_BYTES && stamped_size <= MAX_MESSAGE_TEXT_BYTES {
+    let unstamped = MessageText::new(event.attributes());
+    if unstamped.queued_size() <= MAX_MESSAGE_TEXT_BYTES && stamped_fits {
         event.set_extension(TRACEPARENT, header);
-        return (event, stamped_size);
+        return (event, stamped);
     }
-    (event, size)
-}
-
-fn measured(event: CloudEvent) -> (CloudEvent, usize) {
-    let size = queued_text_size(event.attributes());
-    (event, size)
+    (event, unstamped)
 }
 
 /// Records the queued event's id and trace and its `instance` on the current (`invocation`)
@@ -203,7 +200,8 @@ pub fn record_queued(event: &CloudEvent, instance: &InstanceRef) {
 }
 
 /// Records the event's id and, when its source names an instance on the app host, the
-/// instance on `span`. Event text is untrusted: the id is escaped.
+/// instance on `span`. Event text is untrusted, but a [`CloudEvent`]'s id has no character that
+/// would need escaping (it is refused at parse), so it is recorded as it is.
 pub fn record_event(span: &tracing::Span, event: &CloudEvent, apps_base_url: &BaseUrl) {
     record_event_ids(span, event);
     if let Ok(instance) = event.instance(apps_base_url) {
@@ -213,7 +211,7 @@ pub fn record_event(span: &tracing::Span, event: &CloudEvent, apps_base_url: &Ba
 
 /// The event's id (escaped) and the trace it carries.
 fn record_event_ids(span: &tracing::Span, event: &CloudEvent) {
-    span.record("event_id", tracing::field::display(Printable(event.id())));
+    span.record("event_id", event.id());
     if let Some(trace) = TraceParent::of_event(event) {
         span.record("trace_id", trace.trace_id());
     }
@@ -223,10 +221,10 @@ fn record_instance(span: &tracing::Span, instance: &InstanceRef) {
     span.record("org", instance.org.as_str());
     span.record("app", instance.app.as_str());
     span.record("party_id", instance.party_id.get());
-    span.record(
-        "instance_guid",
-        tracing::field::display(instance.instance_guid),
-    );
+    // As text at hand, not through `Display`: every webhook records it.
+    let mut guid = Uuid::encode_buffer();
+    let guid = instance.instance_guid.hyphenated().encode_lower(&mut guid);
+    span.record("instance_guid", &*guid);
 }
 
 tokio::task_local! {
@@ -285,10 +283,10 @@ mod tests {
         assert_ne!(made.to_string(), "not a guid");
     }
 
-    /// The event [`stamp`] queues, checking the size it gives.
+    /// The event [`stamp`] queues, checking that the text it gives is that event's.
     fn stamped(correlation: &Correlation, event: CloudEvent) -> CloudEvent {
-        let (event, size) = stamp(event, correlation.trace.as_ref());
-        assert_eq!(size, queued_text_size(event.attributes()));
+        let (event, text) = stamp(event, correlation.trace.as_ref());
+        assert_eq!(text, MessageText::new(event.attributes()));
         event
     }
 
@@ -320,10 +318,10 @@ mod tests {
     #[test]
     fn an_event_that_would_no_longer_fit_is_not_stamped() {
         let correlation = Correlation::new(None, Some(VALID));
-        let base = queued_text_size(event(&[]).attributes());
+        let base = MessageText::new(event(&[]).attributes()).queued_size();
         let filler = "x".repeat(MAX_MESSAGE_TEXT_BYTES - base - 20);
         let large = event(&[("data", &filler)]);
-        assert!(queued_text_size(large.attributes()) <= MAX_MESSAGE_TEXT_BYTES);
+        assert!(MessageText::new(large.attributes()).queued_size() <= MAX_MESSAGE_TEXT_BYTES);
         assert_eq!(stamped(&correlation, large.clone()), large);
     }
 
@@ -333,12 +331,16 @@ mod tests {
         // event would fit; as received it does not, and that is what decides (catch-up, which
         // stamps nothing, judges it the same way).
         let correlation = Correlation::new(None, Some(VALID));
-        let base = queued_text_size(event(&[(TRACEPARENT, "")]).attributes());
+        let base = MessageText::new(event(&[(TRACEPARENT, "")]).attributes()).queued_size();
         let long = "x".repeat(MAX_MESSAGE_TEXT_BYTES - base + 100);
         let large = event(&[(TRACEPARENT, &long)]);
-        assert!(queued_text_size(large.attributes()) > MAX_MESSAGE_TEXT_BYTES);
-        let (queued, size) = stamp(large.clone(), correlation.trace.as_ref());
-        assert!(size > MAX_MESSAGE_TEXT_BYTES, "{size}");
+        assert!(MessageText::new(large.attributes()).queued_size() > MAX_MESSAGE_TEXT_BYTES);
+        let (queued, text) = stamp(large.clone(), correlation.trace.as_ref());
+        assert!(
+            text.queued_size() > MAX_MESSAGE_TEXT_BYTES,
+            "{}",
+            text.queued_size()
+        );
         assert_eq!(queued, large);
     }
 
@@ -351,10 +353,10 @@ mod tests {
             VALID
         );
         // Too large with the stamp: the event stays exactly as received.
-        let base = queued_text_size(event(&[(TRACEPARENT, "x")]).attributes());
+        let base = MessageText::new(event(&[(TRACEPARENT, "x")]).attributes()).queued_size();
         let filler = "x".repeat(MAX_MESSAGE_TEXT_BYTES - base - 20);
         let large = event(&[(TRACEPARENT, "x"), ("data", &filler)]);
-        assert!(queued_text_size(large.attributes()) <= MAX_MESSAGE_TEXT_BYTES);
+        assert!(MessageText::new(large.attributes()).queued_size() <= MAX_MESSAGE_TEXT_BYTES);
         assert_eq!(stamped(&correlation, large.clone()), large);
     }
 }

@@ -36,7 +36,9 @@
 //!   SHA-256, the manifest and its fingerprint, one listing of an instance's folder.
 //! - [`storage`] — blob/queue clients with account-SAS or Entra ID credentials.
 //! - [`queue`] — storage queues the way the Functions host uses them (base64 text, leases,
-//!   `<queue>-poison`), and what one message holds ([`queue::MAX_MESSAGE_TEXT_BYTES`]).
+//!   `<queue>-poison`), what one message holds ([`queue::MAX_MESSAGE_TEXT_BYTES`]), and an
+//!   event's message text written once and measured as the host would write it
+//!   ([`queue::MessageText`]).
 //! - [`redact`] — the one redaction layer every text passes before it leaves the process (CLI
 //!   error line, log lines, the host's `Logs`, failure records): SAS parameters, account keys,
 //!   bearer tokens, JWTs, passwords, secrets and function keys (as `name=value` or JSON

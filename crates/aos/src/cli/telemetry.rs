@@ -181,8 +181,10 @@ impl MemberWriter<'_> {
         }
     }
 
-    /// A number or boolean, as JSON writes it (a float that is not finite becomes `null`).
-    fn scalar(&mut self, field: &Field, value: Value) {
+    /// A float as JSON writes it (one that is not finite becomes `null`). Integers and booleans
+    /// are written as Rust writes them, which is their JSON text.
+    fn float(&mut self, field: &Field, value: f64) {
+        let value = Value::from(value);
         self.member(field, |writer| write!(writer, "{value}"));
     }
 
@@ -199,16 +201,16 @@ impl MemberWriter<'_> {
 
 impl Visit for MemberWriter<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.scalar(field, Value::from(value));
+        self.float(field, value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.scalar(field, Value::from(value));
+        self.member(field, |writer| write!(writer, "{value}"));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.scalar(field, Value::from(value));
+        self.member(field, |writer| write!(writer, "{value}"));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.scalar(field, Value::from(value));
+        self.member(field, |writer| write!(writer, "{value}"));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         self.str(field, value);
@@ -340,7 +342,7 @@ mod tests {
         };
         // Fields come from a span's metadata, which exists only under a subscriber.
         let span = tracing::subscriber::with_default(tracing_subscriber::registry(), || {
-            tracing::info_span!("t", a = 1, b = 1, c = 1, d = 1, e = 1)
+            tracing::info_span!("t", a = 1, b = 1, c = 1, d = 1, e = 1, f = 1, g = 1)
         });
         let field = |name| span.field(name).unwrap();
         members.record_str(&field("a"), &text);
@@ -348,6 +350,8 @@ mod tests {
         members.record_debug(&field("c"), &text);
         members.record_f64(&field("d"), f64::NAN);
         members.record_i64(&field("e"), -7);
+        members.record_u64(&field("f"), u64::MAX);
+        members.record_bool(&field("g"), true);
         assert_eq!(members.result, Ok(()));
         let parsed = SpanFields::parse(&buffer);
         assert_eq!(parsed["a"], text.as_str());
@@ -355,6 +359,8 @@ mod tests {
         assert_eq!(parsed["c"], format!("{text:?}").as_str());
         assert_eq!(parsed["d"], Value::Null);
         assert_eq!(parsed["e"], -7);
+        assert_eq!(parsed["f"], u64::MAX);
+        assert_eq!(parsed["g"], true);
     }
 
     /// A field whose own formatting fails midway leaves a closed string, so the span's other

@@ -286,17 +286,19 @@ impl InstanceRef {
                     .ok_or_else(|| bad("path is outside the app base URL"))?
             }
         };
-        let segments: Vec<&str> = rest.split('/').collect();
-        let [org, app, instances, party, guid] = segments.as_slice() else {
+        let mut segments = rest.split('/');
+        let (Some(org), Some(app), Some("instances"), Some(party), Some(guid), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
             return Err(bad(
                 "path is not /{org}/{app}/instances/{partyId}/{instanceGuid}",
             ));
         };
-        if *instances != "instances" {
-            return Err(bad(
-                "path is not /{org}/{app}/instances/{partyId}/{instanceGuid}",
-            ));
-        }
         Ok(InstanceRef {
             org: OrgName::parse(org).map_err(|e| bad(&format!("org: {e}")))?,
             app: AppName::parse(app).map_err(|e| bad(&format!("app: {e}")))?,
@@ -323,9 +325,19 @@ impl InstanceRef {
     }
 }
 
+/// `{org}/{app}/instances/{partyId}/{instanceGuid}`: [`InstanceRef::app_id`], `instances` and
+/// [`InstanceRef::instance_id`], written without building either (every webhook writes its
+/// event's normalised source with it).
 impl std::fmt::Display for InstanceRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/instances/{}", self.app_id(), self.instance_id())
+        write!(
+            f,
+            "{}/{}/instances/{}/{}",
+            self.org.as_str(),
+            self.app.as_str(),
+            self.party_id,
+            self.instance_guid
+        )
     }
 }
 
@@ -521,6 +533,10 @@ mod tests {
                 party_id: PartyId::parse("0012").unwrap(),
                 instance_guid: guid,
             };
+            assert_eq!(
+                instance.to_string(),
+                format!("{}/instances/{}", instance.app_id(), instance.instance_id())
+            );
             let written = instance.source_url(&base);
             assert_eq!(written, base.join(&instance.to_string()).as_str());
             assert_eq!(written, Url::parse(&written).unwrap().as_str());

@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::redact::redact;
@@ -122,6 +123,8 @@ enum Output {
     Http(HttpOutput),
     /// A queue message (a JSON object), or several (an array of them).
     Messages(Value),
+    /// A queue message as JSON text, written verbatim.
+    Raw(Box<RawValue>),
 }
 
 /// The HTTP output (`res`): a JSON body written verbatim, with its content type.
@@ -163,6 +166,17 @@ impl InvocationResponse {
     pub fn queue(self, binding: &str, message: Value) -> Self {
         debug_assert!(message.is_object(), "queue outputs must be JSON objects");
         self.set(binding, Output::Messages(message))
+    }
+
+    /// Sets a queue output to a message written already (the webhook's event, written once
+    /// when it was measured: [`crate::queue::MessageText`]). A JSON object, as for
+    /// [`InvocationResponse::queue`].
+    pub fn queue_raw(self, binding: &str, message: Box<RawValue>) -> Self {
+        debug_assert!(
+            message.get().starts_with('{'),
+            "queue outputs must be JSON objects"
+        );
+        self.set(binding, Output::Raw(message))
     }
 
     /// Sets a queue output to several messages: the host writes one message per array element

@@ -117,14 +117,14 @@ async fn receive_invocation(pipeline: Arc<Pipeline>, body: Body) -> Response {
         &pipeline.settings,
         trace.as_ref(),
     );
-    if let ReceiveOutcome::Queue(event, instance) = &outcome {
+    if let ReceiveOutcome::Queue(event, instance, _) = &outcome {
         record_queued(event, instance);
     }
     match &outcome {
         // The success line goes to the host with the invocation (`Logs` below); repeating it on
         // stdout, which the host also records, cost a quarter of the handler's CPU per event
         // (docs/benchmarks/ingest.md), so stdout gets it only at debug level.
-        ReceiveOutcome::Queue(event, _) => tracing::debug!(
+        ReceiveOutcome::Queue(event, ..) => tracing::debug!(
             function,
             event_id = event.id(),
             source = event.source(),
@@ -146,7 +146,12 @@ fn webhook_response(outcome: ReceiveOutcome) -> InvocationResponse {
         .http(RESPONSE, status, &body)
         .log(outcome.log_line());
     match outcome {
-        ReceiveOutcome::Queue(event, _) => response.queue(INBOUND_OUTPUT, event.into_json()),
+        // The text the event was measured as; written from the event again only if it is not
+        // JSON, which the text of a queued event always is.
+        ReceiveOutcome::Queue(event, _, text) => match text.into_raw() {
+            Some(text) => response.queue_raw(INBOUND_OUTPUT, text),
+            None => response.queue(INBOUND_OUTPUT, event.into_json()),
+        },
         _ => response,
     }
 }
@@ -381,11 +386,15 @@ mod tests {
         let apps = BaseUrl::parse("https://ttd.apps.at22.altinn.cloud/").unwrap();
         let instance = event.instance(&apps).unwrap();
         let trace = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        let (event, _) = stamp(event, trace.as_ref());
-        let response = webhook_response(ReceiveOutcome::Queue(event, instance));
+        let (event, text) = stamp(event, trace.as_ref());
+        let queued = event.to_json();
+        let response = webhook_response(ReceiveOutcome::Queue(event, instance, text));
         let text = serde_json::to_vec(&response).unwrap();
         assert!(text.len() <= RESPONSE_CAPACITY, "{} bytes", text.len());
         // Half the buffer or more: a much smaller answer would want a smaller buffer.
         assert!(text.len() * 2 >= RESPONSE_CAPACITY, "{} bytes", text.len());
+        // The queue output is the stamped event, as a JSON object.
+        let written: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(written["Outputs"][INBOUND_OUTPUT], queued);
     }
 }

@@ -475,7 +475,7 @@ impl Pipeline {
             );
         }
         let event = match receive(body.as_bytes(), Some("application/json"), &self.settings) {
-            ReceiveOutcome::Queue(event, _) => event,
+            ReceiveOutcome::Queue(event, ..) => event,
             ReceiveOutcome::ValidationPing | ReceiveOutcome::Ignored { .. } => {
                 return Verdict::Skip("type not processed");
             }

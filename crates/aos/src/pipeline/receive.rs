@@ -8,7 +8,7 @@
 use crate::config::Settings;
 use crate::correlation::{TraceParent, stamp};
 use crate::domain::{CloudEvent, InstanceRef, printable};
-use crate::queue::MAX_MESSAGE_TEXT_BYTES;
+use crate::queue::{MAX_MESSAGE_TEXT_BYTES, MessageText};
 
 /// Larger bodies are refused before they are parsed: a body larger than a whole (encoded) queue
 /// message cannot become one. `aos run` stops reading at this size; an Altinn CloudEvent is
@@ -17,8 +17,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, PartialEq)]
 pub enum ReceiveOutcome {
-    /// A valid event to archive, and the instance it names: queue it, then answer 200.
-    Queue(CloudEvent, InstanceRef),
+    /// A valid event to archive, the instance it names, and the text to queue (the event
+    /// written once, measured as it was written): queue it, then answer 200.
+    Queue(CloudEvent, InstanceRef, MessageText),
     /// Altinn's subscription-validation ping: answer 200, queue nothing.
     ValidationPing,
     /// A valid event of a type not configured for processing: answer 200, queue nothing.
@@ -33,7 +34,7 @@ impl ReceiveOutcome {
     pub fn answer(&self) -> (u16, serde_json::Value) {
         use serde_json::json;
         match self {
-            ReceiveOutcome::Queue(event, _) => {
+            ReceiveOutcome::Queue(event, ..) => {
                 (200, json!({ "status": "queued", "id": event.id() }))
             }
             ReceiveOutcome::ValidationPing => (200, json!({ "status": "validated" })),
@@ -48,7 +49,7 @@ impl ReceiveOutcome {
     /// ([`crate::domain::Printable`]), so it stays one line.
     pub fn log_line(&self) -> String {
         let line = match self {
-            ReceiveOutcome::Queue(event, _) => {
+            ReceiveOutcome::Queue(event, ..) => {
                 format!("queued event {} for {}", event.id(), event.source())
             }
             ReceiveOutcome::ValidationPing => "answered subscription validation".into(),
@@ -114,17 +115,18 @@ pub fn receive_traced(
     let event = event
         .with_normalised_source(&instance, &settings.apps_base_url)
         .without_product_marks();
-    let (event, size) = stamp(event, trace);
-    if size > MAX_MESSAGE_TEXT_BYTES {
+    let (event, text) = stamp(event, trace);
+    if text.queued_size() > MAX_MESSAGE_TEXT_BYTES {
         return reject(
             413,
             format!(
-                "the event is {size} bytes as a queue message; a queue message holds \
-                 {MAX_MESSAGE_TEXT_BYTES}"
+                "the event is {} bytes as a queue message; a queue message holds \
+                 {MAX_MESSAGE_TEXT_BYTES}",
+                text.queued_size()
             ),
         );
     }
-    ReceiveOutcome::Queue(event, instance)
+    ReceiveOutcome::Queue(event, instance, text)
 }
 
 fn is_json_content_type(content_type: Option<&str>) -> bool {
@@ -144,7 +146,7 @@ fn is_json_content_type(content_type: Option<&str>) -> bool {
 mod tests {
     use super::*;
     use crate::config::SettingSource;
-    use crate::queue::queued_text_size;
+    use crate::queue::MessageText;
 
     fn settings() -> Settings {
         Settings::from_source(&SettingSource::from_pairs([
@@ -208,9 +210,9 @@ mod tests {
             serde_json::from_slice(&fixture("event-app-instance-process-completed.at22.json"))
                 .unwrap();
         event["padding"] = "".into();
-        let base = queued_text_size(&event);
+        let base = MessageText::new(&event).queued_size();
         event["padding"] = "x".repeat(size - base).into();
-        assert_eq!(queued_text_size(&event), size);
+        assert_eq!(MessageText::new(&event).queued_size(), size);
         event.to_string().into_bytes()
     }
 
@@ -242,13 +244,14 @@ mod tests {
                 .unwrap();
         event["aosreconciled"] = "true".into();
         event["aoscaughtup"] = "true".into();
-        let ReceiveOutcome::Queue(queued, _) =
+        let ReceiveOutcome::Queue(queued, _, text) =
             receive(event.to_string().as_bytes(), JSON, &settings())
         else {
             panic!("queued");
         };
         assert!(!queued.is_synthetic());
         assert!(queued.to_json().get("aosreconciled").is_none());
+        assert_eq!(text.as_str(), queued.message_text());
     }
 
     #[test]
@@ -262,7 +265,11 @@ mod tests {
             .replace("6b3323c8-7baf", "6B3323C8-7BAF")
             .into();
         match receive(event.to_string().as_bytes(), JSON, &settings()) {
-            ReceiveOutcome::Queue(queued, _) => assert_eq!(queued.source(), source),
+            ReceiveOutcome::Queue(queued, _, text) => {
+                assert_eq!(queued.source(), source);
+                // The text queued is the event's as normalised, not as received.
+                assert_eq!(text.as_str(), queued.message_text());
+            }
             other => panic!("not queued: {other:?}"),
         }
     }

@@ -244,11 +244,11 @@ async fn receive_request(
         &state.settings,
         correlation.trace.as_ref(),
     );
-    if let ReceiveOutcome::Queue(event, instance) = &outcome {
+    if let ReceiveOutcome::Queue(event, instance, _) = &outcome {
         record_queued(event, instance);
     }
-    if let ReceiveOutcome::Queue(event, _) = &outcome
-        && let Err(e) = state.inbound.send(&event.message_text()).await
+    if let ReceiveOutcome::Queue(event, _, text) = &outcome
+        && let Err(e) = state.inbound.send(text.as_str()).await
     {
         tracing::error!(event_id = %Printable(event.id()), error = %e, "could not queue event; answering 503 so Altinn retries");
         return answer(

@@ -118,8 +118,9 @@ proptest! {
             map.insert("type".into(), json!(t));
         }
         let body = serde_json::to_vec(&event).unwrap();
-        if let ReceiveOutcome::Queue(queued, _) = receive(&body, Some("application/json"), &settings()) {
+        if let ReceiveOutcome::Queue(queued, _, text) = receive(&body, Some("application/json"), &settings()) {
             prop_assert!(InstanceRef::from_source(queued.source(), &apps()).is_ok());
+            prop_assert_eq!(text.as_str(), queued.message_text());
         }
     }
 

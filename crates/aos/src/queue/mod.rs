@@ -15,6 +15,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use crate::config::{QueueSettings, SettingsError};
 use crate::storage::StorageEndpoint;
 
+mod text;
+pub use text::MessageText;
+
 /// The account of `QueueStorageSettings__ConnectionString` (either form the Functions host
 /// accepts): the one place where the queue setting becomes queue clients, for both runtimes and
 /// every command.
@@ -63,61 +66,6 @@ impl QueueAccount {
 /// answers 413 and catch-up refuses it, instead of failing at the queue write and making the
 /// sender retry for days.
 pub const MAX_MESSAGE_TEXT_BYTES: usize = 48 * 1024;
-
-/// The size of the message text `message` becomes, in the larger of the two forms it is queued
-/// in: compact JSON (`aos run`, catch-up) or the Functions host's text of a JSON output
-/// (`JObject.ToString()`: two-space indentation, `\r\n` line ends on Windows, and U+0085,
-/// U+2028 and U+2029 written as `\uXXXX`). Measured the same way in both runtimes, so whether
-/// an event fits does not depend on where it arrives.
-///
-/// Counted as the text is serialised, without building it: the webhook measures every event
-/// it queues.
-pub fn queued_text_size(message: &impl serde::Serialize) -> usize {
-    let mut size = HostTextSize::default();
-    match serde_json::to_writer_pretty(&mut size, message) {
-        Ok(()) => size.bytes,
-        Err(_) => usize::MAX,
-    }
-}
-
-/// Counts the bytes of two-space indented JSON as the host writes it: one more per line break
-/// (`\r\n`), four more per U+0085 (`\u0085` is 6 bytes for its 2 in UTF-8) and three more per
-/// U+2028 or U+2029 (6 bytes for 3). The last two bytes seen are kept, so a character split
-/// across two writes is still recognised.
-#[derive(Default)]
-struct HostTextSize {
-    bytes: usize,
-    last: [u8; 2],
-}
-
-impl std::io::Write for HostTextSize {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if buf.is_ascii() {
-            // The common case, and a quick one: no U+0085, U+2028 or U+2029 ends in ASCII bytes.
-            self.bytes += buf.len() + buf.iter().filter(|&&byte| byte == b'\n').count();
-            self.last = match *buf {
-                [] => self.last,
-                [only] => [self.last[1], only],
-                [.., second_last, last] => [second_last, last],
-            };
-            return Ok(buf.len());
-        }
-        for &byte in buf {
-            self.bytes += 1 + match (self.last, byte) {
-                (_, b'\n') => 1,
-                ([_, 0xC2], 0x85) => 4,
-                ([0xE2, 0x80], 0xA8 | 0xA9) => 3,
-                _ => 0,
-            };
-            self.last = [self.last[1], byte];
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The queue a failed message ends in after its last attempt (the host's naming rule).
 pub fn poison_queue_name(queue: &str) -> String {
@@ -315,36 +263,6 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_message_is_measured_as_the_larger_of_its_queued_forms() {
-        let message = serde_json::json!({ "id": "1", "data": { "a": "x\u{2028}y\u{85}" } });
-        let compact = message.to_string();
-        let indented = serde_json::to_string_pretty(&message).unwrap();
-        let windows = indented.replace('\n', "\r\n");
-        let host = windows
-            .replace('\u{2028}', "\\u2028")
-            .replace('\u{85}', "\\u0085");
-        assert_eq!(queued_text_size(&message), host.len());
-        assert!(host.len() > compact.len());
-    }
-
-    #[test]
-    fn characters_split_across_writes_are_still_counted() {
-        use std::io::Write;
-        let text = "a\u{85}b\u{2028}c\u{2029}\nÅ\u{c5}\u{2027}";
-        let expected = text.len() + 4 + 3 + 3 + 1;
-        let bytes = text.as_bytes();
-        for first in 0..=bytes.len() {
-            for second in first..=bytes.len() {
-                let mut size = HostTextSize::default();
-                size.write_all(&bytes[..first]).unwrap();
-                size.write_all(&bytes[first..second]).unwrap();
-                size.write_all(&bytes[second..]).unwrap();
-                assert_eq!(size.bytes, expected, "split at {first} and {second}");
-            }
-        }
-    }
 
     #[test]
     fn poison_queue_follows_the_host_rule() {
