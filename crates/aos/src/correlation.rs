@@ -138,22 +138,27 @@ impl Correlation {
 
     /// The `invocation` span. Its level is ERROR so it is enabled whenever any line is logged
     /// (an INFO span would vanish under `AOS_LOG=warn` and take the ids off the WARN lines).
+    ///
+    /// Made with the ids at hand as text (the invocation id written into a buffer, not through
+    /// `Display`; the trace id, if any, given at creation rather than recorded after): every
+    /// webhook invocation makes one.
     pub fn span(&self, function: &str) -> tracing::Span {
-        let span = tracing::error_span!(
+        let mut invocation_id = Uuid::encode_buffer();
+        let invocation_id = &*self
+            .invocation_id
+            .hyphenated()
+            .encode_lower(&mut invocation_id);
+        tracing::error_span!(
             "invocation",
             function,
-            invocation_id = %self.invocation_id,
-            trace_id = Empty,
+            invocation_id,
+            trace_id = self.trace_id(),
             event_id = Empty,
             org = Empty,
             app = Empty,
             party_id = Empty,
             instance_guid = Empty,
-        );
-        if let Some(trace_id) = self.trace_id() {
-            span.record("trace_id", trace_id);
-        }
-        span
+        )
     }
 }
 
