@@ -118,6 +118,16 @@ async fn warn_and_error_lines_reach_the_host_at_their_severity() {
         .unwrap();
     app.wait_for_a_failed_invocation("EventsProcessor", "the bad message", DRAIN)
         .await;
+    // The harness records an invocation when its answer arrives and reads the handler's stderr
+    // apart from that, so a line written just before the answer can arrive a moment after it.
+    // Wait for both lines; without them, the assertions below say what is missing.
+    let poll = Duration::from_millis(50);
+    let _ = aos_testkit::poll_until("the WARN and ERROR lines", DRAIN, poll, || async {
+        let lines = json_lines(&app.host.console());
+        let has = |message: &str| lines.iter().any(|(_, json)| json["message"] == message);
+        Ok((has("webhook request rejected") && has("invocation failed")).then_some(()))
+    })
+    .await;
     let lines = json_lines(&app.host.console());
     let level_of = |message: &str| {
         lines
