@@ -139,19 +139,12 @@ impl Correlation {
     /// The `invocation` span. Its level is ERROR so it is enabled whenever any line is logged
     /// (an INFO span would vanish under `AOS_LOG=warn` and take the ids off the WARN lines).
     ///
-    /// Made with the ids at hand as text (the invocation id written into a buffer, not through
-    /// `Display`; the trace id, if any, given at creation rather than recorded after): every
-    /// webhook invocation makes one.
+    /// The trace id, if any, is given at creation rather than recorded after.
     pub fn span(&self, function: &str) -> tracing::Span {
-        let mut invocation_id = Uuid::encode_buffer();
-        let invocation_id = &*self
-            .invocation_id
-            .hyphenated()
-            .encode_lower(&mut invocation_id);
         tracing::error_span!(
             "invocation",
             function,
-            invocation_id,
+            invocation_id = %self.invocation_id,
             trace_id = self.trace_id(),
             event_id = Empty,
             org = Empty,
@@ -214,7 +207,8 @@ pub fn record_event(span: &tracing::Span, event: &CloudEvent, apps_base_url: &Ba
     }
 }
 
-/// The event's id (escaped) and the trace it carries.
+/// The event's id and the trace it carries. The id is recorded as it is: a [`CloudEvent`]'s id
+/// has no character [`crate::domain::Printable`] would escape (refused at parse).
 fn record_event_ids(span: &tracing::Span, event: &CloudEvent) {
     span.record("event_id", event.id());
     if let Some(trace) = TraceParent::of_event(event) {
@@ -347,6 +341,7 @@ mod tests {
             text.queued_size()
         );
         assert_eq!(queued, large);
+        assert_eq!(text, MessageText::new(queued.attributes()));
     }
 
     #[test]

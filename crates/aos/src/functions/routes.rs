@@ -146,12 +146,8 @@ fn webhook_response(outcome: ReceiveOutcome) -> InvocationResponse {
         .http(RESPONSE, status, &body)
         .log(outcome.log_line());
     match outcome {
-        // The text the event was measured as; written from the event again only if it is not
-        // JSON, which the text of a queued event always is.
-        ReceiveOutcome::Queue(event, _, text) => match text.into_raw() {
-            Some(text) => response.queue_raw(INBOUND_OUTPUT, text),
-            None => response.queue(INBOUND_OUTPUT, event.into_json()),
-        },
+        // The text the event was measured as, not the event written again.
+        ReceiveOutcome::Queue(_, _, text) => response.queue_raw(INBOUND_OUTPUT, text.into_raw()),
         _ => response,
     }
 }

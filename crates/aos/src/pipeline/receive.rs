@@ -210,9 +210,12 @@ mod tests {
             serde_json::from_slice(&fixture("event-app-instance-process-completed.at22.json"))
                 .unwrap();
         event["padding"] = "".into();
-        let base = MessageText::new(&event).queued_size();
+        let base = MessageText::new(event.as_object().unwrap()).queued_size();
         event["padding"] = "x".repeat(size - base).into();
-        assert_eq!(MessageText::new(&event).queued_size(), size);
+        assert_eq!(
+            MessageText::new(event.as_object().unwrap()).queued_size(),
+            size
+        );
         event.to_string().into_bytes()
     }
 
