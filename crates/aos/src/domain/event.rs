@@ -149,11 +149,6 @@ impl CloudEvent {
         serde_json::to_string(&self.attributes).unwrap_or_default()
     }
 
-    /// [`CloudEvent::to_json`] without the copy.
-    pub fn into_json(self) -> Value {
-        Value::Object(self.attributes)
-    }
-
     /// Sets extension attribute `name` (e.g. `traceparent`), returning its previous value. The
     /// required attributes are validated at parse and cannot be set this way.
     pub fn set_extension(&mut self, name: &str, value: Value) -> Option<Value> {
