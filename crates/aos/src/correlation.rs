@@ -36,11 +36,15 @@ pub const TRACEPARENT: &str = "traceparent";
 /// A parsed W3C `traceparent` (version 00): `00-<32 hex trace id>-<16 hex parent id>-<2 hex
 /// flags>`. Only a well-formed, non-zero value is accepted, so what lands in a log line or a
 /// queue message is always 55 lower-case hex characters and dashes, whoever sent it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Held as fixed-size ASCII, not `String`s: the webhook parses one or two per invocation and
+/// every task-local read of the invocation's ids copies one, and their allocations were 2 % of
+/// the webhook's instructions (`docs/benchmarks.md`, "Instructions per invocation").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceParent {
-    trace_id: String,
-    parent_id: String,
-    flags: String,
+    trace_id: [u8; 32],
+    parent_id: [u8; 16],
+    flags: [u8; 2],
 }
 
 impl TraceParent {
@@ -65,25 +69,25 @@ impl TraceParent {
             return None;
         }
         Some(TraceParent {
-            trace_id: trace_id.to_ascii_lowercase(),
-            parent_id: parent_id.to_ascii_lowercase(),
-            flags: flags.to_ascii_lowercase(),
+            trace_id: lower_hex(trace_id)?,
+            parent_id: lower_hex(parent_id)?,
+            flags: lower_hex(flags)?,
         })
     }
 
     pub fn trace_id(&self) -> &str {
-        &self.trace_id
+        ascii(&self.trace_id)
     }
 
     /// The header value (version 00).
     pub fn header(&self) -> String {
         // Written piece by piece: the webhook stamps one on every event it queues.
         let mut header = String::with_capacity(55);
-        for part in ["00", &self.trace_id, &self.parent_id, &self.flags] {
+        for part in [&b"00"[..], &self.trace_id, &self.parent_id, &self.flags] {
             if !header.is_empty() {
                 header.push('-');
             }
-            header.push_str(part);
+            header.push_str(ascii(part));
         }
         header
     }
@@ -96,6 +100,18 @@ impl TraceParent {
             .and_then(Value::as_str)
             .and_then(TraceParent::parse)
     }
+}
+
+/// `hex` (checked to be hex digits of length `N`) in lower case.
+fn lower_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
+    let mut lower: [u8; N] = hex.as_bytes().try_into().ok()?;
+    lower.make_ascii_lowercase();
+    Some(lower)
+}
+
+/// The text of [`TraceParent`]'s parts, which hold only hex digits (checked at parse).
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// The ids of one invocation.

@@ -11,8 +11,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use super::routes::failed;
@@ -93,10 +91,14 @@ fn parse_timespan(text: &str) -> Option<Duration> {
     )
 }
 
-/// Middleware: runs the invocation under `deadline`; past it, the invocation fails retryably.
-pub async fn enforce(State(deadline): State<Duration>, request: Request, next: Next) -> Response {
-    let function = super::names::function_of_path(request.uri().path());
-    match tokio::time::timeout(deadline, next.run(request)).await {
+/// Runs `work`, an invocation of `function`, under `deadline`; past it, the invocation fails
+/// retryably.
+pub async fn enforce(
+    function: &str,
+    deadline: Duration,
+    work: impl Future<Output = Response>,
+) -> Response {
+    match tokio::time::timeout(deadline, work).await {
         Ok(response) => response,
         Err(_) => {
             let error = StepError::retry(anyhow!(

@@ -23,72 +23,148 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 
 use crate::pipeline::Pipeline;
+use crate::pipeline::error::ErrorKind;
+use crate::request_body::{Capped, read_capped};
 
 /// Invocation payloads larger than this fail the invocation (queue, timer and blob triggers
 /// carry small payloads). `EventsReceiver` reads its own (a webhook body too large is answered
 /// 413, never a failed invocation).
 const MAX_INVOCATION_BYTES: usize = 8 * 1024 * 1024;
 
+/// What every route is given: the pipeline, and the deadline each invocation ends by.
+struct Functions {
+    pipeline: Arc<Pipeline>,
+    deadline: Option<Duration>,
+}
+
+type Route = MethodRouter<Arc<Functions>>;
+
 /// One route per function, named by the function (the host's invocation path).
-fn function_routes() -> [(&'static str, MethodRouter<Arc<Pipeline>>); 8] {
+fn function_routes() -> [(&'static str, Route); 8] {
     [
-        (EVENTS_RECEIVER, post(routes::events_receiver)),
-        (EVENTS_PROCESSOR, post(routes::events_processor)),
-        (EVENTS_CONFIRMATION, post(routes::events_confirmation)),
-        (EVENTS_RECONCILER, post(routes::events_reconciler)),
-        (EVENTS_FEEDBACK, post(routes::events_feedback)),
+        (
+            EVENTS_RECEIVER,
+            streamed(EVENTS_RECEIVER, routes::events_receiver),
+        ),
+        (
+            EVENTS_PROCESSOR,
+            buffered(EVENTS_PROCESSOR, routes::events_processor),
+        ),
+        (
+            EVENTS_CONFIRMATION,
+            buffered(EVENTS_CONFIRMATION, routes::events_confirmation),
+        ),
+        (
+            EVENTS_RECONCILER,
+            buffered(EVENTS_RECONCILER, routes::events_reconciler),
+        ),
+        (
+            EVENTS_FEEDBACK,
+            buffered(EVENTS_FEEDBACK, routes::events_feedback),
+        ),
         (
             EVENTS_SUBSCRIBER,
-            post(subscription_routes::events_subscriber),
+            buffered(EVENTS_SUBSCRIBER, subscription_routes::events_subscriber),
         ),
         (
             EVENTS_DESUBSCRIBER,
-            post(subscription_routes::events_desubscriber),
+            buffered(
+                EVENTS_DESUBSCRIBER,
+                subscription_routes::events_desubscriber,
+            ),
         ),
-        (HEALTH, post(routes::health)),
+        (HEALTH, buffered(HEALTH, routes::health)),
     ]
 }
 
 /// The handler's routes; with a `deadline`, every invocation ends by then (see [`deadline`]).
 pub fn router(pipeline: Pipeline, deadline: Option<Duration>) -> Router {
-    let router = function_routes()
+    let functions = Arc::new(Functions {
+        pipeline: Arc::new(pipeline),
+        deadline,
+    });
+    function_routes()
         .into_iter()
         .fold(
             Router::new().route("/", get(routes::ready)),
             |router, (name, route)| router.route(&format!("/{name}"), route),
         )
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_INVOCATION_BYTES));
-    let router = match deadline {
-        Some(deadline) => router.layer(axum::middleware::from_fn_with_state(
-            deadline,
-            deadline::enforce,
-        )),
-        None => router,
-    };
-    // Outermost, so every line of the invocation (the deadline's too) carries its ids.
-    router
-        .layer(axum::middleware::from_fn(correlate))
-        .with_state(Arc::new(pipeline))
+        .with_state(functions)
 }
 
-/// Runs the invocation inside its `invocation` span ([`crate::correlation`]): the host's
-/// `X-Azure-Functions-InvocationId` and the `traceparent` the host's HTTP client sends; the
-/// function is the path the host posts to.
-async fn correlate(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+/// The route of `function`, whose step reads the invocation body itself (the webhook answers a
+/// body too large rather than failing the invocation). Every invocation runs through
+/// [`invocation`].
+///
+/// Why not axum middleware (`from_fn` layers on the router, as before): each layer clones the
+/// boxed service under it and boxes its own future on every request, some thirty allocations
+/// per invocation for three layers (the ids, the deadline, the body limit), a tenth of the
+/// webhook's instructions in the ingest profile (`docs/benchmarks.md`, "Instructions per
+/// invocation").
+fn streamed<F, Fut>(function: &'static str, step: F) -> Route
+where
+    F: Fn(Arc<Pipeline>, Body) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    post(
+        move |State(functions): State<Arc<Functions>>, request: Request| async move {
+            let (parts, body) = request.into_parts();
+            let work = step(functions.pipeline.clone(), body);
+            invocation(function, functions.deadline, &parts.headers, work).await
+        },
+    )
+}
+
+/// The route of `function`, whose step is given the whole invocation body, at most
+/// [`MAX_INVOCATION_BYTES`]; a larger one fails the invocation.
+fn buffered<F, Fut>(function: &'static str, step: F) -> Route
+where
+    F: Fn(Arc<Pipeline>, Bytes) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    streamed(function, move |pipeline, body| {
+        let step = step.clone();
+        async move {
+            match read_capped(body, MAX_INVOCATION_BYTES, MAX_INVOCATION_BYTES).await {
+                Ok(Capped::Whole(body)) => step(pipeline, body).await,
+                Ok(Capped::TooLarge { .. }) => {
+                    let error = format!("the invocation is over {MAX_INVOCATION_BYTES} bytes");
+                    routes::failed(function, "read", &error, ErrorKind::Permanent)
+                }
+                Err(e) => routes::failed(function, "read", &e, ErrorKind::Retry),
+            }
+        }
+    })
+}
+
+/// Runs one invocation of `function`: inside its `invocation` span with its ids
+/// ([`crate::correlation`]: the host's `X-Azure-Functions-InvocationId` and the `traceparent`
+/// its HTTP client sends), and under `deadline` (see [`deadline`]), past which it fails
+/// retryably. The deadline's failure line is inside the span, so it carries the ids too.
+async fn invocation(
+    function: &'static str,
+    deadline: Option<Duration>,
+    headers: &HeaderMap,
+    work: impl Future<Output = Response>,
+) -> Response {
     use crate::correlation::{Correlation, INVOCATION_ID_HEADER, TRACEPARENT};
-    let (correlation, function) = {
-        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        let correlation = Correlation::new(header(INVOCATION_ID_HEADER), header(TRACEPARENT));
-        (correlation, function_of_path(request.uri().path()))
-    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let correlation = Correlation::new(header(INVOCATION_ID_HEADER), header(TRACEPARENT));
     let span = correlation.span(function);
-    crate::correlation::scope(correlation, span, next.run(request)).await
+    let work = async move {
+        match deadline {
+            Some(deadline) => deadline::enforce(function, deadline, work).await,
+            None => work.await,
+        }
+    };
+    crate::correlation::scope(correlation, span, work).await
 }
 
 /// The app root: the host starts the handler there (`workingDirectory` ""), and names it.

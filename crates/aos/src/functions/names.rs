@@ -23,13 +23,3 @@ pub const FUNCTIONS: &[&str] = &[
     EVENTS_DESUBSCRIBER,
     HEALTH,
 ];
-
-/// The function an invocation path (`/<FunctionName>`) names; `handler` for any other path.
-pub fn function_of_path(path: &str) -> &'static str {
-    let path = path.trim_start_matches('/');
-    FUNCTIONS
-        .iter()
-        .find(|f| **f == path)
-        .copied()
-        .unwrap_or("handler")
-}

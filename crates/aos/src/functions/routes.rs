@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,7 +31,7 @@ pub async fn ready() -> Json<serde_json::Value> {
 
 /// `Health` (`GET /api/health`, anonymous): readiness in the `res` output — 200 or 503 with
 /// each check's word ([`crate::pipeline::health`]); the invocation itself succeeds either way.
-pub async fn health(State(pipeline): State<Arc<Pipeline>>) -> Response {
+pub async fn health(pipeline: Arc<Pipeline>, _: Bytes) -> Response {
     let health = pipeline.health().await;
     let body = serde_json::to_value(&health).unwrap_or_default();
     ok(InvocationResponse::default().http(RESPONSE, health.http_status(), &body))
@@ -80,7 +79,7 @@ const MAX_RECEIVER_INVOCATION_BYTES: usize = 8 * MAX_BODY_BYTES;
 /// host writes it before answering Altinn, and fails the request (500) if it cannot — so an
 /// event no queue message can hold is answered 413 here (`receive_traced`), in the `res` output
 /// of a successful invocation, as is a webhook body too large to be read at all.
-pub async fn events_receiver(State(pipeline): State<Arc<Pipeline>>, body: Body) -> Response {
+pub async fn events_receiver(pipeline: Arc<Pipeline>, body: Body) -> Response {
     crate::metrics::timed("receive", receive_invocation(pipeline, body)).await
 }
 
@@ -207,7 +206,7 @@ async fn queue_step(function: &str, pipeline: &Pipeline, step: QueueStep, body: 
 
 /// `EventsProcessor`: archive the instance, then pass the event on to `events-confirmation`
 /// (or to `events-feedback` when feedback is configured).
-pub async fn events_processor(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
+pub async fn events_processor(pipeline: Arc<Pipeline>, body: Bytes) -> Response {
     queue_step(
         super::names::EVENTS_PROCESSOR,
         &pipeline,
@@ -219,7 +218,7 @@ pub async fn events_processor(State(pipeline): State<Arc<Pipeline>>, body: Bytes
 
 /// `EventsFeedback`: upload the feedback element when configured, then pass the event on to
 /// `events-confirmation`.
-pub async fn events_feedback(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
+pub async fn events_feedback(pipeline: Arc<Pipeline>, body: Bytes) -> Response {
     queue_step(
         super::names::EVENTS_FEEDBACK,
         &pipeline,
@@ -230,7 +229,7 @@ pub async fn events_feedback(State(pipeline): State<Arc<Pipeline>>, body: Bytes)
 }
 
 /// `EventsConfirmation`: confirm the instance once its archive is complete and verified.
-pub async fn events_confirmation(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
+pub async fn events_confirmation(pipeline: Arc<Pipeline>, body: Bytes) -> Response {
     queue_step(
         super::names::EVENTS_CONFIRMATION,
         &pipeline,
@@ -247,7 +246,7 @@ pub async fn events_confirmation(State(pipeline): State<Arc<Pipeline>>, body: By
 /// are [`ReconcileOptions::default`]. The invocation fails (non-2xx) only when reconciliation
 /// cannot start or every query failed, so the host records a failed run; otherwise partial
 /// failures are in the logs and the summary.
-pub async fn events_reconciler(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
+pub async fn events_reconciler(pipeline: Arc<Pipeline>, body: Bytes) -> Response {
     let function = super::names::EVENTS_RECONCILER;
     let past_due = InvocationRequest::parse(&body)
         .ok()

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::response::Response;
 
 use super::bindings::BLOB_TRIGGER;
@@ -64,7 +63,7 @@ async fn run(function: &str, action: Action, pipeline: &Pipeline, body: &[u8]) -
 }
 
 /// `EventsSubscriber`: `add-subscriptions/{name}.json` → Altinn → `active-subscriptions`.
-pub async fn events_subscriber(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
+pub async fn events_subscriber(pipeline: Arc<Pipeline>, body: Bytes) -> Response {
     run(
         super::names::EVENTS_SUBSCRIBER,
         Action::Add,
@@ -75,7 +74,7 @@ pub async fn events_subscriber(State(pipeline): State<Arc<Pipeline>>, body: Byte
 }
 
 /// `EventsDeSubscriber`: `remove-subscriptions/{name}.json` → Altinn `DELETE` → clean-up.
-pub async fn events_desubscriber(State(pipeline): State<Arc<Pipeline>>, body: Bytes) -> Response {
+pub async fn events_desubscriber(pipeline: Arc<Pipeline>, body: Bytes) -> Response {
     run(
         super::names::EVENTS_DESUBSCRIBER,
         Action::Remove,
