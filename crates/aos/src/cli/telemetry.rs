@@ -163,7 +163,28 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         fields.record(&mut members);
         members.result
     }
+
+    /// Appends the recorded fields, in room reserved once: a webhook's span grows from about
+    /// 130 to about 330 bytes in five `Span::record` calls, and growing the buffer by doubling
+    /// took a dozen reallocations per invocation (`docs/benchmarks.md`, "Instructions per
+    /// invocation"). No separator is added (the default adds a space): each member starts with
+    /// its own `,`.
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> std::fmt::Result {
+        let fields_text = &mut current.fields;
+        if fields_text.capacity() < SPAN_FIELDS_CAPACITY {
+            fields_text.reserve_exact(SPAN_FIELDS_CAPACITY - fields_text.len());
+        }
+        self.format_fields(current.as_writer(), fields)
+    }
 }
+
+/// The room a span's fields get when the first is recorded after the span is made
+/// ([`SpanFields::add_fields`]): the `invocation` span's nine fields with room to spare.
+const SPAN_FIELDS_CAPACITY: usize = 512;
 
 /// Writes each field it visits as `,"name":value`, straight into the span's buffer: no field
 /// is copied into a `Value` or a `String` on the way (a webhook records seven fields; the
@@ -228,9 +249,9 @@ fn write_member(
     name: &str,
     value: impl FnOnce(&mut Writer<'_>) -> std::fmt::Result,
 ) -> std::fmt::Result {
-    writer.write_char(',')?;
-    write_json_str(writer, name)?;
-    writer.write_char(':')?;
+    writer.write_str(",\"")?;
+    std::fmt::Write::write_str(&mut JsonEscaping(writer), name)?;
+    writer.write_str("\":")?;
     value(writer)
 }
 
@@ -261,6 +282,15 @@ struct JsonEscaping<'a, W>(&'a mut W);
 
 impl<W: std::fmt::Write> std::fmt::Write for JsonEscaping<'_, W> {
     fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        // Most text needs no escape: checked without an early exit, which the compiler turns
+        // into a vector loop, and then written whole (the byte-by-byte loop below was 4 % of
+        // the webhook's instructions).
+        let plain = !text
+            .bytes()
+            .fold(false, |escape, b| escape | (b == b'"') | (b == b'\\') | (b < 0x20));
+        if plain {
+            return self.0.write_str(text);
+        }
         let mut plain_from = 0;
         for (at, byte) in text.bytes().enumerate() {
             let escape = match byte {

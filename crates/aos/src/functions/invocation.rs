@@ -191,12 +191,14 @@ impl InvocationResponse {
     }
 
     /// Sets the HTTP response (`res`): a JSON body written verbatim with its content type.
-    pub fn http(self, binding: &str, status: u16, body: &Value) -> Self {
+    pub fn http(self, binding: &str, status: u16, body: &impl Serialize) -> Self {
+        // Writing a `Value` or a struct of text and numbers into a `String` cannot fail.
+        let body = serde_json::to_string(body).unwrap_or_default();
         self.set(
             binding,
             Output::Http(HttpOutput {
                 status_code: status,
-                body: body.to_string(),
+                body,
                 headers: JsonContentType {
                     content_type: "application/json",
                 },

@@ -28,20 +28,57 @@ pub enum ReceiveOutcome {
     Rejected { status: u16, reason: String },
 }
 
+/// The JSON body of a webhook's answer ([`ReceiveOutcome::answer`]): the members that are set,
+/// in name order. Borrowed from the outcome and written once by the adapter, rather than built
+/// as a `serde_json::Value` map (2 % of the webhook's instructions, with its drop).
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Answer<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<&'a str>,
+}
+
 impl ReceiveOutcome {
     /// The HTTP status and JSON body to answer the webhook caller with. For `Queue` this is the
     /// answer *after* the message was stored; an adapter that could not store it answers 503.
-    pub fn answer(&self) -> (u16, serde_json::Value) {
-        use serde_json::json;
+    pub fn answer(&self) -> (u16, Answer<'_>) {
+        let answer = Answer::default();
         match self {
-            ReceiveOutcome::Queue(event, ..) => {
-                (200, json!({ "status": "queued", "id": event.id() }))
-            }
-            ReceiveOutcome::ValidationPing => (200, json!({ "status": "validated" })),
-            ReceiveOutcome::Ignored { event_type } => {
-                (200, json!({ "status": "ignored", "type": event_type }))
-            }
-            ReceiveOutcome::Rejected { status, reason } => (*status, json!({ "error": reason })),
+            ReceiveOutcome::Queue(event, ..) => (
+                200,
+                Answer {
+                    status: Some("queued"),
+                    id: Some(event.id()),
+                    ..answer
+                },
+            ),
+            ReceiveOutcome::ValidationPing => (
+                200,
+                Answer {
+                    status: Some("validated"),
+                    ..answer
+                },
+            ),
+            ReceiveOutcome::Ignored { event_type } => (
+                200,
+                Answer {
+                    status: Some("ignored"),
+                    event_type: Some(event_type),
+                    ..answer
+                },
+            ),
+            ReceiveOutcome::Rejected { status, reason } => (
+                *status,
+                Answer {
+                    error: Some(reason),
+                    ..answer
+                },
+            ),
         }
     }
 
@@ -60,7 +97,10 @@ impl ReceiveOutcome {
                 format!("rejected with {status}: {reason}")
             }
         };
-        printable(&line).into_owned()
+        match printable(&line) {
+            std::borrow::Cow::Borrowed(_) => line,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        }
     }
 }
 
@@ -183,6 +223,43 @@ mod tests {
             receive(&body, ce, &settings()),
             ReceiveOutcome::Queue(..)
         ));
+    }
+
+    #[test]
+    fn each_outcome_answers_with_its_own_members_in_name_order() {
+        let text = |outcome: &ReceiveOutcome| {
+            let (status, answer) = outcome.answer();
+            (status, serde_json::to_string(&answer).unwrap())
+        };
+        let body = fixture("event-app-instance-process-completed.at22.json");
+        let queued = receive(&body, JSON, &settings());
+        let ReceiveOutcome::Queue(event, ..) = &queued else {
+            panic!("not queued: {queued:?}");
+        };
+        let id = event.id().to_string();
+        assert_eq!(
+            text(&queued),
+            (200, format!(r#"{{"id":"{id}","status":"queued"}}"#))
+        );
+        assert_eq!(
+            text(&ReceiveOutcome::ValidationPing),
+            (200, r#"{"status":"validated"}"#.to_string())
+        );
+        let ignored = ReceiveOutcome::Ignored {
+            event_type: "app.instance.created".into(),
+        };
+        assert_eq!(
+            text(&ignored),
+            (
+                200,
+                r#"{"status":"ignored","type":"app.instance.created"}"#.into()
+            )
+        );
+        let rejected = ReceiveOutcome::Rejected {
+            status: 415,
+            reason: "not \"JSON\"".into(),
+        };
+        assert_eq!(text(&rejected), (415, r#"{"error":"not \"JSON\""}"#.into()));
     }
 
     #[test]
