@@ -282,9 +282,8 @@ struct JsonEscaping<'a, W>(&'a mut W);
 
 impl<W: std::fmt::Write> std::fmt::Write for JsonEscaping<'_, W> {
     fn write_str(&mut self, text: &str) -> std::fmt::Result {
-        // Most text needs no escape: checked without an early exit, which the compiler turns
-        // into a vector loop, and then written whole (the byte-by-byte loop below was 4 % of
-        // the webhook's instructions).
+        // Most text needs no escape: checked first, in a loop without an early exit, and then
+        // written whole (the byte-by-byte loop below was 4 % of the webhook's instructions).
         let plain = !text
             .bytes()
             .fold(false, |escape, b| escape | (b == b'"') | (b == b'\\') | (b < 0x20));
