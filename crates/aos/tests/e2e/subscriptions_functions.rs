@@ -257,6 +257,40 @@ async fn malformed_and_invalid_files_are_left_in_place_reported_and_not_retried(
     w.assert_key_never_printed();
 }
 
+/// An invocation over the handler's 8 MiB limit (here a 9 MiB file, which the host sends in
+/// the invocation) fails, with one error line that says why: the host retries it and poisons
+/// the blob, and the handler goes on with the next file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_too_large_for_an_invocation_fails_it_with_a_line_saying_why() {
+    use aos_testkit::host::HostLevel;
+    let w = World::start().await;
+    w.put(ADD, "huge.json", &vec![b' '; 9 * 1024 * 1024]).await;
+    let attempt = w
+        .app
+        .host
+        .invoke_blob(SUBSCRIBER, "huge.json")
+        .await
+        .unwrap();
+    assert!(!attempt.succeeded, "{attempt:?}");
+    let console = w.app.host.console();
+    let said = console.iter().any(|line| {
+        line.level == HostLevel::Error
+            && line.text.contains("invocation failed")
+            && line.text.contains("over 8388608 bytes")
+            && line.text.contains(SUBSCRIBER)
+    });
+    assert!(said, "no error line names the limit: {console:#?}");
+    // The handler is still there for the next file.
+    w.put(ADD, "small.json", b"{}").await;
+    let attempt = w
+        .app
+        .host
+        .invoke_blob(SUBSCRIBER, "small.json")
+        .await
+        .unwrap();
+    assert!(attempt.succeeded, "a refused file answers 2xx: {attempt:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn altinn_refusal_is_reported_and_a_corrected_file_goes_through() {
     let w = World::start().await;
