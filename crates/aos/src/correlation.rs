@@ -40,7 +40,7 @@ pub const TRACEPARENT: &str = "traceparent";
 /// Held as fixed-size ASCII, not `String`s: the webhook parses one or two per invocation and
 /// every task-local read of the invocation's ids copies one, and their allocations were 2 % of
 /// the webhook's instructions (`docs/benchmarks.md`, "Instructions per invocation").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {
     trace_id: [u8; 32],
     parent_id: [u8; 16],
@@ -111,7 +111,15 @@ fn lower_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
 
 /// The text of [`TraceParent`]'s parts, which hold only hex digits (checked at parse).
 fn ascii(bytes: &[u8]) -> &str {
+    debug_assert!(bytes.iter().all(u8::is_ascii_hexdigit), "{bytes:?}");
     std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// As its header text, not as byte arrays.
+impl std::fmt::Debug for TraceParent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TraceParent").field(&self.header()).finish()
+    }
 }
 
 /// The ids of one invocation.

@@ -1,6 +1,7 @@
-//! Reading a request body with a cap, for both webhook adapters: keep at most `cap` bytes, and
-//! read a larger body on to its end (up to `drain`) and drop it chunk by chunk instead of
-//! answering in the middle of the upload. A server that answers and closes while the client is
+//! Reading a request body with a cap (the webhook in both runtimes, and every invocation the
+//! Functions host posts to `aos serve`): keep at most `cap` bytes, and read a larger body on to
+//! its end (up to `drain`) and drop it chunk by chunk instead of answering in the middle of the
+//! upload. A server that answers and closes while the client is
 //! still sending makes the kernel reset the connection, and the client then often sees a reset
 //! instead of the answer; read to its end, the body costs time, never memory.
 

@@ -77,12 +77,14 @@ impl<'de> Visitor<'de> for RequestIn<'_> {
 }
 
 /// The members of the request object the handler reads: `Method` as raw JSON, `Headers`
-/// ([`HeaderList`]) and `Body` ([`BodyText`]) decoded. As leniently as the host's own model reads them: a repeated
-/// member's last value wins, and a `Method` or `Headers` of another type than expected
-/// (checked where it is used) counts as absent rather than failing the invocation. A `Body`
-/// that is not valid JSON text (a lone surrogate escape, a number beyond `f64`) fails the
-/// invocation as undecodable, even when a later `Body` would replace it: the host writes one
-/// `Body`, a JSON string of valid text.
+/// ([`HeaderList`]) and `Body` ([`BodyText`]) decoded. As leniently as the host's own model
+/// reads them: a repeated member's last value wins, and a `Method` or `Headers` of another type
+/// than expected counts as absent rather than failing the invocation, as does a header value
+/// that is neither a string nor a list. Text is decoded strictly: a `Body`, a header name or a
+/// header string that is not valid JSON text (a lone surrogate escape), or a number beyond
+/// `f64` in `Headers`, fails the invocation as undecodable, even when a later member would
+/// replace it. The host writes none of these: one `Body`, a JSON string of valid text, and
+/// headers as strings or lists of strings decoded from the request's bytes.
 #[derive(Default)]
 struct Request<'a> {
     method: Option<&'a RawValue>,
@@ -316,10 +318,15 @@ impl<'de> Visitor<'de> for HeaderTextSeed {
         Ok(HeaderText(Some(Cow::Owned(text))))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        if self.item {
+            // A list in a list is no header text: skipped without decoding its strings.
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(HeaderText(None));
+        }
         let mut joined: Option<Cow<'de, str>> = None;
         while let Some(HeaderText(item)) = seq.next_element_seed(HeaderTextSeed { item: true })? {
-            // A list in a list is no header text, nor is any item that is not a string.
-            let Some(item) = item.filter(|_| !self.item) else {
+            // An item that is not a string is no header text.
+            let Some(item) = item else {
                 continue;
             };
             joined = Some(match joined {
@@ -429,6 +436,17 @@ mod tests {
     }
 
     #[test]
+    fn a_list_in_a_header_list_is_skipped_without_decoding_it() {
+        // Its strings are not decoded, so text that is not valid (a lone surrogate) in a
+        // list nested in a header's list is skipped like any other nested list.
+        let invocation = br#"{"Data": {"req": {"Headers": {"X": [["\ud800"], "b"],
+            "Content-Type": ["application/json"]}, "Body": "x"}}}"#;
+        let request = HttpTriggerRequest::parse(invocation, "req").unwrap();
+        assert_eq!(request.header("x"), Some("b"));
+        assert_eq!(request.header("content-type"), Some("application/json"));
+    }
+
+    #[test]
     fn a_missing_or_null_body_is_empty_and_a_plain_body_is_borrowed() {
         for data in [json!({"req": {}}), json!({"req": {"Body": null}})] {
             let invocation = json!({ "Data": data }).to_string();
@@ -506,8 +524,10 @@ mod tests {
             r#""Authorization: s3cr3t""#,
             r#"{"Data": {"req": ["s3cr3t", {}, "{}"]}}"#,
             r#"{"Data": {"req": {"Body": "s3cr3t"}}} trailing s3cr3t"#,
-            // Not Unicode: a lone surrogate.
+            // Not Unicode: a lone surrogate, in the body or in a header.
             r#"{"Data": {"req": {"Body": "s3cr3t \ud800 s3cr3t"}}}"#,
+            r#"{"Data": {"req": {"Headers": {"X": "s3cr3t \ud800"}, "Body": ""}}}"#,
+            r#"{"Data": {"req": {"Headers": {"X": ["a", "s3cr3t \ud800"]}}}}"#,
         ] {
             let error = HttpTriggerRequest::parse(bad.as_bytes(), "req").unwrap_err();
             assert!(!error.0.contains("s3cr3t"), "{bad}: {error}");

@@ -192,8 +192,12 @@ impl InvocationResponse {
 
     /// Sets the HTTP response (`res`): a JSON body written verbatim with its content type.
     pub fn http(self, binding: &str, status: u16, body: &impl Serialize) -> Self {
-        // Writing a `Value` or a struct of text and numbers into a `String` cannot fail.
-        let body = serde_json::to_string(body).unwrap_or_default();
+        // Today's bodies (the webhook's answer, the health report, a `Value`) always write;
+        // a type that could not would answer with an error body and an error line, not silently.
+        let body = serde_json::to_string(body).unwrap_or_else(|e| {
+            tracing::error!(binding, error = %e, "cannot write the HTTP output's body");
+            r#"{"error":"the answer could not be written"}"#.to_string()
+        });
         self.set(
             binding,
             Output::Http(HttpOutput {

@@ -49,38 +49,18 @@ type Route = MethodRouter<Arc<Functions>>;
 /// One route per function, named by the function (the host's invocation path).
 fn function_routes() -> [(&'static str, Route); 8] {
     [
-        (
-            EVENTS_RECEIVER,
-            streamed(EVENTS_RECEIVER, routes::events_receiver),
-        ),
-        (
-            EVENTS_PROCESSOR,
-            buffered(EVENTS_PROCESSOR, routes::events_processor),
-        ),
-        (
-            EVENTS_CONFIRMATION,
-            buffered(EVENTS_CONFIRMATION, routes::events_confirmation),
-        ),
-        (
-            EVENTS_RECONCILER,
-            buffered(EVENTS_RECONCILER, routes::events_reconciler),
-        ),
-        (
-            EVENTS_FEEDBACK,
-            buffered(EVENTS_FEEDBACK, routes::events_feedback),
-        ),
-        (
-            EVENTS_SUBSCRIBER,
-            buffered(EVENTS_SUBSCRIBER, subscription_routes::events_subscriber),
-        ),
-        (
+        streamed(EVENTS_RECEIVER, routes::events_receiver),
+        buffered(EVENTS_PROCESSOR, routes::events_processor),
+        buffered(EVENTS_CONFIRMATION, routes::events_confirmation),
+        buffered(EVENTS_RECONCILER, routes::events_reconciler),
+        buffered(EVENTS_FEEDBACK, routes::events_feedback),
+        buffered(EVENTS_SUBSCRIBER, subscription_routes::events_subscriber),
+        buffered(
             EVENTS_DESUBSCRIBER,
-            buffered(
-                EVENTS_DESUBSCRIBER,
-                subscription_routes::events_desubscriber,
-            ),
+            subscription_routes::events_desubscriber,
         ),
-        (HEALTH, buffered(HEALTH, routes::health)),
+        // Health reads nothing of its invocation: its body is left unread, as before.
+        streamed(HEALTH, |pipeline, _| routes::health(pipeline)),
     ]
 }
 
@@ -108,23 +88,25 @@ pub fn router(pipeline: Pipeline, deadline: Option<Duration>) -> Router {
 /// per invocation for three layers (the ids, the deadline, the body limit), a tenth of the
 /// webhook's instructions in the ingest profile (`docs/benchmarks.md`, "Instructions per
 /// invocation").
-fn streamed<F, Fut>(function: &'static str, step: F) -> Route
+fn streamed<F, Fut>(function: &'static str, step: F) -> (&'static str, Route)
 where
     F: Fn(Arc<Pipeline>, Body) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
-    post(
+    let route = post(
         move |State(functions): State<Arc<Functions>>, request: Request| async move {
             let (parts, body) = request.into_parts();
             let work = step(functions.pipeline.clone(), body);
             invocation(function, functions.deadline, &parts.headers, work).await
         },
-    )
+    );
+    (function, route)
 }
 
 /// The route of `function`, whose step is given the whole invocation body, at most
-/// [`MAX_INVOCATION_BYTES`]; a larger one fails the invocation.
-fn buffered<F, Fut>(function: &'static str, step: F) -> Route
+/// [`MAX_INVOCATION_BYTES`]; a larger one fails the invocation, read to its end first (the host
+/// has sent it whole, and a connection closed under it could hide the answer from the host).
+fn buffered<F, Fut>(function: &'static str, step: F) -> (&'static str, Route)
 where
     F: Fn(Arc<Pipeline>, Bytes) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response> + Send + 'static,
@@ -132,7 +114,7 @@ where
     streamed(function, move |pipeline, body| {
         let step = step.clone();
         async move {
-            match read_capped(body, MAX_INVOCATION_BYTES, MAX_INVOCATION_BYTES).await {
+            match read_capped(body, MAX_INVOCATION_BYTES, usize::MAX).await {
                 Ok(Capped::Whole(body)) => step(pipeline, body).await,
                 Ok(Capped::TooLarge { .. }) => {
                     let error = format!("the invocation is over {MAX_INVOCATION_BYTES} bytes");

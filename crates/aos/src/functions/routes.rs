@@ -31,10 +31,9 @@ pub async fn ready() -> Json<serde_json::Value> {
 
 /// `Health` (`GET /api/health`, anonymous): readiness in the `res` output — 200 or 503 with
 /// each check's word ([`crate::pipeline::health`]); the invocation itself succeeds either way.
-pub async fn health(pipeline: Arc<Pipeline>, _: Bytes) -> Response {
+pub async fn health(pipeline: Arc<Pipeline>) -> Response {
     let health = pipeline.health().await;
-    let body = serde_json::to_value(&health).unwrap_or_default();
-    ok(InvocationResponse::default().http(RESPONSE, health.http_status(), &body))
+    ok(InvocationResponse::default().http(RESPONSE, health.http_status(), &health))
 }
 
 /// A failed invocation: non-2xx, so the host retries the message (and poisons it after the
