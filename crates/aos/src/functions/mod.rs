@@ -84,8 +84,8 @@ pub fn router(pipeline: Pipeline, deadline: Option<Duration>) -> Router {
 /// [`invocation`].
 ///
 /// Why not axum middleware (`from_fn` layers on the router, as before): each layer clones the
-/// boxed service under it and boxes its own future on every request, some thirty allocations
-/// per invocation for three layers (the ids, the deadline, the body limit), a tenth of the
+/// boxed service under it and boxes its own future on every request: some thirty allocations
+/// per invocation for three layers (the ids, the deadline, the body limit), about 7 % of the
 /// webhook's instructions in the ingest profile (`docs/benchmarks.md`, "Instructions per
 /// invocation").
 fn streamed<F, Fut>(function: &'static str, step: F) -> (&'static str, Route)
