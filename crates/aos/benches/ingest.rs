@@ -460,7 +460,13 @@ impl Level {
             latency(percentile(&mut latencies, 50.0)),
             latency(percentile(&mut latencies, 99.0)),
             self.cpu_per_1000().as_secs_f64() * 1e3,
-        )
+        ) + &self.offered.map_or(String::new(), |_| {
+            format!(
+                "; round trip p99 {}, held by client {}",
+                latency(percentile(&mut self.result.round_trips.clone(), 99.0)),
+                self.held_by_client()
+            )
+        })
     }
 
     fn cpu_per_1000(&self) -> Duration {
@@ -505,6 +511,13 @@ impl Level {
             .is_some_and(|offered| achieved >= 0.98 * offered)
     }
 
+    /// The requests the load generator sent 1 ms or more after they could go.
+    fn held_by_client(&self) -> usize {
+        let late = Duration::from_millis(1);
+        let held = &self.result.held_by_client;
+        held.iter().filter(|&&held| held >= late).count()
+    }
+
     /// A row of the paced table.
     fn paced_row(&self) -> Vec<String> {
         let mut latencies = self.result.latencies.clone();
@@ -527,6 +540,8 @@ impl Level {
             latency(percentile(&mut latencies, 99.0)),
             latency(percentile(&mut latencies, 99.9)),
             millis(percentile(&mut latencies, 100.0)),
+            latency(percentile(&mut self.result.round_trips.clone(), 99.0)),
+            self.held_by_client().to_string(),
             format!("{:.0} ms", self.cpu_per_1000().as_secs_f64() * 1e3),
             format!("{}/{}", self.result.checked, self.result.failures),
         ]
@@ -596,7 +611,11 @@ fn write_report(
              the one a sender sees at a given rate; 20,000/s is the target's. Where the handler \
              did not keep up (*kept up* no: under 98 % of the offered rate achieved), requests \
              queued for the whole run, so those latencies grow with the run's length and say \
-             only that the rate is beyond the handler on this machine.",
+             only that the rate is beyond the handler on this machine. Two more columns say \
+             which side a tail came from: *round trip p99*, each request from when it was sent \
+             to its answer (the handler and the kernel); and *held by client*, the requests the \
+             load generator sent 1 ms or more after they could go (due, with their connection \
+             free): those count the client's own stalls, not the handler's.",
         );
         report.table(
             &[
@@ -611,6 +630,8 @@ fn write_report(
                 "p99",
                 "p99.9",
                 "max",
+                "round trip p99",
+                "held by client",
                 "handler CPU / 1,000",
                 "checked/failed",
             ],

@@ -105,6 +105,14 @@ pub struct LoadResult {
     /// time the request was due to be sent to its response, so a request held back by a slow
     /// answer before it counts its wait (no coordinated omission).
     pub latencies: Vec<Duration>,
+    /// Paced only: each request's round trip, from when it was sent to its response (the
+    /// server's and the kernel's time, where `latencies` also count the wait to be sent).
+    pub round_trips: Vec<Duration>,
+    /// Paced only: how long after each request could go (it was due, and its connection had its
+    /// previous answer) it was sent. Beyond a few microseconds that is the load generator itself
+    /// running late (descheduled, or busy with its other connections), not the server, so a
+    /// latency tail with many of these is the client's stall, one without them the server's.
+    pub held_by_client: Vec<Duration>,
     /// Responses that were not 200 or failed their check.
     pub failures: usize,
     pub first_failure: Option<String>,
@@ -179,8 +187,11 @@ pub async fn load_with(
         let (next, requests) = (next.clone(), requests.clone());
         tasks.spawn(async move {
             let mut latencies = Vec::with_capacity(total / concurrency + 1);
+            let (mut round_trips, mut held_by_client) = (Vec::new(), Vec::new());
             let (mut failures, mut checked, mut first_failure) = (0, 0, None);
             let mut own = (index..total).step_by(concurrency);
+            // When this connection last got its answer: a paced request can go only after.
+            let mut free_at = started;
             loop {
                 let (i, due) = match schedule {
                     Schedule::ClosedLoop => match next.fetch_add(1, Ordering::Relaxed) {
@@ -198,9 +209,14 @@ pub async fn load_with(
                     while Instant::now() < due {
                         tokio::task::yield_now().await;
                     }
+                    held_by_client.push(due.max(free_at).elapsed());
                 }
                 let (response, round_trip) = connection.send(&requests[i % requests.len()]).await?;
+                free_at = Instant::now();
                 latencies.push(due.map_or(round_trip, |due| due.elapsed()));
+                if due.is_some() {
+                    round_trips.push(round_trip);
+                }
                 let verdict = if response.status != 200 {
                     Err(anyhow::anyhow!(
                         "status {}: {}",
@@ -218,20 +234,31 @@ pub async fn load_with(
                     first_failure.get_or_insert_with(|| format!("{e:#}"));
                 }
             }
-            anyhow::Ok((latencies, failures, checked, first_failure))
+            anyhow::Ok((
+                latencies,
+                round_trips,
+                held_by_client,
+                failures,
+                checked,
+                first_failure,
+            ))
         });
     }
     let mut result = LoadResult {
         requests: total,
         elapsed: Duration::ZERO,
         latencies: Vec::with_capacity(total),
+        round_trips: Vec::new(),
+        held_by_client: Vec::new(),
         failures: 0,
         first_failure: None,
         checked: 0,
     };
     while let Some(done) = tasks.join_next().await {
-        let (latencies, failures, checked, first_failure) = done??;
+        let (latencies, round_trips, held_by_client, failures, checked, first_failure) = done??;
         result.latencies.extend(latencies);
+        result.round_trips.extend(round_trips);
+        result.held_by_client.extend(held_by_client);
         result.failures += failures;
         result.checked += checked;
         if result.first_failure.is_none() {
