@@ -183,7 +183,7 @@ impl<'writer> FormatFields<'writer> for SpanFields {
 }
 
 /// The room a span's fields get when the first is recorded after the span is made
-/// ([`SpanFields::add_fields`]): the `invocation` span's nine fields with room to spare.
+/// ([`SpanFields::add_fields`]): the `invocation` span's eight fields with room to spare.
 const SPAN_FIELDS_CAPACITY: usize = 512;
 
 /// Writes each field it visits as `,"name":value`, straight into the span's buffer: no field
