@@ -245,7 +245,8 @@ impl<'de> Deserialize<'de> for HeaderList<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut headers = Vec::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some(Text(name)) = map.next_key()? {
-                    if let HeaderText(Some(value)) = map.next_value()? {
+                    let value = map.next_value_seed(HeaderTextSeed { item: false })?;
+                    if let HeaderText(Some(value)) = value {
                         headers.push((name, value));
                     }
                 }
@@ -282,12 +283,6 @@ impl<'de> Deserialize<'de> for HeaderList<'de> {
 /// A header's value: a string, or a list whose string items are joined with `,`; `None` for
 /// anything else, and for a list without a string.
 struct HeaderText<'a>(Option<Cow<'a, str>>);
-
-impl<'de> Deserialize<'de> for HeaderText<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        HeaderTextSeed { item: false }.deserialize(deserializer)
-    }
-}
 
 /// Reads a [`HeaderText`], or with `item`, one item of a header's list: a string or nothing.
 struct HeaderTextSeed {
